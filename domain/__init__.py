@@ -1,0 +1,1 @@
+"""The scheduler's domain: aggregates, their events and pure policies. No I/O, no clock."""

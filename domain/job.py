@@ -1,0 +1,116 @@
+"""The Job aggregate: a job's spec and its history of changes (spec §2, §4.7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from eventsourcing.domain import event
+
+from .aggregate import Aggregate, EventMeta
+from .errors import NotFound
+from .job_spec import JobSpec
+
+
+class FieldChange(msgspec.Struct, frozen=True, array_like=True):
+    old: Any
+    new: Any
+
+
+class Job(Aggregate):
+    """A scheduled job. Its state is its spec plus `next_run_at` and whether it is deleted."""
+
+    class Created(Aggregate.Created):
+        """A job was added; `spec` is the full normalized spec with defaults applied."""
+
+        spec: JobSpec
+        next_run_at: str | None
+
+    @event(Created)
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the library passes the aggregate id by this name
+        spec: JobSpec,
+        next_run_at: str | None,
+        meta: EventMeta,
+        timestamp: datetime,
+    ) -> None:
+        self.spec = spec
+        self.next_run_at = next_run_at
+        self.deleted = False
+
+    class Updated(Aggregate.Event):
+        """Fields changed: each changed field with its old and new value. `next_run_at`
+        appears among them when the update moved the next fire time."""
+
+        changes: dict[str, FieldChange]
+
+    @event(Updated)
+    def _record_changes(
+        self, changes: dict[str, FieldChange], meta: EventMeta, timestamp: datetime
+    ) -> None:
+        values = {name: change.new for name, change in changes.items()}
+        if "next_run_at" in values:
+            self.next_run_at = values.pop("next_run_at")
+        self.spec = msgspec.structs.replace(self.spec, **values)
+
+    class Enabled(Aggregate.Event):
+        next_run_at: str | None
+
+    @event(Enabled)
+    def _record_enabled(self, next_run_at: str | None, meta: EventMeta, timestamp: datetime):
+        self.spec = msgspec.structs.replace(self.spec, enabled=1)
+        self.next_run_at = next_run_at
+
+    class Disabled(Aggregate.Event):
+        pass
+
+    @event(Disabled)
+    def _record_disabled(self, meta: EventMeta, timestamp: datetime) -> None:
+        self.spec = msgspec.structs.replace(self.spec, enabled=0)
+
+    class Deleted(Aggregate.Event):
+        pass
+
+    @event(Deleted)
+    def _record_deleted(self, meta: EventMeta, timestamp: datetime) -> None:
+        self.deleted = True
+
+    # Commands: each checks the job still exists and records nothing when nothing changes.
+
+    def update(
+        self, values: dict[str, Any], meta: EventMeta, at: datetime
+    ) -> dict[str, FieldChange]:
+        self._require_live()
+        current = self.record()
+        changes = {
+            name: FieldChange(current.get(name), new)
+            for name, new in values.items()
+            if current.get(name) != new
+        }
+        if changes:
+            self._record_changes(changes=changes, meta=meta, timestamp=at)
+        return changes
+
+    def enable(self, next_run_at: str | None, meta: EventMeta, at: datetime) -> None:
+        self._require_live()
+        if not self.spec.enabled:
+            self._record_enabled(next_run_at=next_run_at, meta=meta, timestamp=at)
+
+    def disable(self, meta: EventMeta, at: datetime) -> None:
+        self._require_live()
+        if self.spec.enabled:
+            self._record_disabled(meta=meta, timestamp=at)
+
+    def delete(self, meta: EventMeta, at: datetime) -> None:
+        self._require_live()
+        self._record_deleted(meta=meta, timestamp=at)
+
+    def record(self) -> dict[str, Any]:
+        """The spec fields and `next_run_at`, as one dict."""
+        return {**msgspec.structs.asdict(self.spec), "next_run_at": self.next_run_at}
+
+    def _require_live(self) -> None:
+        if self.deleted:
+            raise NotFound(f"Job not found: {self.id}")

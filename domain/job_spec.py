@@ -1,0 +1,193 @@
+"""The job model of spec §2: every field, its type, default, bounds and allowed values.
+
+`JobSpec` is the single definition of the fields. Validation reads bounds and enums from
+it, `ocsched schema jobs` prints it, and the Created event stores an instance of it.
+"""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+AT_JOB_SENTINEL_CRON = "0 0 31 2 *"
+
+Flag = Literal[0, 1]
+
+
+def text(max_length: int) -> Meta:
+    return Meta(max_length=max_length)
+
+
+def at_least(minimum: int) -> Meta:
+    return Meta(ge=minimum)
+
+
+TrustLevel = Literal["untrusted", "restricted", "supervised", "autonomous"]
+
+
+class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """A job as the user specifies it, after normalization and defaults."""
+
+    id: str | None = None
+    name: Annotated[str, text(200)] = ""
+    enabled: Flag = 1
+    schedule_kind: Literal["cron", "at"] = "cron"
+    schedule_cron: Annotated[str, text(128)] | None = None
+    schedule_at: str | None = None
+    schedule_tz: Annotated[str, text(128)] = "UTC"
+    session_target: Literal["main", "isolated", "shell"] = "isolated"
+    agent_id: Annotated[str, text(128)] = "main"
+    payload_kind: Literal["systemEvent", "agentTurn", "shellCommand"] | None = None
+    payload_message: Annotated[str, text(100000)] = ""
+    payload_model: Annotated[str, text(256)] | None = None
+    payload_thinking: Annotated[str, text(64)] | None = None
+    payload_timeout_seconds: Annotated[int, at_least(1)] = 120
+    execution_intent: Literal["execute", "plan"] = "execute"
+    execution_read_only: Flag = 0
+    overlap_policy: Literal["skip", "allow", "queue"] = "skip"
+    run_timeout_ms: Annotated[int, at_least(1)] | None = None
+    max_queued_dispatches: Annotated[int, at_least(1)] = 25
+    max_pending_approvals: Annotated[int, at_least(1)] = 10
+    max_trigger_fanout: Annotated[int, at_least(1)] = 25
+    delivery_mode: Literal["announce", "announce-always", "none"] = "announce"
+    delivery_channel: Annotated[str, text(64)] | None = None
+    delivery_to: Annotated[str, text(256)] | None = None
+    delivery_opt_out_reason: str | None = None
+    delivery_guarantee: Literal["at-most-once", "at-least-once"] = "at-most-once"
+    delete_after_run: Flag = 0
+    ttl_hours: Annotated[int, at_least(1)] | None = None
+    parent_id: str | None = None
+    trigger_on: Literal["success", "failure", "complete"] | None = None
+    trigger_delay_s: Annotated[int, at_least(0)] = 0
+    trigger_condition: Annotated[str, text(1024)] | None = None
+    max_retries: Annotated[int, at_least(0)] = 0
+    payload_scope: Literal["own", "global"] = "own"
+    resource_pool: Annotated[str, text(128)] | None = None
+    job_class: Literal["standard", "pre_compaction_flush"] = "standard"
+    approval_required: Flag = 0
+    approval_timeout_s: Annotated[int, at_least(1)] = 3600
+    approval_auto: Literal["approve", "reject"] = "reject"
+    context_retrieval: Literal["none", "recent", "hybrid"] = "none"
+    context_retrieval_limit: Annotated[int, at_least(1)] = 5
+    output_store_limit_bytes: Annotated[int, at_least(128)] = 65536
+    output_excerpt_limit_bytes: Annotated[int, at_least(64)] = 2000
+    output_summary_limit_bytes: Annotated[int, at_least(64)] = 5000
+    output_offload_threshold_bytes: Annotated[int, at_least(128)] = 65536
+    preferred_session_key: Annotated[str, text(512)] | None = None
+    auth_profile: Annotated[str, text(256)] | None = None
+    origin: Annotated[str, text(256)] | None = None
+    job_type: Literal["standard", "watchdog"] = "standard"
+    watchdog_target_label: Annotated[str, text(256)] | None = None
+    watchdog_check_cmd: Annotated[str, text(4096)] | None = None
+    watchdog_timeout_min: Annotated[int, at_least(1)] | None = None
+    watchdog_alert_channel: Annotated[str, text(64)] | None = None
+    watchdog_alert_target: Annotated[str, text(256)] | None = None
+    watchdog_self_destruct: Flag = 1
+    watchdog_started_at: str | None = None
+    # v0.2 identity / trust / authorization fields (spec §2.4)
+    identity_principal: Annotated[str, text(512)] | None = None
+    identity_run_as: Annotated[str, text(256)] | None = None
+    identity_attestation: Annotated[str, text(256)] | None = None
+    identity_ref: Annotated[str, text(256)] | None = None
+    identity_subject_kind: (
+        Literal[
+            "agent", "service", "workload", "user", "composite", "delegated-agent", "unknown"
+        ]
+        | None
+    ) = None
+    identity_subject_principal: Annotated[str, text(512)] | None = None
+    identity_trust_level: TrustLevel | None = None
+    identity_delegation_mode: Literal["none", "on-behalf-of", "impersonation"] | None = None
+    identity: str | None = None
+    authorization_proof_ref: Annotated[str, text(256)] | None = None
+    authorization_proof: str | None = None
+    authorization_ref: Annotated[str, text(256)] | None = None
+    authorization: str | None = None
+    evidence_ref: Annotated[str, text(256)] | None = None
+    evidence: str | None = None
+    contract_required_trust_level: TrustLevel | None = None
+    contract_trust_enforcement: (
+        Literal["none", "warn", "block", "advisory", "strict"] | None
+    ) = None
+    contract_sandbox: Annotated[str, text(128)] | None = None
+    contract_network: Annotated[str, text(128)] | None = None
+    contract_audit: Annotated[str, text(128)] | None = None
+    contract_allowed_paths: str | None = None
+    contract_max_cost_usd: float | None = None
+    child_credential_policy: Literal["none", "inherit", "downscope", "independent"] | None = None
+
+
+REQUIRED_FIELDS = ("name", "payload_message", "run_timeout_ms")
+"""Fields a new job must carry (spec §3.3, §3.2 rule 26)."""
+
+JSON_BLOB_FIELDS = (
+    "identity",
+    "authorization_proof",
+    "authorization",
+    "evidence",
+    "contract_allowed_paths",
+)
+JSON_BLOB_MAX_BYTES = 32768
+
+
+class FieldInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What `schema jobs` says about one field, read off JobSpec."""
+
+    type: str
+    nullable: bool = False
+    default: object = None
+    enum: list | None = None
+    min: int | None = None
+    maxLength: int | None = None  # noqa: N815 - the anchor's schema key
+
+
+@cache
+def job_fields() -> dict[str, FieldInfo]:
+    """Each JobSpec field's type, default, enum and bounds, read from the Struct itself."""
+    info = msgspec.inspect.type_info(JobSpec)
+    described = {field.name: _describe(field.type, field.default) for field in info.fields}
+    for name, values in _declared_enums().items():
+        described[name].enum = list(values)  # msgspec sorts them; keep the spec's order
+    return described
+
+
+def _declared_enums() -> dict[str, tuple]:
+    hints = typing.get_type_hints(JobSpec)
+    enums = {}
+    for name, hint in hints.items():
+        for part in typing.get_args(hint) or (hint,):
+            if typing.get_origin(part) is Literal:
+                enums[name] = typing.get_args(part)
+        if typing.get_origin(hint) is Literal:
+            enums[name] = typing.get_args(hint)
+    return enums
+
+
+def flag_fields() -> tuple[str, ...]:
+    return tuple(name for name, info in job_fields().items() if info.enum == [0, 1])
+
+
+def _describe(kind: msgspec.inspect.Type, default: object) -> FieldInfo:
+    nullable = False
+    if isinstance(kind, msgspec.inspect.UnionType):
+        members = [t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)]
+        nullable = len(members) < len(kind.types)
+        kind = members[0]
+    if default is msgspec.NODEFAULT:
+        default = None
+    field = FieldInfo(type="string", nullable=nullable, default=default)
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        field.enum = list(kind.values)
+        field.type = "integer" if isinstance(kind.values[0], int) else "string"
+    elif isinstance(kind, msgspec.inspect.IntType):
+        field.type = "integer"
+        field.min = kind.ge
+    elif isinstance(kind, msgspec.inspect.FloatType):
+        field.type = "number"
+    elif isinstance(kind, msgspec.inspect.StrType):
+        field.maxLength = kind.max_length
+    return field

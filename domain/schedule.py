@@ -1,0 +1,102 @@
+"""When jobs fire (spec §4): cron in the job's zone, one-shot at-jobs, `--at` / `--in`.
+
+Every function is pure: "now" is an argument. Stored times are the anchor's TS text,
+UTC with second precision (`YYYY-MM-DD HH:MM:SS`), so they sort as strings.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ValidationError
+from .job_spec import AT_JOB_SENTINEL_CRON
+
+TS_FORMAT = "%Y-%m-%d %H:%M:%S"
+_TS_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def to_ts(moment: datetime) -> str:
+    """A moment as TS text: UTC, seconds, no zone."""
+    return moment.astimezone(UTC).strftime(TS_FORMAT)
+
+
+def from_ts(text: str) -> datetime:
+    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC)
+
+
+def is_ts(text: str) -> bool:
+    return bool(_TS_PATTERN.match(text))
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO date or datetime; one without an offset is taken as UTC (not host-local)."""
+    cleaned = text.strip()
+    if cleaned.endswith(("Z", "z")):
+        cleaned = cleaned[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValidationError(f'Invalid datetime: "{text}"') from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `15m`, `1.5h`, `1d` (spec §4.3)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValidationError(f'Invalid --in duration: "{text}". Use e.g. 15m, 2h, 30s, 1d')
+    amount, unit = match.groups()
+    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit.lower()])
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValidationError(f'schedule_tz "{name}" is not a valid IANA timezone') from None
+
+
+def check_cron(expression: str, tz: str) -> None:
+    """Raise ValidationError when the expression or the zone cannot be evaluated."""
+    next_cron_fire(expression, tz, datetime(2000, 1, 1, tzinfo=UTC))
+
+
+def next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:
+    """The first instant strictly after `now` that matches, evaluated in zone `tz`.
+
+    None for an expression that never fires (the at-job sentinel `0 0 31 2 *`).
+    """
+    from croniter import croniter
+    from croniter.croniter import CroniterBadDateError, CroniterError
+
+    if expression.strip().lower() == "@reboot":
+        raise ValidationError(f'Invalid cron expression "{expression}": @reboot is not supported')
+    local_now = now.astimezone(zone(tz))
+    try:
+        fire = croniter(expression, local_now, second_at_beginning=True).get_next(datetime)
+    except CroniterBadDateError:
+        return None
+    except (CroniterError, ValueError, KeyError) as error:
+        raise ValidationError(f'Invalid cron expression "{expression}": {error}') from None
+    return fire.astimezone(UTC).replace(microsecond=0)
+
+
+def next_run_at(job: dict, now: datetime, *, run_now: bool = False) -> str | None:
+    """Spec §4.5: when a job next fires from the clock, as TS text (None: never)."""
+    if job.get("parent_id"):
+        return None
+    if run_now:
+        return to_ts(now - timedelta(seconds=1))
+    if job.get("schedule_kind") == "at":
+        return job.get("schedule_at")
+    cron = job.get("schedule_cron")
+    if not cron or cron == AT_JOB_SENTINEL_CRON:
+        return None
+    fire = next_cron_fire(cron, job.get("schedule_tz") or "UTC", now)
+    return to_ts(fire) if fire else None

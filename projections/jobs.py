@@ -1,0 +1,83 @@
+"""The jobs read model: one row per live job, what `jobs list` and `jobs get` show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ocsched.domain.job import Job
+from ocsched.domain.job_spec import job_fields
+from ocsched.domain.schedule import to_ts
+
+from .projection import Projection
+from .rows import Delete, Update, Upsert
+
+TABLE = "jobs"
+
+STATE_COLUMNS: dict[str, type] = {
+    "next_run_at": str,
+    "last_run_at": str,
+    "last_status": str,
+    "consecutive_errors": int,
+    "queued_count": int,
+    "created_at": str,
+    "updated_at": str,
+}
+STATE_DEFAULTS = {"consecutive_errors": 0, "queued_count": 0}
+
+_SQL_TYPES = {"integer": int, "number": float, "string": str}
+
+
+def create_tables(db: Any) -> None:
+    columns = {name: _SQL_TYPES[info.type] for name, info in job_fields().items()}
+    db[TABLE].create({**columns, **STATE_COLUMNS}, pk="id")
+    db[TABLE].create_index(["name"])
+    db[TABLE].create_index(["parent_id"])
+    db[TABLE].create_index(["next_run_at"])
+
+
+def created(event: Job.Created):
+    row = msgspec.structs.asdict(event.spec)
+    row["id"] = event.originator_id
+    stamp = to_ts(event.timestamp)
+    row.update(
+        {name: STATE_DEFAULTS.get(name) for name in STATE_COLUMNS},
+        next_run_at=event.next_run_at,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    yield Upsert(TABLE, row)
+
+
+def updated(event: Job.Updated):
+    values = {name: change.new for name, change in event.changes.items()}
+    yield Update(TABLE, event.originator_id, {**values, "updated_at": to_ts(event.timestamp)})
+
+
+def enabled(event: Job.Enabled):
+    values = {"enabled": 1, "next_run_at": event.next_run_at}
+    yield Update(TABLE, event.originator_id, {**values, "updated_at": to_ts(event.timestamp)})
+
+
+def disabled(event: Job.Disabled):
+    yield Update(TABLE, event.originator_id, {"enabled": 0, "updated_at": to_ts(event.timestamp)})
+
+
+def deleted(event: Job.Deleted):
+    yield Delete(TABLE, event.originator_id)
+
+
+projection = Projection(
+    name="jobs",
+    version=1,
+    tables=(TABLE,),
+    create_tables=create_tables,
+    handlers={
+        Job.Created: created,
+        Job.Updated: updated,
+        Job.Enabled: enabled,
+        Job.Disabled: disabled,
+        Job.Deleted: deleted,
+    },
+)

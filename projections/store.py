@@ -1,0 +1,121 @@
+"""The SQLite file that holds read models and their tracking positions.
+
+Rows and the tracking position of a page of events are written in one transaction
+(the library's single-row tracking refuses a position that does not move forward), so
+each event is applied exactly once even with several processes catching up at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+
+from .projection import Projection
+from .rows import Delete, RowChange, Update, Upsert
+
+VERSIONS_TABLE = "read_model_versions"
+
+
+class ReadModelStore(SQLiteTrackingRecorder):
+    def __init__(self, path: str) -> None:
+        super().__init__(SQLiteDatastore(db_name=path, originator_id_type="text"))
+        self.create_table()
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (name TEXT PRIMARY KEY, version INTEGER)",
+        ]
+
+    def ensure_tables(self, projection: Projection) -> None:
+        """Create the projection's tables; drop and recreate them when their layout changed."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,))
+            row = cursor.fetchone()
+            if row and row[0] == projection.version:
+                return
+            self._drop(cursor, projection)
+            import sqlite_utils
+
+            projection.create_tables(_sqlite_utils_view(cursor, sqlite_utils))
+            cursor.execute(
+                f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, ?)",
+                (projection.name, projection.version),
+            )
+
+    def drop(self, projection: Projection) -> None:
+        """Drop the projection's tables and forget its position and layout version."""
+        with self.datastore.transaction(commit=True) as cursor:
+            self._drop(cursor, projection)
+            cursor.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,))
+
+    def _drop(self, cursor: SQLiteCursor, projection: Projection) -> None:
+        for table in projection.tables:
+            cursor.execute(f"DROP TABLE IF EXISTS [{table}]")
+        cursor.execute("DELETE FROM tracking WHERE application_name = ?", (projection.name,))
+
+    def position(self, name: str) -> int:
+        return self.max_tracking_id(name) or 0
+
+    def apply(
+        self,
+        projection: Projection,
+        read_page: Any,
+    ) -> int:
+        """Apply the next page of events after this projection's position, in one
+        transaction with the new position. `read_page(position)` returns a list of
+        (notification_id, event or None) pairs; None marks an event the projection
+        ignores. Returns how many events were consumed (0 when up to date)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            # Writing first takes the write lock, so the position read next is current.
+            cursor.execute(
+                "INSERT INTO tracking VALUES (?, 0) ON CONFLICT DO NOTHING", (projection.name,)
+            )
+            cursor.execute(
+                "SELECT notification_id FROM tracking WHERE application_name = ?",
+                (projection.name,),
+            )
+            page = read_page(cursor.fetchone()[0])
+            if not page:
+                return 0
+            for _, event in page:
+                if event is not None:
+                    for change in projection.changes(event):
+                        _write(cursor, change)
+            self._insert_tracking(cursor, Tracking(projection.name, page[-1][0]))
+            return len(page)
+
+
+def _sqlite_utils_view(cursor: SQLiteCursor, sqlite_utils: Any) -> Any:
+    return sqlite_utils.Database(
+        cursor.sqlite_cursor.connection, recursive_triggers=False, execute_plugins=False
+    )
+
+
+def _write(cursor: SQLiteCursor, change: RowChange) -> None:
+    if isinstance(change, Upsert):
+        columns = list(change.row)
+        names = ", ".join(f"[{c}]" for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c != change.pk)
+        cursor.execute(
+            f"INSERT INTO [{change.table}] ({names}) VALUES ({marks}) "
+            f"ON CONFLICT([{change.pk}]) DO UPDATE SET {updates}",
+            _values(change.row.values()),
+        )
+    elif isinstance(change, Update):
+        assignments = ", ".join(f"[{c}] = ?" for c in change.values)
+        cursor.execute(
+            f"UPDATE [{change.table}] SET {assignments} WHERE [{change.pk}] = ?",
+            [*_values(change.values.values()), change.key],
+        )
+    elif isinstance(change, Delete):
+        cursor.execute(f"DELETE FROM [{change.table}] WHERE [{change.pk}] = ?", (change.key,))
+
+
+def _values(values: Iterable[Any]) -> list[Any]:
+    return [json.dumps(v) if isinstance(v, (dict, list)) else v for v in values]
