@@ -10,7 +10,8 @@ from eventsourcing.domain import event
 
 from .aggregate import Aggregate, EventMeta
 from .errors import NotFound
-from .job_spec import JobSpec
+from .job_spec import AT_JOB_SENTINEL_CRON, JobSpec
+from .schedule import next_run_at
 
 
 class FieldChange(msgspec.Struct, frozen=True, array_like=True):
@@ -93,10 +94,12 @@ class Job(Aggregate):
             self._record_changes(changes=changes, meta=meta, timestamp=at)
         return changes
 
-    def enable(self, next_run_at: str | None, meta: EventMeta, at: datetime) -> None:
+    def enable(self, meta: EventMeta, at: datetime) -> None:
+        """Re-enabling recomputes the next fire from `at`; a past one does not fire."""
         self._require_live()
         if not self.spec.enabled:
-            self._record_enabled(next_run_at=next_run_at, meta=meta, timestamp=at)
+            upcoming = next_run_at(self.record(), at)
+            self._record_enabled(next_run_at=upcoming, meta=meta, timestamp=at)
 
     def disable(self, meta: EventMeta, at: datetime) -> None:
         self._require_live()
@@ -114,3 +117,37 @@ class Job(Aggregate):
     def _require_live(self) -> None:
         if self.deleted:
             raise NotFound(f"Job not found: {self.id}")
+
+
+SCHEDULE_FIELDS = frozenset(
+    {"schedule_kind", "schedule_at", "schedule_cron", "schedule_tz", "parent_id"}
+)
+DERIVED_PAYLOAD_KIND = {"main": "systemEvent", "shell": "shellCommand", "isolated": "agentTurn"}
+INPUT_ONLY_FIELDS = ("next_run_at", "run_now")
+
+
+def new_job(spec: dict[str, Any], job_id: str, meta: EventMeta, now: datetime) -> Job:
+    """A Job from a validated, normalized spec: defaults applied, `payload_kind` derived,
+    the at-job sentinel cron filled in, `next_run_at` computed as spec §4.5 says."""
+    fields = {k: v for k, v in spec.items() if k not in INPUT_ONLY_FIELDS}
+    job_spec = msgspec.convert({**fields, "id": job_id}, JobSpec)
+    if job_spec.payload_kind is None:
+        job_spec.payload_kind = DERIVED_PAYLOAD_KIND[job_spec.session_target]
+    if job_spec.schedule_cron is None and (job_spec.parent_id or job_spec.schedule_kind == "at"):
+        job_spec.schedule_cron = AT_JOB_SENTINEL_CRON
+    if "next_run_at" in spec:
+        next_run = spec["next_run_at"]
+    else:
+        record = msgspec.structs.asdict(job_spec)
+        next_run = next_run_at(record, now, run_now=bool(spec.get("run_now")))
+    return Job(id=job_id, spec=job_spec, next_run_at=next_run, meta=meta, timestamp=now)
+
+
+def revise(job: Job, patch: dict[str, Any], meta: EventMeta, now: datetime) -> dict:
+    """Apply a validated update patch; `next_run_at` moves when the schedule, the parent or
+    a re-enable changes it and the patch does not set it (spec §4.5)."""
+    values = dict(patch)
+    re_enabled = values.get("enabled") == 1 and not job.spec.enabled
+    if "next_run_at" not in values and (SCHEDULE_FIELDS & values.keys() or re_enabled):
+        values["next_run_at"] = next_run_at({**job.record(), **values}, now)
+    return job.update(values, meta, now)

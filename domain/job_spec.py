@@ -33,7 +33,7 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     """A job as the user specifies it, after normalization and defaults."""
 
     id: str | None = None
-    name: Annotated[str, text(200)] = ""
+    name: Annotated[str, text(200)]
     enabled: Flag = 1
     schedule_kind: Literal["cron", "at"] = "cron"
     schedule_cron: Annotated[str, text(128)] | None = None
@@ -42,14 +42,14 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     session_target: Literal["main", "isolated", "shell"] = "isolated"
     agent_id: Annotated[str, text(128)] = "main"
     payload_kind: Literal["systemEvent", "agentTurn", "shellCommand"] | None = None
-    payload_message: Annotated[str, text(100000)] = ""
+    payload_message: Annotated[str, text(100000)]
     payload_model: Annotated[str, text(256)] | None = None
     payload_thinking: Annotated[str, text(64)] | None = None
     payload_timeout_seconds: Annotated[int, at_least(1)] = 120
     execution_intent: Literal["execute", "plan"] = "execute"
     execution_read_only: Flag = 0
     overlap_policy: Literal["skip", "allow", "queue"] = "skip"
-    run_timeout_ms: Annotated[int, at_least(1)] | None = None
+    run_timeout_ms: Annotated[int, at_least(1)]
     max_queued_dispatches: Annotated[int, at_least(1)] = 25
     max_pending_approvals: Annotated[int, at_least(1)] = 10
     max_trigger_fanout: Annotated[int, at_least(1)] = 25
@@ -94,9 +94,7 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     identity_attestation: Annotated[str, text(256)] | None = None
     identity_ref: Annotated[str, text(256)] | None = None
     identity_subject_kind: (
-        Literal[
-            "agent", "service", "workload", "user", "composite", "delegated-agent", "unknown"
-        ]
+        Literal["agent", "service", "workload", "user", "composite", "delegated-agent", "unknown"]
         | None
     ) = None
     identity_subject_principal: Annotated[str, text(512)] | None = None
@@ -110,9 +108,7 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     evidence_ref: Annotated[str, text(256)] | None = None
     evidence: str | None = None
     contract_required_trust_level: TrustLevel | None = None
-    contract_trust_enforcement: (
-        Literal["none", "warn", "block", "advisory", "strict"] | None
-    ) = None
+    contract_trust_enforcement: Literal["none", "warn", "block", "advisory", "strict"] | None = None
     contract_sandbox: Annotated[str, text(128)] | None = None
     contract_network: Annotated[str, text(128)] | None = None
     contract_audit: Annotated[str, text(128)] | None = None
@@ -121,8 +117,10 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     child_credential_policy: Literal["none", "inherit", "downscope", "independent"] | None = None
 
 
-REQUIRED_FIELDS = ("name", "payload_message", "run_timeout_ms")
-"""Fields a new job must carry (spec §3.3, §3.2 rule 26)."""
+REQUIRED_FIELDS = tuple(
+    field.name for field in msgspec.inspect.type_info(JobSpec).fields if field.required
+)
+"""Fields a new job must carry, those without a default (spec §3.3, §3.2 rule 26)."""
 
 JSON_BLOB_FIELDS = (
     "identity",

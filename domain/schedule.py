@@ -58,7 +58,7 @@ def parse_duration(text: str) -> timedelta:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise ValidationError(f'schedule_tz "{name}" is not a valid IANA timezone') from None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-
 from ocsched.domain.job import Job
 from ocsched.domain.job_spec import job_fields
 from ocsched.domain.schedule import to_ts

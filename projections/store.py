@@ -34,7 +34,9 @@ class ReadModelStore(SQLiteTrackingRecorder):
     def ensure_tables(self, projection: Projection) -> None:
         """Create the projection's tables; drop and recreate them when their layout changed."""
         with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,))
+            cursor.execute(
+                f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,)
+            )
             row = cursor.fetchone()
             if row and row[0] == projection.version:
                 return

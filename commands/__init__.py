@@ -1,0 +1,1 @@
+"""The `ocsched` command line and the service functions behind it."""

@@ -1,0 +1,41 @@
+"""Taking flags and options out of an argument list, the way the anchor CLI reads them."""
+
+from __future__ import annotations
+
+from .output import UsageError
+
+
+class Argv:
+    def __init__(self, args: list[str], usage: str) -> None:
+        self.args = list(args)
+        self.usage = usage
+
+    def flag(self, name: str) -> bool:
+        if name in self.args:
+            self.args.remove(name)
+            return True
+        return False
+
+    def option(self, name: str) -> str | None:
+        """`--name value` or `--name=value`; a missing value is a usage error."""
+        for index, arg in enumerate(self.args):
+            if arg == name:
+                if index + 1 >= len(self.args):
+                    raise UsageError(f"{name} needs a value. {self.usage}")
+                value = self.args[index + 1]
+                del self.args[index : index + 2]
+                return value
+            if arg.startswith(name + "="):
+                del self.args[index]
+                return arg[len(name) + 1 :]
+        return None
+
+    def positionals(self, minimum: int, maximum: int | None = None) -> list[str]:
+        """The remaining arguments; unknown options and a wrong count are usage errors."""
+        for arg in self.args:
+            if arg.startswith("--") and len(arg) > 2:
+                raise UsageError(f"Unknown option: {arg}. {self.usage}")
+        count = len(self.args)
+        if count < minimum or (maximum is not None and count > maximum):
+            raise UsageError(self.usage)
+        return self.args

@@ -1,0 +1,146 @@
+"""`ocsched` (also installed as `openclaw-scheduler`): argv to one handler, in one table."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from ocsched import __version__
+
+from .argv import Argv
+from .output import CommandError, UsageError
+
+# command -> subcommand -> "module:function"; None is the handler for the bare command.
+COMMANDS: dict[str, dict[str | None, str]] = {
+    "jobs": {
+        "add": "jobs:cli_add",
+        "validate": "jobs:cli_validate",
+        "update": "jobs:cli_update",
+        "get": "jobs:cli_get",
+        "list": "jobs:cli_list",
+        "enable": "jobs:enable_handler",
+        "disable": "jobs:disable_handler",
+        "delete": "jobs:cli_delete",
+        "tree": "jobs:cli_tree",
+    },
+    "events": {"tail": "events:cli_tail", "show": "events:cli_show"},
+    "projections": {None: "projections:cli_projections"},
+    "status": {None: "status:cli_status"},
+    "schema": {None: "schema:cli_schema"},
+}
+
+USAGE = """\
+Usage: {prog} <command> [args] [--json] [--actor NAME]
+
+Jobs:
+  jobs add '<json>' [--dry-run] [--watchdog] [--at <datetime>] [--in <duration>] [--profile P]
+      e.g. {prog} jobs add '{{"name":"backup","schedule_cron":"0 3 * * *",
+           "session_target":"shell","payload_message":"./backup.sh","run_timeout_ms":600000,
+           "origin":"system","delivery_mode":"none"}}'
+  jobs validate '<json>'            check a spec without saving it
+  jobs update <id> '<json>' [--dry-run] [--profile P]
+  jobs get <id> | jobs list [--type standard|watchdog] | jobs tree
+  jobs enable <id> | jobs disable <id> | jobs delete <id>
+
+Audit:
+  events tail [-n N] [--follow]     the newest events of the whole log
+  events show <id>                  one job's whole history: who changed what, when
+
+Read models:
+  projections status                each projection's position and lag
+  projections rebuild [NAME]        rebuild from the first event
+
+Other:
+  status | schema [jobs|all] | version | help
+
+--json anywhere prints JSON; errors then print {{"ok": false, "error": "..."}}.
+--actor NAME (or OCSCHED_ACTOR) names who is acting in the events; default: the OS user.
+Data: SCHEDULER_DB (a SQLite path or a postgresql:// URL), else $SCHEDULER_HOME/ocsched.db
+(SCHEDULER_HOME defaults to ~/.openclaw/scheduler)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if argv is None else "ocsched"
+    if prog not in ("ocsched", "openclaw-scheduler"):
+        prog = "ocsched"
+    global_options = Argv(args, "Usage: --actor <name>")
+    json_mode = global_options.flag("--json")
+    try:
+        actor = global_options.option("--actor")
+    except UsageError as error:
+        return _fail(str(error), json_mode)
+    args = global_options.args
+    if not args or args[0] in ("help", "--help", "-h"):
+        print(USAGE.format(prog=prog))
+        return 0
+    if args[0] in ("version", "--version", "-v"):
+        print(f"{prog} {__version__}")
+        return 0
+    return _run(args, json_mode, actor, prog)
+
+
+def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
+    command, rest = args[0], args[1:]
+    table = COMMANDS.get(command)
+    if table is None:
+        return _fail(f"Unknown command: {command}. Run without arguments for usage.", json_mode)
+    if None in table:
+        target = table[None]
+    elif rest and rest[0] in table:
+        target, rest = table[rest[0]], rest[1:]
+    else:
+        print(USAGE.format(prog=prog))
+        return 0
+    from ocsched.domain.errors import DomainError
+
+    from .context import Context
+
+    ctx = Context(json=json_mode)
+    if actor:
+        ctx.actor = actor
+    try:
+        _handler(target)(ctx, rest)
+        return 0
+    except (CommandError, DomainError) as error:
+        return _fail(str(error), json_mode)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("OCSCHED_DEBUG"):
+            raise
+        return _fail(_describe_unexpected(error), json_mode)
+    finally:
+        ctx.close()
+
+
+def _handler(target: str):
+    module_name, function_name = target.split(":")
+    module = importlib.import_module(f"ocsched.commands.{module_name}")
+    return getattr(module, function_name)
+
+
+def _describe_unexpected(error: Exception) -> str:
+    from eventsourcing.persistence import OperationalError, PersistenceError
+
+    if isinstance(error, OperationalError):
+        return f"Storage unavailable: {error}"
+    if isinstance(error, PersistenceError):
+        return f"Storage error: {error}"
+    return f"Internal error ({type(error).__name__}): {error} (set OCSCHED_DEBUG=1 for details)"
+
+
+def _fail(message: str, json_mode: bool) -> int:
+    message = " ".join(message.split("\n")).strip()
+    if json_mode:
+        from .output import print_json
+
+        print_json({"ok": False, "error": message})
+    else:
+        print(message, file=sys.stderr)
+    return 1
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""One CLI invocation: who is acting, when, and lazy access to the log and read models."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ocsched.adapters.settings import Settings
+from ocsched.projections import views
+
+if TYPE_CHECKING:
+    from ocsched.adapters.event_store import EventLog
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.projections.store import ReadModelStore
+
+
+def default_actor() -> str:
+    actor = os.environ.get("OCSCHED_ACTOR")
+    if actor:
+        return actor
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+@dataclass
+class Context:
+    json: bool = False
+    actor: str = field(default_factory=default_actor)
+    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    settings: Settings = field(default_factory=Settings.from_environment)
+    _log: EventLog | None = None
+    _store: ReadModelStore | None = None
+    _views: sqlite3.Connection | None = None
+
+    def meta(self, origin: str | None = None, cause: str | None = None) -> EventMeta:
+        from ocsched.domain.aggregate import EventMeta
+
+        return EventMeta(
+            actor=self.actor,
+            origin=origin or "cli",
+            correlation_id=self.correlation_id,
+            cause=cause,
+        )
+
+    @property
+    def log(self) -> EventLog:
+        if self._log is None:
+            from ocsched.adapters.event_store import open_event_log
+
+            self._log = open_event_log(self.settings)
+        return self._log
+
+    @property
+    def store(self) -> ReadModelStore:
+        if self._store is None:
+            from ocsched.adapters.settings import prepare_private_file
+            from ocsched.projections.store import ReadModelStore
+
+            prepare_private_file(self.settings.read_model_path)
+            self._store = ReadModelStore(self.settings.read_model_path)
+        return self._store
+
+    def save(self, *aggregates: Any) -> None:
+        """Append the aggregates' new events, then bring the read models up to date so
+        the next command (in this process or another) sees them."""
+        self.log.save(*aggregates)
+        self.catch_up()
+
+    def catch_up(self) -> int:
+        from ocsched.projections.runner import catch_up
+
+        self._close_views()
+        return catch_up(self.log, self.store)
+
+    def views(self) -> sqlite3.Connection | None:
+        """A read-only connection to fresh read models; None when nothing exists yet."""
+        if self._views is None:
+            path = self.settings.read_model_path
+            same_file = not self.settings.uses_postgres
+            self._views = views.open_views(path, event_table=same_file)
+            if self._views is None or not same_file:
+                if not os.path.exists(self.settings.database) and same_file:
+                    return None
+                self.catch_up()
+                self._views = views.open_views(path, event_table=False)
+        return self._views
+
+    def _close_views(self) -> None:
+        if self._views is not None:
+            self._views.close()
+            self._views = None
+
+    def close(self) -> None:
+        self._close_views()
+        if self._log is not None:
+            self._log.close()
+        if self._store is not None:
+            self._store.datastore.close()

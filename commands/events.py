@@ -1,0 +1,131 @@
+"""The audit trail: `events tail` and `events show <id>`, one line per event."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .argv import Argv
+from .context import Context
+from .output import CommandError, print_json
+
+
+def event_record(notification_id: int | None, event: Any) -> dict[str, Any]:
+    """An event as plain data: position, time, who, where from, what, and its fields."""
+    from ocsched.domain.schedule import to_ts
+
+    meta = event.meta
+    topic_class = type(event).__qualname__
+    return {
+        "position": notification_id,
+        "time": to_ts(event.timestamp),
+        "aggregate_id": event.originator_id,
+        "version": event.originator_version,
+        "type": topic_class,
+        "actor": meta.actor,
+        "origin": meta.origin,
+        "correlation_id": meta.correlation_id,
+        "cause": meta.cause,
+        "fields": _fields(event),
+    }
+
+
+def _fields(event: Any) -> dict[str, Any]:
+    import msgspec
+
+    skip = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
+    fields = {k: v for k, v in vars(event).items() if k not in skip}
+    if "spec" in fields:
+        from ocsched.domain.job_spec import job_fields
+
+        defaults = job_fields()
+        fields.update(
+            (name, value)
+            for name, value in msgspec.structs.asdict(fields.pop("spec")).items()
+            if value != defaults[name].default
+        )
+    return msgspec.to_builtins(fields)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: time, actor, origin, aggregate, event type and what changed."""
+    parts = [
+        record["time"],
+        record["actor"],
+        record["origin"],
+        record["aggregate_id"][:8],
+        record["type"],
+    ]
+    return "  ".join(parts + [_summary(record["fields"])]).rstrip()
+
+
+def _summary(fields: dict[str, Any]) -> str:
+    import msgspec
+
+    def show(value: Any) -> str:
+        return msgspec.json.encode(value).decode()
+
+    if "changes" in fields:
+        return ", ".join(
+            f"{name}: {show(old)} -> {show(new)}" for name, (old, new) in fields["changes"].items()
+        )
+    return ", ".join(f"{name}={show(value)}" for name, value in fields.items())
+
+
+def tail(ctx: Context, count: int) -> list[dict[str, Any]]:
+    recorder = ctx.log.recorder
+    head = recorder.max_notification_id() or 0
+    start = max(head - count, 0)
+    notifications = recorder.select_notifications(
+        start=start, limit=count, inclusive_of_start=False
+    )
+    return [event_record(n.id, ctx.log.mapper.to_domain_event(n)) for n in notifications]
+
+
+def history(ctx: Context, aggregate_id: str) -> list[dict[str, Any]]:
+    events = list(ctx.log.events.get(aggregate_id))
+    if not events:
+        raise CommandError(f"No events for: {aggregate_id}")
+    return [event_record(None, event) for event in events]
+
+
+def cli_tail(ctx: Context, args: list[str]) -> None:
+    argv = Argv(args, "Usage: events tail [-n N] [--follow]")
+    follow = argv.flag("--follow") or argv.flag("-f")
+    count_text = argv.option("-n") or "20"
+    argv.positionals(0, 0)
+    if not count_text.isdigit():
+        raise CommandError(f"-n must be a whole number, got: {count_text}")
+    records = tail(ctx, int(count_text))
+    _print_records(ctx, records)
+    if follow:
+        _follow(ctx, records[-1]["position"] if records else 0)
+
+
+def _follow(ctx: Context, position: int) -> None:
+    recorder = ctx.log.recorder
+    try:
+        while True:
+            notifications = recorder.select_notifications(
+                start=position, limit=500, inclusive_of_start=False
+            )
+            for n in notifications:
+                _print_records(ctx, [event_record(n.id, ctx.log.mapper.to_domain_event(n))])
+                position = n.id
+            if not notifications:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+def cli_show(ctx: Context, args: list[str]) -> None:
+    (aggregate_id,) = Argv(args, "Usage: events show <id>").positionals(1, 1)
+    _print_records(ctx, history(ctx, aggregate_id))
+
+
+def _print_records(ctx: Context, records: list[dict[str, Any]]) -> None:
+    if ctx.json:
+        print_json(records)
+    else:
+        for record in records:
+            print(describe(record), flush=True)

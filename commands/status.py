@@ -1,0 +1,69 @@
+"""`ocsched status` (spec §29.1): what is stored and what comes next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .argv import Argv
+from .context import Context
+from .output import print_json
+
+
+def scheduler_status(ctx: Context) -> dict[str, Any]:
+    from ocsched.projections import views
+
+    counts = views.job_counts(ctx.views())
+    return {
+        "db_path": ctx.settings.database if not ctx.settings.uses_postgres else _redacted(ctx),
+        "jobs_total": counts["total"],
+        "jobs_enabled": counts["enabled"],
+        "running_runs": 0,
+        "stale_runs": 0,
+        "budgets": {
+            "pending_dispatches": 0,
+            "approval_blocked_dispatches": 0,
+            "overlap_queued_dispatches": 0,
+            "pending_approvals": 0,
+            "shell_output_bytes": 0,
+            "offloaded_shell_runs": 0,
+        },
+        "budget_hotspots": [],
+        "agents": [],
+        "next_job": counts["next"],
+    }
+
+
+def _redacted(ctx: Context) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(ctx.settings.database)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.username or ''}@{host}{port}{parts.path}"
+
+
+def cli_status(ctx: Context, args: list[str]) -> None:
+    Argv(args, "Usage: status").positionals(0, 0)
+    status = scheduler_status(ctx)
+    if ctx.json:
+        print_json(status)
+        return
+    budgets = status["budgets"]
+    lines = [
+        "=== OpenClaw Scheduler Status ===",
+        f"DB:       {status['db_path']}",
+        f"Jobs:     {status['jobs_total']} total, {status['jobs_enabled']} enabled",
+        f"Running:  {status['running_runs']}",
+        f"Stale:    {status['stale_runs']}",
+        f"Dispatch: {budgets['pending_dispatches']} pending,"
+        f" {budgets['approval_blocked_dispatches']} approval-blocked,"
+        f" {budgets['overlap_queued_dispatches']} overlap-queued",
+        f"Approvals:{budgets['pending_approvals']} pending",
+        f"Output:   {budgets['shell_output_bytes']} bytes stored/offloaded across runs"
+        f" ({budgets['offloaded_shell_runs']} offloaded runs)",
+        f"Agents:   {len(status['agents'])}",
+    ]
+    if status["next_job"]:
+        next_job = status["next_job"]
+        lines.append(f"Next:     {next_job['name']} at {next_job['next_run_at']}")
+    print("\n".join(lines))

@@ -1,0 +1,3 @@
+from ocsched.commands.cli import run
+
+run()

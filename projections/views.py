@@ -1,0 +1,89 @@
+"""Queries over the read models with nothing but sqlite3, so read-only commands stay fast.
+
+`open_views` returns None when the read model is behind the event log; the caller then
+catches up through the projection runner and opens again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from . import NAMES
+
+
+def open_views(path: str, *, event_table: bool = True) -> sqlite3.Connection | None:
+    """A read-only connection, or None when a projection lags (or does not exist yet).
+
+    `event_table`: the events live in the same file, so freshness can be checked here.
+    """
+    if not os.path.exists(path):
+        return None
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    connection.row_factory = _dict_row
+    if event_table and not _is_fresh(connection):
+        connection.close()
+        return None
+    return connection
+
+
+def _is_fresh(connection: sqlite3.Connection) -> bool:
+    marks = ",".join("?" for _ in NAMES)
+    try:
+        row = connection.execute(
+            "SELECT (SELECT max(rowid) FROM stored_events) AS head,"
+            f" (SELECT min(notification_id) FROM tracking WHERE application_name IN ({marks}))"
+            " AS position,"
+            f" (SELECT count(*) FROM tracking WHERE application_name IN ({marks})) AS tracked",
+            (*NAMES, *NAMES),
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return False
+    if row["head"] is None:
+        return True
+    return row["tracked"] == len(NAMES) and row["position"] >= row["head"]
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+def job(connection: sqlite3.Connection | None, job_id: str) -> dict[str, Any] | None:
+    if connection is None:
+        return None
+    return connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def jobs(connection: sqlite3.Connection | None, job_type: str | None = None) -> list[dict]:
+    if connection is None:
+        return []
+    if job_type:
+        return connection.execute(
+            "SELECT * FROM jobs WHERE coalesce(job_type, 'standard') = ? ORDER BY name, id",
+            (job_type,),
+        ).fetchall()
+    return connection.execute("SELECT * FROM jobs ORDER BY name, id").fetchall()
+
+
+def jobs_in_creation_order(connection: sqlite3.Connection | None) -> list[dict]:
+    if connection is None:
+        return []
+    return connection.execute("SELECT * FROM jobs ORDER BY created_at, rowid").fetchall()
+
+
+def job_counts(connection: sqlite3.Connection | None) -> dict[str, Any]:
+    if connection is None:
+        return {"total": 0, "enabled": 0, "next": None}
+    total, enabled = (
+        connection.execute(
+            "SELECT count(*) AS total, coalesce(sum(enabled), 0) AS enabled FROM jobs"
+        )
+        .fetchone()
+        .values()
+    )
+    next_job = connection.execute(
+        "SELECT id, name, next_run_at FROM jobs WHERE enabled = 1 AND next_run_at IS NOT NULL"
+        " ORDER BY next_run_at LIMIT 1"
+    ).fetchone()
+    return {"total": total, "enabled": enabled, "next": next_job}

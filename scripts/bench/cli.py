@@ -1,0 +1,131 @@
+"""CLI benchmark: whole-process wall time of `jobs add` and `jobs list`, and the jobs
+projection's rebuild rate.
+
+    .venv/bin/python scripts/bench/cli.py [--runs N]
+
+Targets on the 2-core reference machine: `jobs add` <= 100 ms, `--json jobs list` with
+1,000 jobs stored <= 120 ms (medians), rebuild >= 50,000 events/s over 100,000 job events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+OCSCHED = [str(Path(sys.executable).with_name("ocsched"))]
+
+
+def shell_spec(index: int) -> dict:
+    return {
+        "name": f"bench job {index:05d}",
+        "schedule_cron": "*/5 * * * *",
+        "session_target": "shell",
+        "payload_message": "true",
+        "run_timeout_ms": 60000,
+        "origin": "system",
+        "delivery_mode": "none",
+    }
+
+
+def timed_runs(args: list[str], env: dict, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def seed_jobs(database: str, count: int) -> None:
+    """Store `count` jobs through the library (one save), then project them."""
+    from ocsched.adapters.event_store import open_event_log
+    from ocsched.adapters.settings import Settings
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.domain.job import new_job
+    from ocsched.projections.runner import catch_up
+    from ocsched.projections.store import ReadModelStore
+
+    settings = Settings(home=Path(database).parent, database=database)
+    log = open_event_log(settings)
+    meta = EventMeta(actor="bench", origin="bench", correlation_id="bench")
+    now = datetime.now(UTC)
+    jobs = [new_job(shell_spec(i), f"job-{i:06d}", meta, now) for i in range(count)]
+    for start in range(0, count, 1000):
+        log.save(*jobs[start : start + 1000])
+    store = ReadModelStore(settings.read_model_path)
+    catch_up(log, store)
+    log.close()
+
+
+def rebuild_rate(database: str, job_count: int, updates_per_job: int) -> tuple[int, float]:
+    from ocsched.adapters.event_store import open_event_log
+    from ocsched.adapters.settings import Settings
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.domain.job import new_job
+    from ocsched.projections.runner import by_name, rebuild
+    from ocsched.projections.store import ReadModelStore
+
+    settings = Settings(home=Path(database).parent, database=database)
+    log = open_event_log(settings)
+    meta = EventMeta(actor="bench", origin="bench", correlation_id="bench")
+    now = datetime.now(UTC)
+    batch = []
+    for i in range(job_count):
+        job = new_job(shell_spec(i), f"job-{i:06d}", meta, now)
+        for n in range(updates_per_job):
+            job.update({"max_retries": n + 1}, meta, now)
+        batch.append(job)
+        if len(batch) == 500:
+            log.save(*batch)
+            batch = []
+    if batch:
+        log.save(*batch)
+    store = ReadModelStore(settings.read_model_path)
+    start = time.perf_counter()
+    events = rebuild(log, store, by_name("jobs"))
+    elapsed = time.perf_counter() - start
+    log.close()
+    return events, events / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--rebuild-events", type=int, default=100_000)
+    options = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="ocsched-bench-")
+    try:
+        env = {**os.environ, "SCHEDULER_HOME": work, "OCSCHED_ACTOR": "bench"}
+        env.pop("SCHEDULER_DB", None)
+        database = os.path.join(work, "ocsched.db")
+        add = [*OCSCHED, "jobs", "add", json.dumps(shell_spec(0))]
+        subprocess.run(add, env=env, check=True, stdout=subprocess.DEVNULL)  # warm the file
+        add_times = timed_runs(add, env, options.runs)
+        seed_jobs(database, 1000 - options.runs - 1)
+        list_times = timed_runs([*OCSCHED, "--json", "jobs", "list"], env, options.runs)
+        rebuild_db = os.path.join(work, "rebuild.db")
+        events, rate = rebuild_rate(rebuild_db, options.rebuild_events // 10, 9)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        ("jobs add (one shell job)", f"{statistics.median(add_times):.0f} ms", "<= 100 ms"),
+        ("--json jobs list (1,000 jobs)", f"{statistics.median(list_times):.0f} ms", "<= 120 ms"),
+        (f"rebuild jobs projection ({events:,} events)", f"{rate:,.0f} events/s", ">= 50,000/s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measurement':<{width}}  {'median':>14}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target}")
+
+
+if __name__ == "__main__":
+    main()

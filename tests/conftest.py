@@ -1,0 +1,84 @@
+"""Shared fixtures: a private scheduler home per test and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+OCSCHED = [sys.executable, "-m", "ocsched"]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self):
+        return json.loads(self.stdout)
+
+
+class Scheduler:
+    """The `ocsched` CLI as a user runs it, in its own SCHEDULER_HOME."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "SCHEDULER_HOME": str(home), "OCSCHED_ACTOR": "tester"}
+        self.env.pop("SCHEDULER_DB", None)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "ocsched.db"
+
+    def run(self, *args: str, env: dict | None = None, stdin: str | None = None) -> Result:
+        completed = subprocess.run(
+            [*OCSCHED, *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def ok(self, *args: str, env: dict | None = None) -> Result:
+        result = self.run(*args, env=env)
+        assert result.returncode == 0, result.stderr or result.stdout
+        return result
+
+    def add(self, spec: dict, *flags: str) -> dict:
+        return self.ok("--json", "jobs", "add", json.dumps(spec), *flags).json["job"]
+
+    def event_count(self) -> int:
+        if not self.db_path.exists():
+            return 0
+        with sqlite3.connect(self.db_path) as connection:
+            return connection.execute("SELECT count(*) FROM stored_events").fetchone()[0]
+
+
+@pytest.fixture
+def scheduler(tmp_path: Path) -> Scheduler:
+    return Scheduler(tmp_path / "home")
+
+
+def shell_job(**fields) -> dict:
+    """A valid shell job spec; keyword arguments override its fields."""
+    spec = {
+        "name": "backup",
+        "schedule_cron": "0 3 * * *",
+        "session_target": "shell",
+        "payload_message": "echo hi",
+        "run_timeout_ms": 60000,
+        "origin": "system",
+        "delivery_mode": "none",
+    }
+    spec.update(fields)
+    return spec
