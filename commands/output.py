@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +32,10 @@ def short_id(value: str | None) -> str:
 
 def render_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int = 0) -> str:
     """Columns aligned; the widest columns are cut (with `…`) until a line fits `width`."""
-    width = width or shutil.get_terminal_size((80, 24)).columns
+    if not width:
+        import shutil
+
+        width = shutil.get_terminal_size((80, 24)).columns
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
     gap = 2

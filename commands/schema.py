@@ -13,12 +13,15 @@ ALIASES = {"job": "jobs", "jobs": "jobs", "all": "all"}
 
 def job_schema() -> dict[str, Any]:
     import msgspec
-    from ocsched.domain.job_spec import REQUIRED_FIELDS, job_fields
+    from ocsched.domain.job_spec import job_fields, required_fields
 
     return {
         "type": "object",
-        "required": list(REQUIRED_FIELDS),
-        "fields": {name: msgspec.to_builtins(info) for name, info in job_fields().items()},
+        "required": list(required_fields()),
+        "fields": {
+            name: msgspec.to_builtins(msgspec.structs.replace(info, required=False))
+            for name, info in job_fields().items()
+        },
     }
 
 

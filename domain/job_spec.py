@@ -6,6 +6,7 @@ it, `ocsched schema jobs` prints it, and the Created event stores an instance of
 
 from __future__ import annotations
 
+import types
 import typing
 from functools import cache
 from typing import Annotated, Literal
@@ -117,11 +118,6 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     child_credential_policy: Literal["none", "inherit", "downscope", "independent"] | None = None
 
 
-REQUIRED_FIELDS = tuple(
-    field.name for field in msgspec.inspect.type_info(JobSpec).fields if field.required
-)
-"""Fields a new job must carry, those without a default (spec §3.3, §3.2 rule 26)."""
-
 JSON_BLOB_FIELDS = (
     "identity",
     "authorization_proof",
@@ -141,51 +137,58 @@ class FieldInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     enum: list | None = None
     min: int | None = None
     maxLength: int | None = None  # noqa: N815 - the anchor's schema key
+    required: bool = False
 
 
 @cache
 def job_fields() -> dict[str, FieldInfo]:
-    """Each JobSpec field's type, default, enum and bounds, read from the Struct itself."""
-    info = msgspec.inspect.type_info(JobSpec)
-    described = {field.name: _describe(field.type, field.default) for field in info.fields}
-    for name, values in _declared_enums().items():
-        described[name].enum = list(values)  # msgspec sorts them; keep the spec's order
-    return described
+    """Each JobSpec field's type, default, enum and bounds, read from the Struct itself.
+
+    Walks the type hints directly: msgspec.inspect would do the same at several times
+    the cost, and this runs on every `jobs add`.
+    """
+    hints = typing.get_type_hints(JobSpec, include_extras=True)
+    defaults = dict(
+        zip(
+            JobSpec.__struct_fields__[-len(JobSpec.__struct_defaults__) :],
+            JobSpec.__struct_defaults__,
+            strict=True,
+        )
+    )
+    return {
+        name: _describe(hints[name], defaults.get(name, msgspec.NODEFAULT))
+        for name in JobSpec.__struct_fields__
+    }
 
 
-def _declared_enums() -> dict[str, tuple]:
-    hints = typing.get_type_hints(JobSpec)
-    enums = {}
-    for name, hint in hints.items():
-        for part in typing.get_args(hint) or (hint,):
-            if typing.get_origin(part) is Literal:
-                enums[name] = typing.get_args(part)
-        if typing.get_origin(hint) is Literal:
-            enums[name] = typing.get_args(hint)
-    return enums
+def _describe(hint: object, default: object) -> FieldInfo:
+    field = FieldInfo(type="string", required=default is msgspec.NODEFAULT)
+    field.default = None if field.required else default
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = typing.get_args(hint) if is_union else (hint,)
+    kinds = [member for member in members if member is not type(None)]
+    field.nullable = len(kinds) < len(members)
+    kind = kinds[0]
+    metadata: tuple = ()
+    if typing.get_origin(kind) is typing.Annotated:
+        kind, *metadata = typing.get_args(kind)
+    if typing.get_origin(kind) is Literal:
+        field.enum = list(typing.get_args(kind))
+        field.type = "integer" if isinstance(field.enum[0], int) else "string"
+    elif kind is int:
+        field.type = "integer"
+    elif kind is float:
+        field.type = "number"
+    for meta in metadata:
+        field.min = meta.ge if meta.ge is not None else field.min
+        field.maxLength = meta.max_length if meta.max_length is not None else field.maxLength
+    return field
 
 
 def flag_fields() -> tuple[str, ...]:
     return tuple(name for name, info in job_fields().items() if info.enum == [0, 1])
 
 
-def _describe(kind: msgspec.inspect.Type, default: object) -> FieldInfo:
-    nullable = False
-    if isinstance(kind, msgspec.inspect.UnionType):
-        members = [t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)]
-        nullable = len(members) < len(kind.types)
-        kind = members[0]
-    if default is msgspec.NODEFAULT:
-        default = None
-    field = FieldInfo(type="string", nullable=nullable, default=default)
-    if isinstance(kind, msgspec.inspect.LiteralType):
-        field.enum = list(kind.values)
-        field.type = "integer" if isinstance(kind.values[0], int) else "string"
-    elif isinstance(kind, msgspec.inspect.IntType):
-        field.type = "integer"
-        field.min = kind.ge
-    elif isinstance(kind, msgspec.inspect.FloatType):
-        field.type = "number"
-    elif isinstance(kind, msgspec.inspect.StrType):
-        field.maxLength = kind.max_length
-    return field
+def required_fields() -> tuple[str, ...]:
+    """Fields a new job must carry: those without a default (spec §3.3, §3.2 rule 26)."""
+    return tuple(name for name, info in job_fields().items() if info.required)

@@ -21,7 +21,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def to_ts(moment: datetime) -> str:
     """A moment as TS text: UTC, seconds, no zone."""
-    return moment.astimezone(UTC).strftime(TS_FORMAT)
+    return moment.astimezone(UTC).isoformat(sep=" ", timespec="seconds")[:19]
 
 
 def from_ts(text: str) -> datetime:

@@ -213,13 +213,7 @@ def _merge(patch: dict, current: dict | None) -> dict:
 
 def _default_record() -> dict:
     """Every JobSpec field that has a default, with that default."""
-    record = {}
-    for field in msgspec.inspect.type_info(JobSpec).fields:
-        if field.default is not msgspec.NODEFAULT:
-            record[field.name] = field.default
-        elif field.default_factory is not msgspec.NODEFAULT:
-            record[field.name] = field.default_factory()
-    return record
+    return {name: info.default for name, info in job_fields().items() if not info.required}
 
 
 # --- rules 2-26 (§3.2), in order -------------------------------------------------------

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 
-@dataclass(frozen=True)
-class Upsert:
+
+class Upsert(msgspec.Struct, frozen=True):
     table: str
     row: dict[str, Any]
     pk: str = "id"
 
 
-@dataclass(frozen=True)
-class Update:
+class Update(msgspec.Struct, frozen=True):
     table: str
     key: str
     values: dict[str, Any]
     pk: str = "id"
 
 
-@dataclass(frozen=True)
-class Delete:
+class Delete(msgspec.Struct, frozen=True):
     table: str
     key: str
     pk: str = "id"

@@ -8,7 +8,7 @@ from ..adapters.event_store import EventLog
 from .projection import Projection
 from .store import ReadModelStore
 
-PAGE_SIZE = 500
+PAGE_SIZE = 1000
 
 
 def all_projections() -> tuple[Projection, ...]:

@@ -8,11 +8,19 @@ each event is applied exactly once even with several processes catching up at on
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteTrackingRecorder,
+)
 
 from .projection import Projection
 from .rows import Delete, RowChange, Update, Upsert
@@ -20,9 +28,35 @@ from .rows import Delete, RowChange, Update, Upsert
 VERSIONS_TABLE = "read_model_versions"
 
 
+class ReadModelConnectionPool(SQLiteConnectionPool):
+    """The library's pool, with a real statement cache and a larger page cache.
+
+    The library connects with `cached_statements=True`, a cache of one statement, so a
+    projection's handful of alternating statements would be recompiled on every event.
+    """
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = sqlite3.connect(
+            self.db_name,
+            uri=True,
+            check_same_thread=False,
+            isolation_level=None,
+            cached_statements=256,
+            timeout=self.lock_timeout or 5,
+        )
+        if not self.is_sqlite_memory_mode:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA cache_size=-65536")
+        connection.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+
+
 class ReadModelStore(SQLiteTrackingRecorder):
     def __init__(self, path: str) -> None:
-        super().__init__(SQLiteDatastore(db_name=path, originator_id_type="text"))
+        datastore = SQLiteDatastore(db_name=path, originator_id_type="text")
+        datastore.pool.close()
+        datastore.pool = ReadModelConnectionPool(db_name=path)
+        super().__init__(datastore)
         self.create_table()
 
     def construct_create_table_statements(self) -> list[str]:
@@ -100,23 +134,30 @@ def _sqlite_utils_view(cursor: SQLiteCursor, sqlite_utils: Any) -> Any:
 
 def _write(cursor: SQLiteCursor, change: RowChange) -> None:
     if isinstance(change, Upsert):
-        columns = list(change.row)
-        names = ", ".join(f"[{c}]" for c in columns)
-        marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c != change.pk)
-        cursor.execute(
-            f"INSERT INTO [{change.table}] ({names}) VALUES ({marks}) "
-            f"ON CONFLICT([{change.pk}]) DO UPDATE SET {updates}",
-            _values(change.row.values()),
-        )
+        sql = _upsert_sql(change.table, change.pk, tuple(change.row))
+        cursor.execute(sql, _values(change.row.values()))
     elif isinstance(change, Update):
-        assignments = ", ".join(f"[{c}] = ?" for c in change.values)
-        cursor.execute(
-            f"UPDATE [{change.table}] SET {assignments} WHERE [{change.pk}] = ?",
-            [*_values(change.values.values()), change.key],
-        )
+        sql = _update_sql(change.table, change.pk, tuple(change.values))
+        cursor.execute(sql, [*_values(change.values.values()), change.key])
     elif isinstance(change, Delete):
         cursor.execute(f"DELETE FROM [{change.table}] WHERE [{change.pk}] = ?", (change.key,))
+
+
+@lru_cache(maxsize=512)
+def _upsert_sql(table: str, pk: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f"[{c}]" for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c != pk)
+    return (
+        f"INSERT INTO [{table}] ({names}) VALUES ({marks}) "
+        f"ON CONFLICT([{pk}]) DO UPDATE SET {updates}"
+    )
+
+
+@lru_cache(maxsize=512)
+def _update_sql(table: str, pk: str, columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"[{c}] = ?" for c in columns)
+    return f"UPDATE [{table}] SET {assignments} WHERE [{pk}] = ?"
 
 
 def _values(values: Iterable[Any]) -> list[Any]:

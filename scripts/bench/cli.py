@@ -67,6 +67,8 @@ def seed_jobs(database: str, count: int) -> None:
 
 
 def rebuild_rate(database: str, job_count: int, updates_per_job: int) -> tuple[int, float]:
+    """Create `job_count` jobs, then update every job `updates_per_job` times, round by
+    round, so a job's events lie far apart in the log as they do in real use."""
     from ocsched.adapters.event_store import open_event_log
     from ocsched.adapters.settings import Settings
     from ocsched.domain.aggregate import EventMeta
@@ -78,17 +80,12 @@ def rebuild_rate(database: str, job_count: int, updates_per_job: int) -> tuple[i
     log = open_event_log(settings)
     meta = EventMeta(actor="bench", origin="bench", correlation_id="bench")
     now = datetime.now(UTC)
-    batch = []
-    for i in range(job_count):
-        job = new_job(shell_spec(i), f"job-{i:06d}", meta, now)
-        for n in range(updates_per_job):
-            job.update({"max_retries": n + 1}, meta, now)
-        batch.append(job)
-        if len(batch) == 500:
-            log.save(*batch)
-            batch = []
-    if batch:
-        log.save(*batch)
+    jobs = [new_job(shell_spec(i), f"job-{i:06d}", meta, now) for i in range(job_count)]
+    for round_number in range(updates_per_job + 1):
+        for job in jobs if round_number else ():
+            job.update({"max_retries": round_number}, meta, now)
+        for start in range(0, job_count, 500):
+            log.save(*jobs[start : start + 500])
     store = ReadModelStore(settings.read_model_path)
     start = time.perf_counter()
     events = rebuild(log, store, by_name("jobs"))
@@ -106,6 +103,8 @@ def main() -> None:
     try:
         env = {**os.environ, "SCHEDULER_HOME": work, "OCSCHED_ACTOR": "bench"}
         env.pop("SCHEDULER_DB", None)
+        # As installed for users: byte-compiled modules (the first run writes them).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         database = os.path.join(work, "ocsched.db")
         add = [*OCSCHED, "jobs", "add", json.dumps(shell_spec(0))]
         subprocess.run(add, env=env, check=True, stdout=subprocess.DEVNULL)  # warm the file
