@@ -125,7 +125,9 @@ def _describe_unexpected(error: Exception) -> str:
     from eventsourcing.persistence import OperationalError, PersistenceError
 
     if isinstance(error, OperationalError):
-        return f"Storage unavailable: {error}"
+        return f"Storage unavailable (check SCHEDULER_DB): {error}"
+    if isinstance(error, OSError) and error.filename:
+        return f"Cannot use {error.filename}: {error.strerror}"
     if isinstance(error, PersistenceError):
         return f"Storage error: {error}"
     return f"Internal error ({type(error).__name__}): {error} (set OCSCHED_DEBUG=1 for details)"
