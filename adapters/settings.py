@@ -29,6 +29,16 @@ class Settings:
             return os.environ.get("OCSCHED_READ_MODEL_DB") or str(self.home / "read-models.db")
         return self.database
 
+    @property
+    def artifacts_dir(self) -> Path:
+        """Offloaded run output (spec §1.3)."""
+        configured = os.environ.get("SCHEDULER_ARTIFACTS_DIR")
+        if configured:
+            return Path(configured)
+        if self.uses_postgres:
+            return self.home / "artifacts"
+        return Path(self.database).resolve().parent / "artifacts"
+
     @classmethod
     def from_environment(cls) -> Settings:
         home_dir = os.environ.get("HOME") or str(Path.home())

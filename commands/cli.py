@@ -27,6 +27,8 @@ COMMANDS: dict[str, dict[str | None, str]] = {
     "events": {"tail": "events:cli_tail", "show": "events:cli_show"},
     "projections": {None: "projections:cli_projections"},
     "status": {None: "status:cli_status"},
+    "daemon": {None: "daemon:cli_daemon"},
+    "start": {None: "daemon:cli_daemon"},
     "schema": {None: "schema:cli_schema"},
 }
 

@@ -134,6 +134,7 @@ def job_tree(ctx: Context) -> list[dict[str, Any]]:
 
 def _load_job(ctx: Context, job_id: str):
     from eventsourcing.application import AggregateNotFoundError
+
     from ocsched.domain.job import Job
 
     try:

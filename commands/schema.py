@@ -13,6 +13,7 @@ ALIASES = {"job": "jobs", "jobs": "jobs", "all": "all"}
 
 def job_schema() -> dict[str, Any]:
     import msgspec
+
     from ocsched.domain.job_spec import job_fields, required_fields
 
     return {

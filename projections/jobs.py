@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
 from ocsched.domain.job import Job
 from ocsched.domain.job_spec import job_fields
+from ocsched.domain.run import Run
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
@@ -67,9 +69,15 @@ def deleted(event: Job.Deleted):
     yield Delete(TABLE, event.originator_id)
 
 
+def run_moved_job(event: Run.Scheduled | Run.Queued | Run.Started | Run.Finished):
+    """A run decision that moved the job's scheduling fields (next fire, last status, …)."""
+    if event.job_changes:
+        yield Update(TABLE, event.job_id, dict(event.job_changes))
+
+
 projection = Projection(
     name="jobs",
-    version=1,
+    version=2,
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
@@ -78,5 +86,9 @@ projection = Projection(
         Job.Enabled: enabled,
         Job.Disabled: disabled,
         Job.Deleted: deleted,
+        Run.Scheduled: run_moved_job,
+        Run.Queued: run_moved_job,
+        Run.Started: run_moved_job,
+        Run.Finished: run_moved_job,
     },
 )

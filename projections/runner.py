@@ -12,9 +12,9 @@ PAGE_SIZE = 1000
 
 
 def all_projections() -> tuple[Projection, ...]:
-    from . import jobs
+    from . import dispatches, jobs, runs
 
-    return (jobs.projection,)
+    return (jobs.projection, runs.projection, dispatches.projection)
 
 
 def by_name(name: str) -> Projection:

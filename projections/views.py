@@ -87,3 +87,72 @@ def job_counts(connection: sqlite3.Connection | None) -> dict[str, Any]:
         " ORDER BY next_run_at LIMIT 1"
     ).fetchone()
     return {"total": total, "enabled": enabled, "next": next_job}
+
+
+def job_timers(connection: sqlite3.Connection) -> list[dict]:
+    """Enabled root shell jobs with a next fire time: the reactor's clock."""
+    return connection.execute(
+        "SELECT id, next_run_at FROM jobs WHERE enabled = 1 AND parent_id IS NULL"
+        " AND next_run_at IS NOT NULL AND session_target = 'shell'"
+    ).fetchall()
+
+
+def dispatch_timers(connection: sqlite3.Connection) -> list[dict]:
+    return connection.execute(
+        "SELECT id, scheduled_for FROM dispatches WHERE status = 'pending'"
+    ).fetchall()
+
+
+def children(connection: sqlite3.Connection, job_id: str) -> list[dict]:
+    return connection.execute(
+        "SELECT * FROM jobs WHERE parent_id = ? ORDER BY created_at, rowid", (job_id,)
+    ).fetchall()
+
+
+def run(connection: sqlite3.Connection | None, run_id: str) -> dict[str, Any] | None:
+    if connection is None:
+        return None
+    return connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+
+def runs_of_job(connection: sqlite3.Connection | None, job_id: str, limit: int) -> list[dict]:
+    if connection is None:
+        return []
+    return connection.execute(
+        "SELECT * FROM runs WHERE job_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        (job_id, limit),
+    ).fetchall()
+
+
+def active_runs(connection: sqlite3.Connection | None, statuses=("running",)) -> list[dict]:
+    """Runs in the given statuses, with their job's name and timeout."""
+    if connection is None:
+        return []
+    marks = ",".join("?" for _ in statuses)
+    return connection.execute(
+        "SELECT runs.*, jobs.name AS job_name, jobs.run_timeout_ms AS job_timeout_ms,"
+        " jobs.session_target AS session_target, jobs.resource_pool AS resource_pool"
+        f" FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id WHERE runs.status IN ({marks})"
+        " ORDER BY runs.started_at, runs.rowid",
+        statuses,
+    ).fetchall()
+
+
+def dispatch_backlog(connection: sqlite3.Connection | None, job_id: str) -> int:
+    if connection is None:
+        return 0
+    return connection.execute(
+        "SELECT count(*) AS n FROM dispatches WHERE job_id = ? AND status IN ('pending', 'claimed')",
+        (job_id,),
+    ).fetchone()["n"]
+
+
+def queued_runs(connection: sqlite3.Connection, job_id: str) -> list[dict]:
+    return connection.execute(
+        "SELECT * FROM runs WHERE job_id = ? AND status = 'queued' ORDER BY dispatched_at, rowid",
+        (job_id,),
+    ).fetchall()
+
+
+def dispatch(connection: sqlite3.Connection, dispatch_id: str) -> dict[str, Any] | None:
+    return connection.execute("SELECT * FROM dispatches WHERE id = ?", (dispatch_id,)).fetchone()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+
 from ocsched.domain.job_spec import JobSpec, flag_fields, job_fields, required_fields
 
 

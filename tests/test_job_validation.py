@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ocsched.domain.errors import ValidationError
 from ocsched.domain.job_spec import JobSpec, job_fields
 from ocsched.domain.validation import PAYLOADS_BY_TARGET, validate_job_spec

@@ -1,0 +1,92 @@
+"""Run a shell command in its own process group, with a timeout that kills the group."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from ocsched.domain.shell_output import ShellResult
+
+KILL_GRACE_SECONDS = 2.0
+
+
+def default_shell() -> str:
+    configured = os.environ.get("SCHEDULER_SHELL")
+    if configured:
+        return configured
+    return "/bin/zsh" if sys.platform == "darwin" else "/bin/bash"
+
+
+async def run_shell(
+    command: str,
+    *,
+    timeout_ms: int,
+    shell: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ShellResult:
+    """Run `<shell> -c <command>`; `on_start(pid)` is called once it runs. The process is
+    the leader of a new process group, so a timeout or a cancel reaches its children too."""
+    process = await asyncio.create_subprocess_exec(
+        shell or default_shell(),
+        "-c",
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    if on_start is not None:
+        on_start(process.pid)
+    timed_out = False
+    communicate = asyncio.ensure_future(process.communicate())
+    try:
+        stdout, stderr = await asyncio.wait_for(asyncio.shield(communicate), timeout_ms / 1000)
+    except TimeoutError:
+        timed_out = True
+        kill_group(process.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = await asyncio.wait_for(asyncio.shield(communicate), KILL_GRACE_SECONDS)
+        except TimeoutError:
+            kill_group(process.pid, signal.SIGKILL)
+            stdout, stderr = await communicate
+    except asyncio.CancelledError:
+        kill_group(process.pid, signal.SIGKILL)
+        await communicate
+        raise
+    finally:
+        kill_group(process.pid, signal.SIGKILL)  # whatever the command left behind
+    returncode = process.returncode
+    signal_name = None
+    if returncode is not None and returncode < 0:
+        signal_name = signal.Signals(-returncode).name
+        returncode = None
+    return ShellResult(
+        stdout=stdout,
+        stderr=stderr,
+        returncode=returncode,
+        signal_name=signal_name,
+        timed_out=timed_out,
+        run_timeout_ms=timeout_ms,
+    )
+
+
+def kill_group(process_group: int, signal_number: int) -> bool:
+    """Signal a whole process group; False when it no longer exists."""
+    try:
+        os.killpg(process_group, signal_number)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(process_group: int) -> bool:
+    try:
+        os.killpg(process_group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

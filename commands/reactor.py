@@ -1,0 +1,593 @@
+"""The reactor: turns due timers into runs, runs shell jobs, records every step.
+
+One asyncio loop. Timers come from the read models (jobs' `next_run_at`, pending
+dispatches' `scheduled_for`), kept in a heap and slept on until the earliest is due;
+events appended by other processes wake it within `WATCH_INTERVAL`. Every decision is an
+event whose `meta.cause` names what caused it, and runs have ids derived from their cause,
+so two daemons on one store never run the same slot or dispatch twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ocsched.adapters import shell
+from ocsched.adapters.supervisor import Supervisor
+from ocsched.domain.aggregate import EventMeta
+from ocsched.domain.dispatch import Dispatch, replay_dispatch_id, retry_dispatch_id
+from ocsched.domain.job import Job
+from ocsched.domain.policies import (
+    children_to_fire,
+    ends_job,
+    job_changes_after_run,
+    retry_allowed,
+    retry_delay,
+)
+from ocsched.domain.run import Run, clock_run_id, dispatch_run_id
+from ocsched.domain.schedule import from_ts, next_run_at, to_ts
+from ocsched.domain.shell_output import (
+    OutputLimits,
+    ShellOutcome,
+    ShellResult,
+    context_summary,
+    process_shell_output,
+    stream_texts,
+)
+from ocsched.projections import views
+
+from .context import Context
+from .writer import Conflict, EventWriter
+
+WATCH_INTERVAL = 0.04
+ACTOR = "reactor"
+
+
+def process_identity(pid: int | None = None) -> str:
+    """`host:pid:start-time`, unique over reboots and pid reuse."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when the daemon that owned a run is known to be gone (on this host)."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    return _start_ticks(int(pid_text)) != ticks
+
+
+def max_concurrent_runs() -> int:
+    configured = os.environ.get("OCSCHED_MAX_CONCURRENT_RUNS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return max(32, 16 * (os.cpu_count() or 1))
+
+
+def log(message: str) -> None:
+    stamp = datetime.now(UTC).isoformat(sep=" ", timespec="milliseconds")[:23]
+    print(f"{stamp} {message}", file=sys.stderr, flush=True)
+
+
+class Reactor:
+    def __init__(self, ctx: Context, *, grace_seconds: float = 10.0) -> None:
+        self.ctx = ctx
+        self.writer = EventWriter(ctx)
+        self.identity = process_identity()
+        self.grace_seconds = grace_seconds
+        self.slots = asyncio.Semaphore(max_concurrent_runs())
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.timers: list[tuple[float, str, str]] = []
+        self.timers_dirty = True
+        self.running: dict[str, asyncio.Task] = {}
+        self.run_groups: dict[str, int] = {}
+        self.active: dict[str, dict] = {}
+        """Runs this daemon admitted and has not finished: run id -> job row."""
+        self.supervisor: Supervisor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+
+    # Lifecycle
+
+    async def serve(self) -> None:
+        self.ctx.catch_up()
+        self.supervisor = Supervisor()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, self.stop)
+        log(f"ocsched daemon {self.identity} started; database {self.ctx.settings.database}")
+        await self.recover()
+        watcher = asyncio.create_task(self.watch())
+        try:
+            await self.loop()
+        finally:
+            watcher.cancel()
+            await self.shutdown()
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log("stopping: no new runs; waiting for running ones")
+        self.stopping.set()
+        self.wake.set()
+
+    async def shutdown(self) -> None:
+        if self.running:
+            await asyncio.wait(list(self.running.values()), timeout=self.grace_seconds)
+        for task in list(self.running.values()):
+            task.cancel()
+        if self.running:
+            await asyncio.wait(list(self.running.values()), timeout=5)
+        await self.writer.drain()
+        await self.recover(abandoned_by=self.identity)
+        if self.supervisor is not None:
+            self.supervisor.close()
+        log("stopped")
+
+    # The clock
+
+    async def loop(self) -> None:
+        while not self.stopping.is_set():
+            if self.timers_dirty:
+                self.load_timers()
+            delay = self.fire_due()
+            self.wake.clear()
+            if delay is None or delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), delay)
+
+    def load_timers(self) -> None:
+        db = self.db()
+        timers = [(_epoch(t["next_run_at"]), "job", t["id"]) for t in views.job_timers(db)]
+        timers += [
+            (_epoch(t["scheduled_for"]), "dispatch", t["id"]) for t in views.dispatch_timers(db)
+        ]
+        heapq.heapify(timers)
+        self.timers = timers
+        self.timers_dirty = False
+
+    def fire_due(self) -> float | None:
+        """Start everything due; returns seconds until the next timer (None: none)."""
+        now = time.time()
+        while self.timers and self.timers[0][0] <= now:
+            _, kind, key = heapq.heappop(self.timers)
+            handler = self.fire_job if kind == "job" else self.fire_dispatch
+            self._spawn(handler(key))
+        return self.timers[0][0] - now if self.timers else None
+
+    async def watch(self) -> None:
+        """Notice events appended by other processes (SQLite has no push: a cheap
+        `PRAGMA data_version` poll), catch the read models up, and reload the timers."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(WATCH_INTERVAL)
+            if self.ctx.settings.uses_postgres:
+                changed = self._postgres_head_moved()
+            else:
+                version = self.db().execute("PRAGMA data_version").fetchone()["data_version"]
+                changed, self._data_version = version != self._data_version, version
+            if changed:
+                await self.writer.catch_up()
+                self.timers_dirty = True
+                self.wake.set()
+
+    def _postgres_head_moved(self) -> bool:
+        head = self.ctx.log.recorder.max_notification_id()
+        changed = head != self._data_version
+        self._data_version = head
+        return changed
+
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = views.open_views(self.ctx.settings.read_model_path, event_table=False)
+            assert self._db is not None
+        return self._db
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        task.add_done_callback(_report_failure)
+
+    # Decisions
+
+    def meta(self, cause: str | None) -> EventMeta:
+        return EventMeta(actor=ACTOR, origin=self.identity, correlation_id=cause or "", cause=cause)
+
+    async def fire_job(self, job_id: str) -> None:
+        job = views.job(self.db(), job_id)
+        if job is None or not job["enabled"] or job["parent_id"] or not job["next_run_at"]:
+            return
+        if job["session_target"] != "shell":
+            return
+        slot = job["next_run_at"]
+        if _epoch(slot) > time.time():
+            return
+        now = datetime.now(UTC)
+        upcoming = None if job["schedule_kind"] == "at" else next_run_at(job, now)
+        cause = f"clock/{job_id}/{slot}"
+        run = self._new_run(
+            clock_run_id(job_id, slot),
+            job,
+            trigger="clock",
+            slot=slot,
+            cause=cause,
+            job_changes={"next_run_at": upcoming},
+            now=now,
+        )
+        await self._admit(run, job, [], cause, now)
+
+    async def fire_dispatch(self, dispatch_id: str) -> None:
+        row = views.dispatch(self.db(), dispatch_id)
+        if row is None or row["status"] != "pending":
+            return
+        if _epoch(row["scheduled_for"]) > time.time():
+            return
+        now = datetime.now(UTC)
+        cause = f"dispatch/{dispatch_id}"
+        dispatch: Dispatch = self.ctx.log.repository.get(dispatch_id)
+        job = views.job(self.db(), row["job_id"])
+        reason = None
+        if job is None:
+            reason = "job no longer exists"
+        elif not job["enabled"] and row["dispatch_kind"] != "manual":
+            reason = "job is disabled"
+        elif job["session_target"] != "shell":
+            reason = f"{job['session_target']} jobs are not run by this version"
+        if reason:
+            dispatch.cancel(reason, self.meta(cause), now)
+            await self._save_quietly(dispatch)
+            return
+        source = row["source_run_id"]
+        kind = row["dispatch_kind"]
+        run = self._new_run(
+            dispatch_run_id(dispatch_id),
+            job,
+            trigger=kind,
+            slot=None,
+            cause=cause,
+            job_changes={},
+            now=now,
+            dispatch_id=dispatch_id,
+            retry_count=row["retry_count"] or 0,
+            retry_of=source if kind in ("retry", "replay") else None,
+            triggered_by_run=source,
+            replay_of=source if kind == "replay" else None,
+        )
+        dispatch.claim(run.id, self.meta(cause), now)
+        await self._admit(run, job, [dispatch], cause, now)
+
+    def _new_run(
+        self, run_id: str, job: dict, *, trigger, slot, cause, job_changes, now, **cause_fields
+    ):
+        return Run(
+            id=run_id,
+            job_id=job["id"],
+            trigger=trigger,
+            slot=slot,
+            dispatch_id=cause_fields.get("dispatch_id"),
+            retry_count=cause_fields.get("retry_count", 0),
+            retry_of=cause_fields.get("retry_of"),
+            triggered_by_run=cause_fields.get("triggered_by_run"),
+            replay_of=cause_fields.get("replay_of"),
+            run_timeout_ms=job["run_timeout_ms"],
+            owner=self.identity,
+            job_changes=job_changes,
+            meta=self.meta(cause),
+            timestamp=now,
+        )
+
+    async def _admit(self, run: Run, job: dict, others: list, cause: str, now: datetime) -> None:
+        """Apply the overlap policy and resource pool, then record the decision and run."""
+        busy = self._busy_reason(job)
+        policy = job["overlap_policy"]
+        if busy and not busy.startswith("resource pool") and policy == "allow":
+            busy = None
+        if busy and not busy.startswith("resource pool") and policy == "queue":
+            queued = len(views.queued_runs(self.db(), job["id"]))
+            if queued < (job["max_queued_dispatches"] or 25):
+                changes = {"queued_count": queued + 1}
+                run.queue_behind(busy.rsplit(" ", 1)[-1], changes, self.meta(cause), now)
+                await self._save_quietly(run, *others)
+                return
+            busy = f"overlap queue full ({queued} queued)"
+        if busy:
+            run.finish("skipped", {"summary": f"Skipped: {busy}"}, {}, self.meta(cause), now)
+            await self._save_quietly(run, *others)
+            return
+        self.active[run.id] = job
+        if not await self._save_quietly(run, *others):
+            self.active.pop(run.id, None)
+            return
+        self._execute(run, job)
+
+    def _busy_reason(self, job: dict) -> str | None:
+        """Why the job may not start now: its own active run, or its pool's. Our own runs
+        are known at once; other daemons' through the runs read model."""
+        pool = job.get("resource_pool")
+        candidates = [(run_id, j["id"], j["resource_pool"]) for run_id, j in self.active.items()]
+        candidates += [
+            (row["id"], row["job_id"], row["resource_pool"])
+            for row in views.active_runs(self.db(), ("running", "pending"))
+            if row["id"] not in self.active
+        ]
+        for run_id, job_id, _ in candidates:
+            if job_id == job["id"]:
+                return f"previous run still running: {run_id}"
+        for run_id, _, run_pool in candidates:
+            if pool and run_pool == pool:
+                return f"resource pool {pool} busy with run {run_id}"
+        return None
+
+    async def _save_quietly(self, *aggregates: Any) -> bool:
+        try:
+            await self.writer.save(*aggregates)
+        except Conflict:
+            return False
+        return True
+
+    # Execution
+
+    def _execute(self, run: Run, job: dict, start_changes: dict | None = None) -> None:
+        self.active[run.id] = job
+        task = asyncio.create_task(self._run_shell(run, job, start_changes or {}))
+        self.running[run.id] = task
+        task.add_done_callback(lambda _: self._finished(run, job))
+        task.add_done_callback(_report_failure)
+
+    def _finished(self, run: Run, job: dict) -> None:
+        self.running.pop(run.id, None)
+        self.active.pop(run.id, None)
+        group = self.run_groups.pop(run.id, None)
+        if group is not None and self.supervisor is not None:
+            self.supervisor.forget(group)
+        if not self.stopping.is_set():
+            self._spawn(self._start_queued(job["id"]))
+        self.timers_dirty = True
+        self.wake.set()
+
+    async def _run_shell(self, run: Run, job: dict, start_changes: dict) -> None:
+        cause = run.id
+        started: list[asyncio.Task] = []
+
+        def on_start(pid: int) -> None:
+            self.run_groups[run.id] = pid
+            if self.supervisor is not None:
+                self.supervisor.watch(pid)
+            run.start(pid, pid, self.meta(cause), datetime.now(UTC), start_changes)
+            started.append(asyncio.create_task(self.writer.save(run)))
+
+        async with self.slots:
+            if self.stopping.is_set():
+                return
+            try:
+                result = await shell.run_shell(
+                    job["payload_message"], timeout_ms=job["run_timeout_ms"], on_start=on_start
+                )
+            except OSError as error:
+                await asyncio.gather(*started, return_exceptions=True)
+                await self._conclude(run, job, "error", {"error_message": str(error)}, "")
+                return
+        await asyncio.gather(*started, return_exceptions=True)
+        paths = self._artifact_paths(run.id)
+        outcome = process_shell_output(result, _limits(job), paths)
+        await asyncio.to_thread(_offload, result, outcome, paths)
+        fields = self._shell_fields(run, outcome)
+        await self._conclude(run, job, outcome.status, fields, outcome.preview)
+
+    def _artifact_paths(self, run_id: str) -> tuple[str, str]:
+        base = self.ctx.settings.artifacts_dir / "runs" / run_id
+        return str(base / "stdout.txt"), str(base / "stderr.txt")
+
+    def _shell_fields(self, run: Run, outcome: ShellOutcome) -> dict[str, Any]:
+        stdout_path, stderr_path = self._artifact_paths(run.id)
+        stdout_path = stdout_path if outcome.offload_stdout else None
+        stderr_path = stderr_path if outcome.offload_stderr else None
+        return {
+            "summary": outcome.summary,
+            "error_message": outcome.error_message,
+            "shell_exit_code": outcome.shell_exit_code,
+            "shell_signal": outcome.shell_signal,
+            "shell_timed_out": outcome.shell_timed_out,
+            "shell_stdout": outcome.shell_stdout,
+            "shell_stderr": outcome.shell_stderr,
+            "shell_stdout_path": stdout_path,
+            "shell_stderr_path": stderr_path,
+            "shell_stdout_bytes": outcome.shell_stdout_bytes,
+            "shell_stderr_bytes": outcome.shell_stderr_bytes,
+            "context_summary": context_summary(outcome, stdout_path, stderr_path),
+        }
+
+    async def _conclude(self, run: Run, job: dict, status: str, fields: dict, content: str) -> None:
+        """Record the outcome and what follows from it: a retry, or the job's new state,
+        its children's dispatches and, for a used-up job, its end."""
+        now = datetime.now(UTC)
+        cause = run.id
+        meta = self.meta(cause)
+        current = views.job(self.db(), job["id"]) or job
+        started = run.started_at or now
+        fields = {**fields, "duration_ms": int((now - started).total_seconds() * 1000)}
+        follow_ups: list[Any] = []
+        if retry_allowed(current, status, run.retry_count):
+            attempt = run.retry_count + 1
+            follow_ups.append(
+                Dispatch(
+                    id=retry_dispatch_id(run.id),
+                    job_id=job["id"],
+                    kind="retry",
+                    scheduled_for=to_ts(now + retry_delay(attempt)),
+                    source_run_id=run.id,
+                    retry_count=attempt,
+                    meta=meta,
+                    timestamp=now,
+                )
+            )
+            job_changes = {"last_run_at": to_ts(now), "last_status": status}
+            if current["schedule_kind"] != "at" and not current["parent_id"]:
+                job_changes["next_run_at"] = next_run_at(current, now)
+        else:
+            job_changes = job_changes_after_run(current, status, now)
+            follow_ups += self._chain_dispatches(run, current, status, content, meta, now)
+            follow_ups += self._end_job(current, status, meta, now)
+        run.finish(status, fields, job_changes, meta, now)
+        try:
+            await self.writer.save(run, *follow_ups)
+        except Conflict:
+            log(f"run {run.id}: outcome already recorded elsewhere")
+
+    def _chain_dispatches(self, run, job, status, content, meta, now) -> list[Dispatch]:
+        from ocsched.domain.dispatch import chain_dispatch_id
+
+        dispatches = []
+        for child in children_to_fire(job, views.children(self.db(), job["id"]), status, content):
+            if views.dispatch_backlog(self.db(), child["id"]) >= child["max_queued_dispatches"]:
+                continue
+            delay = child["trigger_delay_s"] or 0
+            due = now + timedelta(seconds=delay) if delay else now - timedelta(seconds=1)
+            dispatches.append(
+                Dispatch(
+                    id=chain_dispatch_id(run.id, child["id"]),
+                    job_id=child["id"],
+                    kind="chain",
+                    scheduled_for=to_ts(due),
+                    source_run_id=run.id,
+                    retry_count=0,
+                    meta=meta,
+                    timestamp=now,
+                )
+            )
+        return dispatches
+
+    def _end_job(self, job: dict, status: str, meta: EventMeta, now: datetime) -> list[Job]:
+        ending = ends_job(job, status)
+        if ending is None:
+            return []
+        aggregate: Job = self.ctx.log.repository.get(job["id"])
+        if aggregate.deleted:
+            return []
+        if ending == "delete":
+            aggregate.delete(meta, now)
+        else:
+            aggregate.disable(meta, now)
+        return [aggregate] if aggregate.pending_events else []
+
+    async def _start_queued(self, job_id: str) -> None:
+        """After a run of a `queue` job ends, start its oldest queued run, if any."""
+        job = views.job(self.db(), job_id)
+        queued = views.queued_runs(self.db(), job_id) if job else []
+        if not queued or self._busy_reason(job):
+            return
+        run: Run = self.ctx.log.repository.get(queued[0]["id"])
+        if run.status == "queued":
+            self._execute(run, job, {"queued_count": len(queued) - 1})
+
+    # Crash recovery
+
+    async def recover(self, abandoned_by: str | None = None) -> None:
+        """Finish runs whose daemon is gone as `crashed`, after making sure their processes
+        are dead; under at-least-once, a replay dispatch runs the job again (spec §19.3)."""
+        for row in views.active_runs(self.db(), ("pending", "queued", "running")):
+            owner = row["owner"]
+            if abandoned_by is not None and owner != abandoned_by:
+                continue
+            if abandoned_by is None and not owner_is_dead(owner):
+                continue
+            await self._recover_run(row)
+
+    async def _recover_run(self, row: dict) -> None:
+        group = row["process_group"]
+        if group:
+            await _kill_and_wait(group)
+        now = datetime.now(UTC)
+        cause = f"crash/{row['id']}"
+        meta = self.meta(cause)
+        run: Run = self.ctx.log.repository.get(row["id"])
+        if run.is_finished:
+            return
+        job = views.job(self.db(), row["job_id"])
+        follow_ups: list[Any] = []
+        job_changes: dict[str, Any] = {}
+        if job is not None:
+            job_changes = {"last_run_at": to_ts(now), "last_status": "crashed"}
+            if job["schedule_kind"] != "at" or job["parent_id"]:
+                job_changes["next_run_at"] = next_run_at(job, now)
+            if job["delivery_guarantee"] == "at-least-once":
+                follow_ups.append(
+                    Dispatch(
+                        id=replay_dispatch_id(row["id"]),
+                        job_id=job["id"],
+                        kind="replay",
+                        scheduled_for=to_ts(now - timedelta(seconds=1)),
+                        source_run_id=row["id"],
+                        retry_count=row["retry_count"] or 0,
+                        meta=meta,
+                        timestamp=now,
+                    )
+                )
+            elif job["schedule_kind"] == "at" and not job["parent_id"]:
+                aggregate: Job = self.ctx.log.repository.get(job["id"])
+                aggregate.disable(meta, now)
+                follow_ups += [aggregate] if aggregate.pending_events else []
+        message = "The scheduler stopped while this run was active; its processes were killed"
+        run.finish("crashed", {"error_message": message}, job_changes, meta, now)
+        if await self._save_quietly(run, *follow_ups):
+            log(f"run {row['id']} of job {row['job_id']}: crashed, recovered")
+        self.timers_dirty = True
+
+
+async def _kill_and_wait(group: int) -> None:
+    shell.kill_group(group, signal.SIGKILL)
+    for _ in range(100):
+        if not shell.group_alive(group):
+            return
+        await asyncio.sleep(0.02)
+
+
+def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str]) -> None:
+    """Write streams too large to keep in the run record to the artifacts directory."""
+    if not (outcome.offload_stdout or outcome.offload_stderr):
+        return
+    stdout, stderr, _ = stream_texts(result)
+    for wanted, text, path in (
+        (outcome.offload_stdout, stdout, paths[0]),
+        (outcome.offload_stderr, stderr, paths[1]),
+    ):
+        if wanted:
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            Path(path).write_text(text, encoding="utf-8")
+
+
+def _limits(job: dict) -> OutputLimits:
+    return OutputLimits(
+        store=job["output_store_limit_bytes"],
+        excerpt=job["output_excerpt_limit_bytes"],
+        summary=job["output_summary_limit_bytes"],
+        offload_threshold=job["output_offload_threshold_bytes"],
+    )
+
+
+def _epoch(ts: str) -> float:
+    return from_ts(ts).timestamp()
+
+
+def _report_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log(f"error: {type(error).__name__}: {error}")

@@ -1,0 +1,198 @@
+"""The Run aggregate: one execution of a job, from the decision to run it to its outcome.
+
+A run's id is derived from what caused it (the job's clock slot, or the dispatch), so a
+cause can produce at most one run: a second daemon deciding the same thing fails to save.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from eventsourcing.domain import event
+
+from .aggregate import Aggregate, EventMeta
+from .errors import DomainError
+
+RUN_NAMESPACE = uuid.UUID("6f1c1d0e-8f57-4c5e-9f0b-4b7e3c1a9d21")
+
+Trigger = Literal["clock", "manual", "chain", "retry", "replay"]
+TERMINAL = frozenset({"ok", "error", "timeout", "skipped", "cancelled", "crashed"})
+RUN_STATUSES = (
+    "pending",
+    "queued",
+    "running",
+    "ok",
+    "error",
+    "timeout",
+    "skipped",
+    "awaiting_approval",
+    "approved",
+    "cancelled",
+    "crashed",
+)
+
+
+def clock_run_id(job_id: str, slot: str) -> str:
+    return str(uuid.uuid5(RUN_NAMESPACE, f"clock/{job_id}/{slot}"))
+
+
+def dispatch_run_id(dispatch_id: str) -> str:
+    return str(uuid.uuid5(RUN_NAMESPACE, f"dispatch/{dispatch_id}"))
+
+
+class Run(Aggregate):
+    class Scheduled(Aggregate.Created):
+        """The reactor decided to run a job. `owner` names the daemon that runs it
+        (`host:pid:start`); `job_changes` are the job's scheduling fields that moved with
+        this decision (a clock fire moves `next_run_at`)."""
+
+        job_id: str
+        trigger: Trigger
+        slot: str | None
+        dispatch_id: str | None
+        retry_count: int
+        retry_of: str | None
+        triggered_by_run: str | None
+        replay_of: str | None
+        run_timeout_ms: int
+        owner: str
+        job_changes: dict[str, Any]
+
+    @event(Scheduled)
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the library passes the aggregate id by this name
+        job_id: str,
+        trigger: Trigger,
+        slot: str | None,
+        dispatch_id: str | None,
+        retry_count: int,
+        retry_of: str | None,
+        triggered_by_run: str | None,
+        replay_of: str | None,
+        run_timeout_ms: int,
+        owner: str,
+        job_changes: dict[str, Any],
+        meta: EventMeta,
+        timestamp: datetime,
+    ) -> None:
+        self.job_id = job_id
+        self.owner = owner
+        self.trigger = trigger
+        self.retry_count = retry_count
+        self.status = "pending"
+        self.process_group: int | None = None
+        self.started_at: datetime | None = None
+
+    class Queued(Aggregate.Event):
+        """Held back by the job's `queue` overlap policy until `behind` finishes."""
+
+        job_id: str
+        behind: str
+        job_changes: dict[str, Any]
+
+    @event(Queued)
+    def _record_queued(
+        self, job_id: str, behind: str, job_changes: dict, meta: EventMeta, timestamp: datetime
+    ) -> None:
+        self.status = "queued"
+
+    class Started(Aggregate.Event):
+        """The run's process started; `process_group` is killed if the run is abandoned."""
+
+        job_id: str
+        process_id: int | None
+        process_group: int | None
+        job_changes: dict[str, Any]
+
+    @event(Started)
+    def _record_started(
+        self,
+        job_id: str,
+        process_id: int | None,
+        process_group: int | None,
+        job_changes: dict[str, Any],
+        meta: EventMeta,
+        timestamp: datetime,
+    ) -> None:
+        self.status = "running"
+        self.process_group = process_group
+        self.started_at = timestamp
+
+    class Finished(Aggregate.Event):
+        """The run ended: `status` is ok, error, timeout, skipped, cancelled or crashed.
+        `outcome` holds the run record's result fields (summary, shell columns, …);
+        `job_changes` the job's scheduling fields this outcome moved."""
+
+        job_id: str
+        status: str
+        outcome: dict[str, Any]
+        job_changes: dict[str, Any]
+
+    @event(Finished)
+    def _record_finished(
+        self,
+        job_id: str,
+        status: str,
+        outcome: dict[str, Any],
+        job_changes: dict[str, Any],
+        meta: EventMeta,
+        timestamp: datetime,
+    ) -> None:
+        self.status = status
+
+    # Commands
+
+    def queue_behind(self, run_id: str, job_changes: dict, meta: EventMeta, at: datetime):
+        self._require("pending")
+        self._record_queued(
+            job_id=self.job_id, behind=run_id, job_changes=job_changes, meta=meta, timestamp=at
+        )
+
+    def start(
+        self,
+        process_id: int | None,
+        process_group: int | None,
+        meta: EventMeta,
+        at: datetime,
+        job_changes: dict[str, Any] | None = None,
+    ) -> None:
+        self._require("pending", "queued")
+        self._record_started(
+            job_id=self.job_id,
+            process_id=process_id,
+            process_group=process_group,
+            job_changes=job_changes or {},
+            meta=meta,
+            timestamp=at,
+        )
+
+    def finish(
+        self,
+        status: str,
+        outcome: dict[str, Any],
+        job_changes: dict[str, Any],
+        meta: EventMeta,
+        at: datetime,
+    ) -> None:
+        if status not in TERMINAL:
+            raise DomainError(f"Not a final run status: {status}")
+        self._require("pending", "queued", "running")
+        self._record_finished(
+            job_id=self.job_id,
+            status=status,
+            outcome=outcome,
+            job_changes=job_changes,
+            meta=meta,
+            timestamp=at,
+        )
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def _require(self, *statuses: str) -> None:
+        if self.status not in statuses:
+            raise DomainError(f"Run {self.id} is {self.status}")

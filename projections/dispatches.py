@@ -1,0 +1,79 @@
+"""The dispatch queue read model (spec §17): what waits to run, and what became of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocsched.domain.dispatch import Dispatch
+from ocsched.domain.run import Run
+from ocsched.domain.schedule import to_ts
+
+from .projection import Projection
+from .rows import Update, Upsert
+
+TABLE = "dispatches"
+COLUMNS: dict[str, type] = {
+    "id": str,
+    "job_id": str,
+    "dispatch_kind": str,
+    "status": str,
+    "scheduled_for": str,
+    "source_run_id": str,
+    "retry_count": int,
+    "run_id": str,
+    "reason": str,
+    "created_at": str,
+    "claimed_at": str,
+    "processed_at": str,
+}
+
+
+def create_tables(db: Any) -> None:
+    db[TABLE].create(COLUMNS, pk="id")
+    db[TABLE].create_index(["status", "scheduled_for"])
+    db[TABLE].create_index(["job_id"])
+    db[TABLE].create_index(["run_id"])
+
+
+def requested(event: Dispatch.Requested):
+    row = {name: None for name in COLUMNS}
+    row.update(
+        id=event.originator_id,
+        job_id=event.job_id,
+        dispatch_kind=event.kind,
+        status="pending",
+        scheduled_for=event.scheduled_for,
+        source_run_id=event.source_run_id,
+        retry_count=event.retry_count,
+        created_at=to_ts(event.timestamp),
+    )
+    yield Upsert(TABLE, row)
+
+
+def claimed(event: Dispatch.Claimed):
+    values = {"status": "claimed", "run_id": event.run_id, "claimed_at": to_ts(event.timestamp)}
+    yield Update(TABLE, event.originator_id, values)
+
+
+def cancelled(event: Dispatch.Cancelled):
+    values = {"status": "cancelled", "reason": event.reason, "processed_at": to_ts(event.timestamp)}
+    yield Update(TABLE, event.originator_id, values)
+
+
+def run_finished(event: Run.Finished):
+    values = {"status": "done", "processed_at": to_ts(event.timestamp)}
+    yield Update(TABLE, event.originator_id, values, pk="run_id")
+
+
+projection = Projection(
+    name="dispatches",
+    version=1,
+    tables=(TABLE,),
+    create_tables=create_tables,
+    handlers={
+        Dispatch.Requested: requested,
+        Dispatch.Claimed: claimed,
+        Dispatch.Cancelled: cancelled,
+        Run.Finished: run_finished,
+    },
+)

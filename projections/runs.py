@@ -1,0 +1,118 @@
+"""The runs read model: one row per run, the record of spec §9.3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocsched.domain.run import Run
+from ocsched.domain.schedule import to_ts
+
+from .projection import Projection
+from .rows import Update, Upsert
+
+TABLE = "runs"
+COLUMNS: dict[str, type] = {
+    "id": str,
+    "job_id": str,
+    "status": str,
+    "trigger": str,
+    "slot": str,
+    "started_at": str,
+    "finished_at": str,
+    "duration_ms": int,
+    "last_heartbeat": str,
+    "session_key": str,
+    "session_id": str,
+    "summary": str,
+    "error_message": str,
+    "shell_exit_code": int,
+    "shell_signal": str,
+    "shell_timed_out": int,
+    "shell_stdout": str,
+    "shell_stderr": str,
+    "shell_stdout_path": str,
+    "shell_stderr_path": str,
+    "shell_stdout_bytes": int,
+    "shell_stderr_bytes": int,
+    "dispatched_at": str,
+    "run_timeout_ms": int,
+    "retry_count": int,
+    "retry_of": str,
+    "triggered_by_run": str,
+    "dispatch_queue_id": str,
+    "context_summary": str,
+    "replay_of": str,
+    "idempotency_key": str,
+    "queued_behind": str,
+    "process_id": int,
+    "process_group": int,
+    "owner": str,
+}
+
+
+def create_tables(db: Any) -> None:
+    db[TABLE].create(COLUMNS, pk="id", defaults={"shell_timed_out": 0})
+    db[TABLE].create_index(["job_id", "started_at"])
+    db[TABLE].create_index(["status"])
+
+
+def scheduled(event: Run.Scheduled):
+    stamp = to_ts(event.timestamp)
+    row = {name: None for name in COLUMNS}
+    row.update(
+        id=event.originator_id,
+        job_id=event.job_id,
+        status="pending",
+        trigger=event.trigger,
+        slot=event.slot,
+        started_at=stamp,
+        last_heartbeat=stamp,
+        dispatched_at=stamp,
+        run_timeout_ms=event.run_timeout_ms,
+        retry_count=event.retry_count,
+        retry_of=event.retry_of,
+        triggered_by_run=event.triggered_by_run,
+        dispatch_queue_id=event.dispatch_id,
+        replay_of=event.replay_of,
+        owner=event.owner,
+        idempotency_key=event.meta.cause,
+        shell_timed_out=0,
+        shell_stdout_bytes=0,
+        shell_stderr_bytes=0,
+    )
+    yield Upsert(TABLE, row)
+
+
+def queued(event: Run.Queued):
+    yield Update(TABLE, event.originator_id, {"status": "queued", "queued_behind": event.behind})
+
+
+def started(event: Run.Started):
+    stamp = to_ts(event.timestamp)
+    values = {
+        "status": "running",
+        "started_at": stamp,
+        "last_heartbeat": stamp,
+        "process_id": event.process_id,
+        "process_group": event.process_group,
+    }
+    yield Update(TABLE, event.originator_id, values)
+
+
+def finished(event: Run.Finished):
+    values = {**event.outcome, "status": event.status, "finished_at": to_ts(event.timestamp)}
+    yield Update(TABLE, event.originator_id, values)
+
+
+projection = Projection(
+    name="runs",
+    version=1,
+    tables=(TABLE,),
+    create_tables=create_tables,
+    handlers={
+        Run.Scheduled: scheduled,
+        Run.Queued: queued,
+        Run.Started: started,
+        Run.Finished: finished,
+    },
+)
