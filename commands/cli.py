@@ -23,6 +23,15 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "disable": "jobs:disable_handler",
         "delete": "jobs:cli_delete",
         "tree": "jobs:cli_tree",
+        "run": "jobs:cli_run",
+        "cancel": "jobs:cli_cancel",
+    },
+    "runs": {
+        "list": "runs:cli_list",
+        "get": "runs:cli_get",
+        "output": "runs:cli_output",
+        "running": "runs:cli_running",
+        "stale": "runs:cli_stale",
     },
     "events": {"tail": "events:cli_tail", "show": "events:cli_show"},
     "projections": {None: "projections:cli_projections"},
@@ -44,6 +53,15 @@ Jobs:
   jobs update <id> '<json>' [--dry-run] [--profile P]
   jobs get <id> | jobs list [--type standard|watchdog] | jobs tree
   jobs enable <id> | jobs disable <id> | jobs delete <id>
+  jobs run <id>                     run now (also a disabled job), through the daemon
+  jobs cancel <id> [--no-cascade]   disable the job and its descendants, stop their runs
+
+Runs:
+  runs list <job-id> [limit] | runs get <run-id> | runs output <run-id> [stdout|stderr]
+  runs running | runs stale [threshold-s]
+
+Daemon:
+  daemon [--grace <seconds>]        the scheduler (alias: start); ./scripts/run starts it
 
 Audit:
   events tail [-n N] [--follow]     the newest events of the whole log

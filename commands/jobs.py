@@ -96,6 +96,73 @@ def delete_job(ctx: Context, job_id: str) -> None:
     ctx.save(job)
 
 
+def run_now(ctx: Context, job_id: str) -> dict[str, Any]:
+    """Queue a durable manual dispatch, due at once; the daemon runs it, even for a
+    disabled job, without moving the job's schedule (spec §17.3)."""
+    from datetime import timedelta
+
+    from ocsched.domain.dispatch import Dispatch
+    from ocsched.domain.schedule import to_ts
+    from ocsched.projections import views
+
+    job = _load_job(ctx, job_id)
+    if views.dispatch_backlog(ctx.views(), job_id) >= job.spec.max_queued_dispatches:
+        raise CommandError(f"Dispatch backlog limit reached for {job.spec.name}")
+    dispatch = Dispatch(
+        id=str(uuid.uuid4()),
+        job_id=job_id,
+        kind="manual",
+        scheduled_for=to_ts(ctx.now - timedelta(seconds=1)),
+        source_run_id=None,
+        retry_count=0,
+        meta=ctx.meta(),
+        timestamp=ctx.now,
+    )
+    ctx.save(dispatch)
+    return {
+        "ok": True,
+        "job_id": job_id,
+        "name": job.spec.name,
+        "dispatch_id": dispatch.id,
+        "dispatch_kind": "manual",
+    }
+
+
+def cancel_job(ctx: Context, job_id: str, cascade: bool = True) -> list[str]:
+    """Disable the job (and its descendants) and mark their active runs cancelled; the
+    daemon that runs them kills their process groups when it sees the event."""
+    from ocsched.domain.run import Run
+    from ocsched.projections import views
+
+    root = _load_job(ctx, job_id)
+    ids = [job_id] + (_descendants(ctx, job_id) if cascade else [])
+    changed: list[Any] = []
+    for current in ids:
+        job = root if current == job_id else _load_job(ctx, current)
+        job.disable(ctx.meta(), ctx.now)
+        changed += [job] if job.pending_events else []
+    for row in views.active_runs(ctx.views(), ("pending", "queued", "running")):
+        if row["job_id"] in ids:
+            run: Run = ctx.log.repository.get(row["id"])
+            if not run.is_finished:
+                outcome = {"error_message": f"Cancelled by {ctx.actor}"}
+                run.finish("cancelled", outcome, {}, ctx.meta(cause=f"cancel/{job_id}"), ctx.now)
+                changed.append(run)
+    if changed:
+        ctx.save(*changed)
+    return ids
+
+
+def _descendants(ctx: Context, job_id: str) -> list[str]:
+    """Depth-first, children in creation order."""
+    from ocsched.projections import views
+
+    found: list[str] = []
+    for child in views.children(ctx.views(), job_id):
+        found += [child["id"], *_descendants(ctx, child["id"])]
+    return found
+
+
 def get_job(ctx: Context, job_id: str) -> dict[str, Any]:
     from ocsched.projections import views
 
@@ -321,6 +388,26 @@ def _tree_lines(nodes: list[dict], depth: int, lines: list[str]) -> None:
             line += f" (+{node['trigger_delay_s']}s)"
         lines.append(line)
         _tree_lines(node["children"], depth + 1, lines)
+
+
+def cli_run(ctx: Context, args: list[str]) -> None:
+    (job_id,) = Argv(args, "Usage: jobs run <id>").positionals(1, 1)
+    result = run_now(ctx, job_id)
+    if ctx.json:
+        print_json(result)
+    else:
+        print(f"Scheduled for immediate run: {result['name']} (dispatch: {result['dispatch_id']})")
+
+
+def cli_cancel(ctx: Context, args: list[str]) -> None:
+    argv = Argv(args, "Usage: jobs cancel <id> [--no-cascade]")
+    cascade = not argv.flag("--no-cascade")
+    (job_id,) = argv.positionals(1, 1)
+    cancelled = cancel_job(ctx, job_id, cascade)
+    if ctx.json:
+        print_json({"ok": True, "cancelled": cancelled})
+    else:
+        print(f"Cancelled {len(cancelled)} job(s): {', '.join(map(short_id, cancelled))}")
 
 
 def _one_json(argv: Argv) -> list[str]:

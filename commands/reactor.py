@@ -34,7 +34,7 @@ from ocsched.domain.policies import (
     retry_allowed,
     retry_delay,
 )
-from ocsched.domain.run import Run, clock_run_id, dispatch_run_id
+from ocsched.domain.run import TERMINAL, Run, clock_run_id, dispatch_run_id
 from ocsched.domain.schedule import from_ts, next_run_at, to_ts
 from ocsched.domain.shell_output import (
     OutputLimits,
@@ -82,6 +82,14 @@ def max_concurrent_runs() -> int:
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
     return max(32, 16 * (os.cpu_count() or 1))
+
+
+def retry_base_seconds() -> float:
+    """`OCSCHED_RETRY_BASE_S` scales the retry ladder (default 30 s, as spec §14.1)."""
+    try:
+        return max(float(os.environ.get("OCSCHED_RETRY_BASE_S", "30")), 0.0)
+    except ValueError:
+        return 30.0
 
 
 def log(message: str) -> None:
@@ -187,8 +195,20 @@ class Reactor:
                 changed, self._data_version = version != self._data_version, version
             if changed:
                 await self.writer.catch_up()
+                self.stop_cancelled_runs()
                 self.timers_dirty = True
                 self.wake.set()
+
+    def stop_cancelled_runs(self) -> None:
+        """Kill the processes of our runs that someone finished elsewhere (`jobs cancel`)."""
+        for run_id, task in list(self.running.items()):
+            row = views.run(self.db(), run_id)
+            if row is not None and row["status"] in TERMINAL:
+                log(f"run {run_id}: {row['status']} elsewhere; stopping its processes")
+                group = self.run_groups.get(run_id)
+                if group is not None:
+                    shell.kill_group(group, signal.SIGKILL)
+                task.cancel()
 
     def _postgres_head_moved(self) -> bool:
         head = self.ctx.log.recorder.max_notification_id()
@@ -432,7 +452,7 @@ class Reactor:
                     id=retry_dispatch_id(run.id),
                     job_id=job["id"],
                     kind="retry",
-                    scheduled_for=to_ts(now + retry_delay(attempt)),
+                    scheduled_for=to_ts(now + retry_delay(attempt, retry_base_seconds())),
                     source_run_id=run.id,
                     retry_count=attempt,
                     meta=meta,

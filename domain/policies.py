@@ -24,9 +24,9 @@ def backoff(consecutive_errors: int) -> timedelta:
     return timedelta(seconds=BACKOFF_SECONDS[min(consecutive_errors, len(BACKOFF_SECONDS)) - 1])
 
 
-def retry_delay(attempt: int) -> timedelta:
+def retry_delay(attempt: int, base_seconds: float = RETRY_BASE_SECONDS) -> timedelta:
     """The wait before retry number `attempt` (1, 2, …): 30 s, 60 s, 120 s, …"""
-    return timedelta(seconds=RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    return timedelta(seconds=base_seconds * 2 ** (attempt - 1))
 
 
 def retry_allowed(job: dict[str, Any], status: str, retry_count: int) -> bool:

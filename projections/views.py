@@ -142,7 +142,8 @@ def dispatch_backlog(connection: sqlite3.Connection | None, job_id: str) -> int:
     if connection is None:
         return 0
     return connection.execute(
-        "SELECT count(*) AS n FROM dispatches WHERE job_id = ? AND status IN ('pending', 'claimed')",
+        "SELECT count(*) AS n FROM dispatches"
+        " WHERE job_id = ? AND status IN ('pending', 'claimed')",
         (job_id,),
     ).fetchone()["n"]
 

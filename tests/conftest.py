@@ -82,3 +82,63 @@ def shell_job(**fields) -> dict:
     }
     spec.update(fields)
     return spec
+
+
+class Daemon:
+    """`ocsched daemon` as a real process on the scheduler's store."""
+
+    def __init__(self, scheduler: Scheduler, *args: str) -> None:
+        self.scheduler = scheduler
+        self.log_path = scheduler.home.parent / f"daemon-{id(self)}.log"
+        scheduler.home.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [*OCSCHED, "daemon", *args],
+            env=scheduler.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: "started" in self.log, what="the daemon to start")
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, sig: int = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=30)
+        finally:
+            self._log.close()
+        return code
+
+
+def wait_until(condition, timeout: float = 15.0, what: str = "the condition"):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def daemons(scheduler):
+    """Start daemons with `daemons.start()`; all are stopped when the test ends."""
+    started: list[Daemon] = []
+
+    class Starter:
+        def start(self, *args: str) -> Daemon:
+            daemon = Daemon(scheduler, *args)
+            started.append(daemon)
+            return daemon
+
+    yield Starter()
+    for daemon in started:
+        daemon.stop()
