@@ -154,7 +154,8 @@ def _describe_unexpected(error: Exception) -> str:
 
 
 def _fail(message: str, json_mode: bool) -> int:
-    message = " ".join(message.split("\n")).strip()
+    # One line, and printable whatever user text the message echoes.
+    message = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     if json_mode:
         from .output import print_json
 

@@ -59,17 +59,32 @@ def describe(record: dict[str, Any]) -> str:
     return "  ".join(parts + [_summary(record["fields"])]).rstrip()
 
 
+SUMMARY_VALUE_WIDTH = 60
+QUIET_FIELDS = ("context_summary", "shell_stdout", "shell_stderr")
+
+
 def _summary(fields: dict[str, Any]) -> str:
-    import msgspec
-
-    def show(value: Any) -> str:
-        return msgspec.json.encode(value).decode()
-
+    """The changed or set fields, each value cut to a readable width; nulls left out.
+    `--json` prints everything in full."""
     if "changes" in fields:
         return ", ".join(
-            f"{name}: {show(old)} -> {show(new)}" for name, (old, new) in fields["changes"].items()
+            f"{name}: {_show(old)} -> {_show(new)}"
+            for name, (old, new) in fields["changes"].items()
         )
-    return ", ".join(f"{name}={show(value)}" for name, value in fields.items())
+    flat: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, dict) and name in ("outcome", "job_changes"):
+            flat.update((k, v) for k, v in value.items() if k not in QUIET_FIELDS)
+        else:
+            flat[name] = value
+    return ", ".join(f"{name}={_show(value)}" for name, value in flat.items() if value is not None)
+
+
+def _show(value: Any) -> str:
+    import msgspec
+
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= SUMMARY_VALUE_WIDTH else text[: SUMMARY_VALUE_WIDTH - 1] + "…"
 
 
 def tail(ctx: Context, count: int) -> list[dict[str, Any]]:

@@ -268,7 +268,7 @@ def _tree_node(record: dict) -> dict[str, Any]:
 def parse_json_argument(text: str, usage_hint: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CommandError(f"Invalid JSON. Usage: {usage_hint}") from None
 
 

@@ -63,8 +63,10 @@ def zone(name: str) -> ZoneInfo:
 
 
 def check_cron(expression: str, tz: str) -> None:
-    """Raise ValidationError when the expression or the zone cannot be evaluated."""
-    next_cron_fire(expression, tz, datetime(2000, 1, 1, tzinfo=UTC))
+    """Raise ValidationError when the expression or the zone cannot be evaluated, or the
+    expression can never fire (like `0 0 30 2 *`)."""
+    if next_cron_fire(expression, tz, datetime(2000, 1, 1, tzinfo=UTC)) is None:
+        raise ValidationError(f'Invalid cron expression "{expression}": it never fires')
 
 
 def next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:

@@ -115,12 +115,23 @@ def validate_job_spec(spec: object, current: dict | None = None) -> dict:
         raise ValidationError("Job spec must be an object")
     creating = current is None
     _reject_unknown_keys(spec, creating)
+    _reject_unencodable_text(spec)
     patch = {key: _normalize(key, value) for key, value in spec.items()}
     check = _Check(patch, _merge(patch, current), current or {}, creating)
     for rule in _RULES:
         rule(check)
     _check_converts(check.record)
     return patch
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_unencodable_text(spec: dict) -> None:
+    """A JSON `\\ud800` escape decodes to a lone surrogate, which no UTF-8 store can hold."""
+    for key, value in spec.items():
+        if isinstance(value, str) and _LONE_SURROGATE.search(value):
+            raise ValidationError(f"{key} contains an invalid character (a lone surrogate)")
 
 
 @dataclass(frozen=True)

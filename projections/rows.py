@@ -26,4 +26,14 @@ class Delete(msgspec.Struct, frozen=True):
     pk: str = "id"
 
 
-RowChange = Upsert | Update | Delete
+class KeepNewest(msgspec.Struct, frozen=True):
+    """Delete the finished rows of one group beyond the newest `keep` (retention)."""
+
+    table: str
+    group_column: str
+    group_value: str
+    order_column: str
+    keep: int
+
+
+RowChange = Upsert | Update | Delete | KeepNewest

@@ -8,9 +8,11 @@ from ocsched.domain.run import Run
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
-from .rows import Update, Upsert
+from .rows import KeepNewest, Update, Upsert
 
 TABLE = "runs"
+RUNS_KEPT_PER_JOB = 100
+"""Retention (spec §26): the read model keeps each job's newest runs; the log keeps all."""
 COLUMNS: dict[str, type] = {
     "id": str,
     "job_id": str,
@@ -81,6 +83,7 @@ def scheduled(event: Run.Scheduled):
         shell_stderr_bytes=0,
     )
     yield Upsert(TABLE, row)
+    yield KeepNewest(TABLE, "job_id", event.job_id, "started_at", RUNS_KEPT_PER_JOB)
 
 
 def queued(event: Run.Queued):
@@ -106,7 +109,7 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=1,
+    version=2,
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={

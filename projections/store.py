@@ -23,7 +23,7 @@ from eventsourcing.sqlite import (
 )
 
 from .projection import Projection
-from .rows import Delete, RowChange, Update, Upsert
+from .rows import Delete, KeepNewest, RowChange, Update, Upsert
 
 VERSIONS_TABLE = "read_model_versions"
 
@@ -144,6 +144,15 @@ def _write(cursor: SQLiteCursor, change: RowChange) -> None:
         cursor.execute(sql, [*_values(change.values.values()), change.key])
     elif isinstance(change, Delete):
         cursor.execute(f"DELETE FROM [{change.table}] WHERE [{change.pk}] = ?", (change.key,))
+    elif isinstance(change, KeepNewest):
+        group, order = change.group_column, change.order_column
+        cursor.execute(
+            f"DELETE FROM [{change.table}] WHERE [{group}] = ?"
+            " AND status NOT IN ('pending', 'queued', 'running') AND rowid NOT IN"
+            f" (SELECT rowid FROM [{change.table}] WHERE [{group}] = ?"
+            f" ORDER BY [{order}] DESC, rowid DESC LIMIT ?)",
+            (change.group_value, change.group_value, change.keep),
+        )
 
 
 @lru_cache(maxsize=512)

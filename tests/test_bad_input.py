@@ -121,11 +121,6 @@ def test_deeply_nested_json_is_refused_in_one_line_and_records_nothing(seeded, v
     assert scheduler.event_count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commands/jobs.py parse_json_argument catches ValueError only; json.loads raises "
-    "RecursionError, reported as 'Internal error (RecursionError): ...'",
-)
 def test_deeply_nested_json_is_reported_as_invalid_json(seeded):
     scheduler, _ = seeded
     assert assert_rejected(scheduler, "jobs", "add", DEEPLY_NESTED[0]).startswith("Invalid JSON")
@@ -475,14 +470,9 @@ def test_no_random_spec_makes_a_real_process_print_a_traceback(scheduler, spec, 
         assert scheduler.event_count() == before + 1
 
 
-# --- known gaps, strict xfail until fixed: lone surrogates (never drawn by st.text() above) --
+# --- lone surrogates (never drawn by st.text() above) ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an error message holding a lone surrogate cannot be encoded by print_json: "
-    "commands/cli.py _fail -> commands/output.py to_json raises UnicodeEncodeError",
-)
 @pytest.mark.parametrize(
     "spec",
     [{"\ud800": 1}, shell_job(schedule_tz="\udc80")],
@@ -494,11 +484,6 @@ def test_a_lone_surrogate_in_a_message_is_still_a_json_error(seeded, spec):
     assert scheduler.event_count() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validation accepts lone surrogates in text fields; saving then fails with "
-    '"Internal error (UnicodeEncodeError)" instead of naming the field',
-)
 def test_a_lone_surrogate_in_a_text_field_is_refused_naming_the_field(seeded):
     scheduler, _ = seeded
     message = assert_rejected(scheduler, "jobs", "add", json.dumps(shell_job(name="a\ud800")))
