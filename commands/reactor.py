@@ -50,6 +50,7 @@ from .context import Context
 from .writer import Conflict, EventWriter
 
 WATCH_INTERVAL = 0.04
+FOREIGN_TIMEOUT_GRACE_S = 60
 ACTOR = "reactor"
 
 
@@ -82,6 +83,15 @@ def max_concurrent_runs() -> int:
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
     return max(32, 16 * (os.cpu_count() or 1))
+
+
+def interval(name: str, default_s: float, floor_s: float) -> float:
+    """A pass interval from `<name>` in milliseconds (spec §6.2): default when unset or
+    not a number, never below the floor."""
+    try:
+        return max(float(os.environ[name]) / 1000, floor_s)
+    except (KeyError, ValueError):
+        return default_s
 
 
 def retry_base_seconds() -> float:
@@ -126,11 +136,18 @@ class Reactor:
             loop.add_signal_handler(number, self.stop)
         log(f"ocsched daemon {self.identity} started; database {self.ctx.settings.database}")
         await self.recover()
-        watcher = asyncio.create_task(self.watch())
+        background = [
+            asyncio.create_task(self.watch()),
+            asyncio.create_task(
+                self.every(interval("SCHEDULER_HEARTBEAT_CHECK_MS", 30, 5), self.sweep)
+            ),
+            asyncio.create_task(self.every(interval("SCHEDULER_PRUNE_MS", 3600, 60), self.prune)),
+        ]
         try:
             await self.loop()
         finally:
-            watcher.cancel()
+            for task in background:
+                task.cancel()
             await self.shutdown()
 
     def stop(self) -> None:
@@ -517,6 +534,70 @@ class Reactor:
         run: Run = self.ctx.log.repository.get(queued[0]["id"])
         if run.status == "queued":
             self._execute(run, job, {"queued_count": len(queued) - 1})
+
+    # Periodic passes
+
+    async def every(self, seconds: float, action) -> None:
+        """Run `action` now and then every `seconds`, until stopping."""
+        while not self.stopping.is_set():
+            try:
+                await action()
+            except Exception as error:  # noqa: BLE001 - a failed pass must not stop the daemon
+                log(f"error in {action.__name__}: {type(error).__name__}: {error}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def sweep(self) -> None:
+        """Spec §25: runs of a daemon that died are recovered (a surviving daemon does it
+        too), and runs of another daemon far past their timeout are finished as timeout."""
+        await self.recover()
+        now = datetime.now(UTC)
+        for row in views.active_runs(self.db(), ("running",)):
+            if row["id"] in self.active or row["owner"] == self.identity:
+                continue
+            limit_ms = row["run_timeout_ms"] or 0
+            overdue = now - from_ts(row["started_at"]) - timedelta(milliseconds=limit_ms)
+            if overdue < timedelta(seconds=FOREIGN_TIMEOUT_GRACE_S):
+                continue
+            run: Run = self.ctx.log.repository.get(row["id"])
+            job = views.job(self.db(), row["job_id"])
+            cause = f"sweep/{row['id']}"
+            fields = {"error_message": f"Exceeded {limit_ms}ms timeout"}
+            if row["process_group"] and owner_is_dead(row["owner"]):
+                await _kill_and_wait(row["process_group"])
+            if job is None:
+                run.finish("timeout", fields, {}, self.meta(cause), now)
+                await self._save_quietly(run)
+            else:
+                await self._conclude(run, job, "timeout", fields, fields["error_message"])
+
+    async def prune(self) -> None:
+        """Spec §26: delete used-up one-shot jobs a day after their run, children whose
+        parent is gone, and finished disabled jobs past their `ttl_hours`."""
+        now = datetime.now(UTC)
+        doomed: list[tuple[str, str]] = []
+        records = views.jobs(self.db())
+        ids = {r["id"] for r in records}
+        for job in records:
+            last_run = from_ts(job["last_run_at"]) if job["last_run_at"] else None
+            if job["parent_id"] and job["parent_id"] not in ids:
+                doomed.append((job["id"], "orphan"))
+            elif job["enabled"] or last_run is None:
+                continue
+            elif job["delete_after_run"] and now - last_run > timedelta(hours=24):
+                doomed.append((job["id"], "used-up"))
+            elif (
+                job["ttl_hours"]
+                and job["last_status"] in ("ok", "error", "timeout")
+                and now - last_run > timedelta(hours=job["ttl_hours"])
+            ):
+                doomed.append((job["id"], "ttl"))
+        for job_id, rule in doomed:
+            aggregate: Job = self.ctx.log.repository.get(job_id)
+            if not aggregate.deleted:
+                aggregate.delete(self.meta(f"prune/{rule}/{job_id}"), now)
+                if await self._save_quietly(aggregate):
+                    log(f"pruned job {job_id} ({rule})")
 
     # Crash recovery
 

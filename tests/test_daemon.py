@@ -293,3 +293,65 @@ def _epoch(ts: str) -> float:
     from datetime import UTC, datetime
 
     return datetime.strptime(ts, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def test_the_overlap_queue_runs_held_fires_one_after_another(scheduler, daemons):
+    job = scheduler.add(every_second(payload_message="sleep 1.2", overlap_policy="queue"))
+    daemons.start()
+    queued = wait_until(
+        lambda: [r for r in runs_of(scheduler, job["id"]) if r["queued_behind"]],
+        what="a queued fire",
+    )
+    assert scheduler.ok("jobs", "get", job["id"]).json["queued_count"] >= 1
+    held = queued[0]["id"]
+    wait_until(
+        lambda: scheduler.ok("runs", "get", held).json["status"] == "ok",
+        what="the queued run to run",
+    )
+    runs = [r for r in runs_of(scheduler, job["id"]) if r["status"] in ("ok", "running")]
+    assert all(r["status"] != "skipped" for r in runs)
+
+
+def test_jobs_sharing_a_resource_pool_never_run_together(scheduler, daemons):
+    first = scheduler.add(every_second(name="a", payload_message="sleep 1.5", resource_pool="gpu"))
+    second = scheduler.add(every_second(name="b", payload_message="sleep 1.5", resource_pool="gpu"))
+    daemons.start()
+    skipped = wait_until(
+        lambda: [
+            r
+            for job in (first, second)
+            for r in runs_of(scheduler, job["id"])
+            if r["status"] == "skipped" and "resource pool gpu" in r["summary"]
+        ],
+        what="a fire skipped for the pool",
+    )
+    assert skipped
+
+
+def test_the_prune_pass_deletes_children_whose_parent_is_gone(scheduler, daemons):
+    parent = scheduler.add(shell_job(name="parent"))
+    child = scheduler.add(
+        shell_job(name="child", parent_id=parent["id"], trigger_on="success", schedule_cron=None)
+    )
+    scheduler.ok("jobs", "delete", parent["id"])
+    daemons.start()
+    wait_until(lambda: scheduler.run("jobs", "get", child["id"]).returncode == 1, what="prune")
+    deleted = scheduler.ok("--json", "events", "show", child["id"]).json[-1]
+    assert (deleted["type"], deleted["actor"]) == ("Job.Deleted", "reactor")
+    assert deleted["cause"] == f"prune/orphan/{child['id']}"
+
+
+def test_a_surviving_daemon_recovers_the_runs_of_a_killed_one(scheduler, daemons, tmp_path):
+    scheduler.env["SCHEDULER_HEARTBEAT_CHECK_MS"] = "5000"
+    marker = tmp_path / "pid"
+    job = scheduler.add(shell_job(payload_message=f"echo $$ > {marker}; sleep 30"), "--in", "1s")
+    first = daemons.start()
+    wait_until(marker.exists, what="the run to start")
+    daemons.start()
+    first.stop(signal.SIGKILL)
+    run = wait_until(
+        lambda: (r := runs_of(scheduler, job["id"])[0])["status"] == "crashed" and r,
+        timeout=15,
+        what="the survivor's sweep",
+    )
+    assert run["error_message"].startswith("The scheduler stopped")

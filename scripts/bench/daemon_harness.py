@@ -1,0 +1,239 @@
+"""Shared pieces of the reactor benchmarks (`reactor_burst.py`, `reactor_lag.py`,
+`reactor_idle.py`): a private scheduler home, the real `ocsched daemon` as a subprocess,
+jobs seeded through the library, and the result table.
+
+Everything started here is stopped here: `BenchHome` removes its directory, `Daemon.stop`
+sends SIGTERM, waits, and kills on timeout (the daemon's watchdog child then kills whatever
+run process groups are left, as it does when a daemon dies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+OCSCHED = str(Path(sys.executable).with_name("ocsched"))
+
+PROFILED_DAEMON = r"""
+import cProfile, sys, time
+from ocsched.commands import writer
+
+main_profile = cProfile.Profile()
+writer_profile = cProfile.Profile()
+original_write = writer.EventWriter._write
+
+def profiled_write(self, groups):
+    # The writer runs in a worker thread, one batch at a time; cProfile only sees the
+    # thread that enabled it, so batches get their own profile.
+    started = time.perf_counter()
+    writer_profile.enable()
+    try:
+        return original_write(self, groups)
+    finally:
+        writer_profile.disable()
+        elapsed = (time.perf_counter() - started) * 1000
+        print(f"bench: writer batch of {len(groups)} saves took {elapsed:.1f} ms",
+              file=sys.stderr, flush=True)
+
+writer.EventWriter._write = profiled_write
+from ocsched.commands.cli import main
+main_profile.enable()
+try:
+    main(["daemon"])
+finally:
+    main_profile.disable()
+    main_profile.dump_stats(sys.argv[1] + ".loop")
+    writer_profile.dump_stats(sys.argv[1] + ".writer")
+"""
+
+
+class BenchHome:
+    """A private SCHEDULER_HOME in a temporary directory, deleted on exit."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="ocsched-bench-"))
+        self.database = str(self.path / "ocsched.db")
+        self.env = {**os.environ, "SCHEDULER_HOME": str(self.path), "OCSCHED_ACTOR": "bench"}
+        self.env.pop("SCHEDULER_DB", None)
+        # As installed for users: byte-compiled modules.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def __enter__(self) -> BenchHome:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def settings(self):
+        from ocsched.adapters.settings import Settings
+
+        return Settings(home=self.path, database=self.database)
+
+
+class Daemon:
+    """`ocsched daemon` on a bench home, its log in the home directory.
+
+    `profile`: a path prefix; the daemon then runs under cProfile (a Python wrapper around
+    the same entry point) and writes `<prefix>.loop` (the event loop thread) and
+    `<prefix>.writer` (the event writer's batches) when it stops.
+    """
+
+    def __init__(self, home: BenchHome, *, profile: str | None = None) -> None:
+        self.home = home
+        self.log_path = home.path / "daemon.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        command = [OCSCHED, "daemon"]
+        if profile:
+            command = [sys.executable, "-c", PROFILED_DAEMON, profile]
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen(
+            command, env=home.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.pid = self.process.pid
+        try:
+            self.startup_seconds = self._wait_started()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_started(self, timeout: float = 30.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if " started; database " in self.log:
+                return time.perf_counter() - self.started_at
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the daemon exited early:\n{self.log}")
+            time.sleep(0.005)
+        raise RuntimeError(f"the daemon did not start within {timeout:.0f} s:\n{self.log}")
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait up to `timeout` seconds, then SIGKILL."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout=10)
+        finally:
+            self._log.close()
+        return code
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def shell_spec(name: str, **fields: Any) -> dict[str, Any]:
+    spec = {
+        "name": name,
+        "session_target": "shell",
+        "payload_message": "true",
+        "run_timeout_ms": 60000,
+        "origin": "system",
+        "delivery_mode": "none",
+    }
+    spec.update(fields)
+    return spec
+
+
+def at_spec(name: str, due: datetime, **fields: Any) -> dict[str, Any]:
+    """A one-shot job as `jobs add --at` makes it (deleted after its run by default)."""
+    from ocsched.domain.schedule import to_ts
+
+    fields.setdefault("delete_after_run", 1)
+    return shell_spec(name, schedule_kind="at", schedule_at=to_ts(due), **fields)
+
+
+def seed_jobs(home: BenchHome, specs: Sequence[tuple[str, dict]], batch: int = 1000) -> float:
+    """Store jobs `(id, spec)` through the library (`new_job` + `EventLog.save` in batches),
+    then project them, as `scripts/bench/cli.py` does. Returns the seconds it took."""
+    from ocsched.adapters.event_store import open_event_log
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.domain.job import new_job
+    from ocsched.projections.runner import catch_up
+    from ocsched.projections.store import ReadModelStore
+
+    started = time.perf_counter()
+    settings = home.settings()
+    log = open_event_log(settings)
+    try:
+        meta = EventMeta(actor="bench", origin="bench", correlation_id="bench")
+        now = datetime.now(UTC)
+        jobs = [new_job(spec, job_id, meta, now) for job_id, spec in specs]
+        for start in range(0, len(jobs), batch):
+            log.save(*jobs[start : start + batch])
+        store = ReadModelStore(settings.read_model_path)
+        catch_up(log, store)
+        store.datastore.close()
+    finally:
+        log.close()
+    return time.perf_counter() - started
+
+
+def run_events(home: BenchHome, run_ids: Iterable[str]) -> dict[str, dict[str, datetime]]:
+    """Each run's event timestamps (microseconds), by event name: Scheduled, Started, …"""
+    from ocsched.adapters.event_store import open_event_log
+
+    log = open_event_log(home.settings())
+    try:
+        found: dict[str, dict[str, datetime]] = {}
+        for run_id in run_ids:
+            found[run_id] = {
+                type(event).__qualname__.rsplit(".", 1)[-1]: event.timestamp
+                for event in log.events.get(run_id)
+            }
+        return found
+    finally:
+        log.close()
+
+
+def read_only(database: str) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+
+
+def count_finished_runs(connection: sqlite3.Connection) -> int:
+    with contextlib.suppress(sqlite3.OperationalError):  # the table may not exist yet
+        return connection.execute(
+            "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"
+        ).fetchone()[0]
+    return 0
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks (`statistics.quantiles`, inclusive): the
+    p99 of 50 values lies between the two largest."""
+    if len(values) == 1:
+        return values[0]
+    cuts = statistics.quantiles(values, n=1000, method="inclusive")
+    return cuts[round(fraction * 1000) - 1]
+
+
+def print_table(rows: Sequence[tuple[str, str, str]], value_header: str = "median") -> None:
+    width = max(len(row[0]) for row in rows)
+    value_width = max(14, *(len(row[1]) for row in rows))
+    print(f"{'measurement':<{width}}  {value_header:>{value_width}}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>{value_width}}  {target}")
+
+
+def verdict(ok: bool) -> str:
+    return "" if ok else "  (missed)"
