@@ -25,6 +25,7 @@ from typing import Any
 from ocsched.adapters import shell
 from ocsched.adapters.supervisor import Supervisor
 from ocsched.domain.aggregate import EventMeta
+from ocsched.domain.chain import MAX_CHAIN_DEPTH
 from ocsched.domain.dispatch import Dispatch, replay_dispatch_id, retry_dispatch_id
 from ocsched.domain.job import Job
 from ocsched.domain.policies import (
@@ -496,6 +497,9 @@ class Reactor:
         for child in children_to_fire(job, views.children(self.db(), job["id"]), status, content):
             if views.dispatch_backlog(self.db(), child["id"]) >= child["max_queued_dispatches"]:
                 continue
+            if self._ancestors(child) > MAX_CHAIN_DEPTH:
+                log(f"not triggering {child['id']}: chain deeper than {MAX_CHAIN_DEPTH}")
+                continue
             delay = child["trigger_delay_s"] or 0
             due = now + timedelta(seconds=delay) if delay else now - timedelta(seconds=1)
             dispatches.append(
@@ -511,6 +515,15 @@ class Reactor:
                 )
             )
         return dispatches
+
+    def _ancestors(self, job: dict) -> int:
+        """How many ancestors a job has now (the structure may have changed since the
+        checks at create/update time, which is why the reactor counts again)."""
+        count, parent = 0, job["parent_id"]
+        while parent and count <= MAX_CHAIN_DEPTH:
+            row = views.job(self.db(), parent)
+            count, parent = count + 1, row["parent_id"] if row else None
+        return count
 
     def _end_job(self, job: dict, status: str, meta: EventMeta, now: datetime) -> list[Job]:
         ending = ends_job(job, status)
