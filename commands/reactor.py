@@ -359,19 +359,20 @@ class Reactor:
     def _busy_reason(self, job: dict) -> str | None:
         """Why the job may not start now: its own active run, or its pool's. Our own runs
         are known at once; other daemons' through the runs read model."""
-        pool = job.get("resource_pool")
-        candidates = [(run_id, j["id"], j["resource_pool"]) for run_id, j in self.active.items()]
-        candidates += [
-            (row["id"], row["job_id"], row["resource_pool"])
-            for row in views.active_runs(self.db(), ("running", "pending"))
-            if row["id"] not in self.active
-        ]
-        for run_id, job_id, _ in candidates:
-            if job_id == job["id"]:
+        pool = job["resource_pool"]
+        for run_id, active_job in self.active.items():
+            if active_job["id"] == job["id"]:
                 return f"previous run still running: {run_id}"
-        for run_id, _, run_pool in candidates:
-            if pool and run_pool == pool:
-                return f"resource pool {pool} busy with run {run_id}"
+        if pool:
+            for run_id, active_job in self.active.items():
+                if active_job["resource_pool"] == pool:
+                    return f"resource pool {pool} busy with run {run_id}"
+        for row in views.active_runs_of(self.db(), job["id"], pool):
+            if row["id"] in self.active:
+                continue
+            if row["job_id"] == job["id"]:
+                return f"previous run still running: {row['id']}"
+            return f"resource pool {pool} busy with run {row['id']}"
         return None
 
     async def _save_quietly(self, *aggregates: Any) -> bool:

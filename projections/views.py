@@ -157,3 +157,18 @@ def queued_runs(connection: sqlite3.Connection, job_id: str) -> list[dict]:
 
 def dispatch(connection: sqlite3.Connection, dispatch_id: str) -> dict[str, Any] | None:
     return connection.execute("SELECT * FROM dispatches WHERE id = ?", (dispatch_id,)).fetchone()
+
+
+def active_runs_of(connection: sqlite3.Connection, job_id: str, pool: str | None) -> list[dict]:
+    """Pending or running runs of a job, or of any job in its resource pool."""
+    rows = connection.execute(
+        "SELECT id, job_id FROM runs WHERE job_id = ? AND status IN ('pending', 'running')",
+        (job_id,),
+    ).fetchall()
+    if pool:
+        rows += connection.execute(
+            "SELECT runs.id, runs.job_id FROM runs JOIN jobs ON jobs.id = runs.job_id"
+            " WHERE jobs.resource_pool = ? AND runs.status IN ('pending', 'running')",
+            (pool,),
+        ).fetchall()
+    return rows
