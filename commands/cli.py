@@ -34,6 +34,8 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "stale": "runs:cli_stale",
     },
     "events": {"tail": "events:cli_tail", "show": "events:cli_show"},
+    "alias": {None: "deliveries:cli_alias"},
+    "deliveries": {None: "deliveries:cli_deliveries"},
     "projections": {None: "projections:cli_projections"},
     "status": {None: "status:cli_status"},
     "daemon": {None: "daemon:cli_daemon"},
@@ -62,6 +64,10 @@ Runs:
 
 Daemon:
   daemon [--grace <seconds>]        the scheduler (alias: start); ./scripts/run starts it
+
+Deliveries:
+  alias add <name> <channel> <target> [description] | alias list | alias remove <name>
+  deliveries list [--run <id>] [--status S]
 
 Audit:
   events tail [-n N] [--follow]     the newest events of the whole log

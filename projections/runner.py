@@ -12,9 +12,9 @@ PAGE_SIZE = 1000
 
 
 def all_projections() -> tuple[Projection, ...]:
-    from . import dispatches, jobs, runs
+    from . import deliveries, dispatches, jobs, runs
 
-    return (jobs.projection, runs.projection, dispatches.projection)
+    return (jobs.projection, runs.projection, dispatches.projection, deliveries.projection)
 
 
 def by_name(name: str) -> Projection:

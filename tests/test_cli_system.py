@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from ocsched.projections import NAMES
+
 from .conftest import shell_job
 
 
@@ -55,10 +57,7 @@ def test_schema_of_an_unknown_target_fails(scheduler):
 def test_projection_status_shows_position_and_lag(scheduler):
     scheduler.add(shell_job())
     rows = scheduler.ok("--json", "projections", "status").json
-    assert rows == [
-        {"name": name, "position": 1, "head": 1, "lag": 0}
-        for name in ("jobs", "runs", "dispatches")
-    ]
+    assert rows == [{"name": name, "position": 1, "head": 1, "lag": 0} for name in NAMES]
     assert "LAG" in scheduler.ok("projections", "status").stdout
 
 
@@ -94,7 +93,7 @@ def test_rebuild_reproduces_the_live_tables_row_for_row(scheduler):
 def test_rebuild_of_an_unknown_projection_fails(scheduler):
     result = scheduler.run("projections", "rebuild", "widgets")
     assert result.returncode == 1
-    assert result.stderr.strip() == "Unknown projection: widgets. Known: jobs, runs, dispatches"
+    assert result.stderr.strip() == "Unknown projection: widgets. Known: " + ", ".join(NAMES)
 
 
 def _rows(path) -> list[tuple]:
