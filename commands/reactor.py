@@ -23,9 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from ocsched.adapters import shell
+from ocsched.adapters.gateway import GatewayClient, GatewayError
 from ocsched.adapters.supervisor import Supervisor
+from ocsched.domain.agent_turn import build_prompt, classify_reply, session_key, trigger_context
 from ocsched.domain.aggregate import EventMeta
 from ocsched.domain.chain import MAX_CHAIN_DEPTH
+from ocsched.domain.delivery import (
+    Delivery,
+    delivery_id,
+    delivery_text,
+    resolve_target,
+    retry_backoff_seconds,
+    split_message,
+)
 from ocsched.domain.dispatch import Dispatch, replay_dispatch_id, retry_dispatch_id
 from ocsched.domain.job import Job
 from ocsched.domain.policies import (
@@ -51,6 +61,8 @@ from .context import Context
 from .writer import Conflict, EventWriter
 
 WATCH_INTERVAL = 0.04
+GATEWAY_DEFER_S = 60
+AGENT_GRACE_S = 30
 FOREIGN_TIMEOUT_GRACE_S = 60
 ACTOR = "reactor"
 
@@ -95,6 +107,12 @@ def interval(name: str, default_s: float, floor_s: float) -> float:
         return default_s
 
 
+def max_concurrent_turns() -> int:
+    """`OCSCHED_MAX_CONCURRENT_TURNS` bounds agent turns in flight toward the gateway."""
+    configured = os.environ.get("OCSCHED_MAX_CONCURRENT_TURNS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else 256
+
+
 def retry_base_seconds() -> float:
     """`OCSCHED_RETRY_BASE_S` scales the retry ladder (default 30 s, as spec §14.1)."""
     try:
@@ -124,6 +142,12 @@ class Reactor:
         self.active: dict[str, dict] = {}
         """Runs this daemon admitted and has not finished: run id -> job row."""
         self.supervisor: Supervisor | None = None
+        self.turn_slots = asyncio.Semaphore(max_concurrent_turns())
+        self.deferred: dict[str, float] = {}
+        self.sending: set[str] = set()
+        self._gateway: GatewayClient | None = None
+        self._gateway_healthy = True
+        self._gateway_checked_at = float("-inf")
         self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
 
@@ -188,6 +212,15 @@ class Reactor:
         timers += [
             (_epoch(t["scheduled_for"]), "dispatch", t["id"]) for t in views.dispatch_timers(db)
         ]
+        timers += [
+            (_epoch(t["next_attempt_at"]), "delivery", t["id"]) for t in views.delivery_timers(db)
+        ]
+        now = time.time()
+        self.deferred = {key: due for key, due in self.deferred.items() if due > now}
+        timers = [
+            (max(due, self.deferred.get(f"{kind}/{key}", 0)), kind, key)
+            for due, kind, key in timers
+        ]
         heapq.heapify(timers)
         self.timers = timers
         self.timers_dirty = False
@@ -197,8 +230,12 @@ class Reactor:
         now = time.time()
         while self.timers and self.timers[0][0] <= now:
             _, kind, key = heapq.heappop(self.timers)
-            handler = self.fire_job if kind == "job" else self.fire_dispatch
-            self._spawn(handler(key))
+            handlers = {
+                "job": self.fire_job,
+                "dispatch": self.fire_dispatch,
+                "delivery": self.fire_delivery,
+            }
+            self._spawn(handlers[kind](key))
         return self.timers[0][0] - now if self.timers else None
 
     async def watch(self) -> None:
@@ -253,7 +290,7 @@ class Reactor:
         job = views.job(self.db(), job_id)
         if job is None or not job["enabled"] or job["parent_id"] or not job["next_run_at"]:
             return
-        if job["session_target"] != "shell":
+        if not await self._gateway_ready_for(job, f"job/{job_id}"):
             return
         slot = job["next_run_at"]
         if _epoch(slot) > time.time():
@@ -287,8 +324,8 @@ class Reactor:
             reason = "job no longer exists"
         elif not job["enabled"] and row["dispatch_kind"] != "manual":
             reason = "job is disabled"
-        elif job["session_target"] != "shell":
-            reason = f"{job['session_target']} jobs are not run by this version"
+        elif not await self._gateway_ready_for(job, f"dispatch/{dispatch_id}"):
+            return
         if reason:
             dispatch.cancel(reason, self.meta(cause), now)
             await self._save_quietly(dispatch)
@@ -386,7 +423,8 @@ class Reactor:
 
     def _execute(self, run: Run, job: dict, start_changes: dict | None = None) -> None:
         self.active[run.id] = job
-        task = asyncio.create_task(self._run_shell(run, job, start_changes or {}))
+        strategy = self._run_shell if job["session_target"] == "shell" else self._run_agent
+        task = asyncio.create_task(strategy(run, job, start_changes or {}))
         self.running[run.id] = task
         task.add_done_callback(lambda _: self._finished(run, job))
         task.add_done_callback(_report_failure)
@@ -431,6 +469,138 @@ class Reactor:
         fields = self._shell_fields(run, outcome)
         await self._conclude(run, job, outcome.status, fields, outcome.preview)
 
+    async def _run_agent(self, run: Run, job: dict, start_changes: dict) -> None:
+        """One agent turn through the gateway's `agent` method (spec §11, §12). The run id
+        is the turn's idempotency key: a retried or resumed call never starts a second
+        turn, it gets the first one's result."""
+        key = run.session_key or session_key(job)
+        meta = self.meta(run.id)
+        accepted: list[asyncio.Task] = []
+
+        def on_accepted(_: dict) -> None:
+            if run.status in ("pending", "queued"):
+                run.start(None, None, meta, datetime.now(UTC), start_changes, session_key=key)
+                accepted.append(asyncio.create_task(self.writer.save(run)))
+
+        timeout_s = max(1, -(-(job["run_timeout_ms"] or 300000) // 1000))
+        prompt = self._prompt(run, job)
+        error: str | None = None
+        final: dict = {}
+        async with self.turn_slots:
+            try:
+                final = await asyncio.wait_for(
+                    self.gateway().agent(
+                        prompt,
+                        idempotency_key=run.id,
+                        session_key=key,
+                        agent_id=job["agent_id"],
+                        model=job["payload_model"],
+                        thinking=job["payload_thinking"],
+                        timeout_s=timeout_s,
+                        on_accepted=on_accepted,
+                    ),
+                    timeout_s + AGENT_GRACE_S,
+                )
+            except TimeoutError:
+                error = f"Exceeded absolute timeout of {timeout_s}s"
+            except GatewayError as failure:
+                error = str(failure)
+        await asyncio.gather(*accepted, return_exceptions=True)
+        on_accepted({})  # an idempotent replay answers at once, without an accepted frame
+        await asyncio.gather(*accepted, return_exceptions=True)
+        fields = {"session_key": key, **_usage(final)}
+        if error is None and final.get("status") not in (None, "ok"):
+            error = final.get("summary") or f"Agent turn ended with status {final.get('status')}"
+        if error is not None:
+            fields["error_message"] = error
+            await self._conclude(run, job, "error", fields, error, exception=True)
+            return
+        reply = _reply_text(final)
+        status, message, deliverable = classify_reply(reply)
+        fields.update(summary=reply[:5000], error_message=message)
+        await self._conclude(run, job, status, fields, reply, deliverable=deliverable)
+
+    def _prompt(self, run: Run, job: dict) -> str:
+        parent_run = views.run(self.db(), run.triggered_by_run) if run.triggered_by_run else None
+        parent_job = views.job(self.db(), parent_run["job_id"]) if parent_run else None
+        return build_prompt(
+            job,
+            trigger_context=trigger_context(parent_job, parent_run),
+            idempotency_key=run.id,
+        )
+
+    def gateway(self) -> GatewayClient:
+        if self._gateway is None:
+            self._gateway = GatewayClient()
+        return self._gateway
+
+    async def _gateway_ready_for(self, job: dict, key: str) -> bool:
+        """Shell jobs never wait for the gateway. An agent job while the gateway is down
+        is deferred in memory for a minute (spec §6.3), recording nothing."""
+        if job["session_target"] == "shell":
+            return True
+        now = time.monotonic()
+        if now - self._gateway_checked_at > (60 if self._gateway_healthy else 2):
+            self._gateway_healthy = await self.gateway().health()
+            self._gateway_checked_at = now
+            if not self._gateway_healthy:
+                log("gateway unreachable -- agent jobs are deferred; shell jobs continue")
+        if self._gateway_healthy:
+            return True
+        self.deferred[key] = time.time() + GATEWAY_DEFER_S
+        self.timers_dirty = True
+        return False
+
+    # Deliveries
+
+    def _delivery(self, run_id, job, purpose, text, meta, now) -> list[Delivery]:
+        target = resolve_target(job, lambda name: views.alias(self.db(), name))
+        if target is None:
+            return []
+        channel, to = target
+        return [
+            Delivery(
+                id=delivery_id(run_id, purpose),
+                run_id=run_id,
+                job_id=job["id"],
+                purpose=purpose,
+                channel=channel,
+                target=to,
+                chunks=split_message(text, channel),
+                meta=meta,
+                timestamp=now,
+            )
+        ]
+
+    async def fire_delivery(self, delivery_key: str) -> None:
+        """Send the delivery's unsent chunks in order, each with its own idempotency key;
+        record every attempt; a failure waits with backoff (spec §13.4)."""
+        if delivery_key in self.sending:
+            return
+        self.sending.add(delivery_key)
+        try:
+            delivery: Delivery = self.ctx.log.repository.get(delivery_key)
+            while (index := delivery.next_chunk()) is not None and delivery.status == "pending":
+                meta = self.meta(f"delivery/{delivery_key}/{index}")
+                args = {"action": "send", "message": delivery.chunks[index]}
+                args.update(channel=delivery.channel, target=delivery.target)
+                try:
+                    await self.gateway().invoke_tool(
+                        "message", args, idempotency_key=delivery.chunk_key(index)
+                    )
+                except GatewayError as error:
+                    now = datetime.now(UTC)
+                    attempt = delivery.attempts.get(index, 0) + 1
+                    retry_at = to_ts(now + timedelta(seconds=retry_backoff_seconds(attempt)))
+                    delivery.record_failure(index, str(error), retry_at, meta, now)
+                    await self._save_quietly(delivery)
+                    return
+                delivery.record_sent(index, meta, datetime.now(UTC))
+                if not await self._save_quietly(delivery):
+                    return
+        finally:
+            self.sending.discard(delivery_key)
+
     def _artifact_paths(self, run_id: str) -> tuple[str, str]:
         base = self.ctx.settings.artifacts_dir / "runs" / run_id
         return str(base / "stdout.txt"), str(base / "stderr.txt")
@@ -454,9 +624,20 @@ class Reactor:
             "context_summary": context_summary(outcome, stdout_path, stderr_path),
         }
 
-    async def _conclude(self, run: Run, job: dict, status: str, fields: dict, content: str) -> None:
+    async def _conclude(
+        self,
+        run: Run,
+        job: dict,
+        status: str,
+        fields: dict,
+        content: str,
+        *,
+        exception: bool = False,
+        deliverable: bool = True,
+    ) -> None:
         """Record the outcome and what follows from it: a retry, or the job's new state,
-        its children's dispatches and, for a used-up job, its end."""
+        its children's dispatches and, for a used-up job, its end; and the delivery the
+        job's delivery mode asks for. All in one transaction."""
         now = datetime.now(UTC)
         cause = run.id
         meta = self.meta(cause)
@@ -481,10 +662,24 @@ class Reactor:
             job_changes = {"last_run_at": to_ts(now), "last_status": status}
             if current["schedule_kind"] != "at" and not current["parent_id"]:
                 job_changes["next_run_at"] = next_run_at(current, now)
+            retry = (attempt, current["max_retries"])
         else:
+            retry = None
             job_changes = job_changes_after_run(current, status, now)
             follow_ups += self._chain_dispatches(run, current, status, content, meta, now)
             follow_ups += self._end_job(current, status, meta, now)
+        text = delivery_text(
+            current,
+            agent=current["session_target"] != "shell",
+            status=status,
+            text=content,
+            error=fields.get("error_message"),
+            exception=exception,
+            retry=retry,
+            deliverable=deliverable,
+        )
+        if text:
+            follow_ups += self._delivery(run.id, current, "result", text, meta, now)
         run.finish(status, fields, job_changes, meta, now)
         try:
             await self.writer.save(run, *follow_ups)
@@ -620,11 +815,27 @@ class Reactor:
         are dead; under at-least-once, a replay dispatch runs the job again (spec §19.3)."""
         for row in views.active_runs(self.db(), ("pending", "queued", "running")):
             owner = row["owner"]
+            if row["id"] in self.active:
+                continue
             if abandoned_by is not None and owner != abandoned_by:
                 continue
             if abandoned_by is None and not owner_is_dead(owner):
                 continue
+            if row["session_target"] not in (None, "shell"):
+                if abandoned_by is None:
+                    self._resume_turn(row)
+                continue  # an agent turn lives on in the gateway: the next daemon resumes it
             await self._recover_run(row)
+
+    def _resume_turn(self, row: dict) -> None:
+        """Pick up an agent run whose daemon died: asking the gateway again with the same
+        idempotency key returns that turn's result; it never starts a second turn."""
+        job = views.job(self.db(), row["job_id"])
+        run: Run = self.ctx.log.repository.get(row["id"])
+        if job is None or run.is_finished:
+            return
+        log(f"run {row['id']} of job {row['job_id']}: resuming the agent turn")
+        self._execute(run, job)
 
     async def _recover_run(self, row: dict) -> None:
         group = row["process_group"]
@@ -687,6 +898,21 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
         if wanted:
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             Path(path).write_text(text, encoding="utf-8")
+
+
+def _reply_text(final: dict) -> str:
+    payloads = ((final.get("result") or {}).get("payloads")) or []
+    return "\n".join(p.get("text") or "" for p in payloads if isinstance(p, dict)).strip()
+
+
+def _usage(final: dict) -> dict[str, int | None]:
+    meta = (final.get("result") or {}).get("meta") or {}
+    usage = (meta.get("agentMeta") or {}).get("usage") or {}
+    return {
+        "input_tokens": usage.get("input"),
+        "output_tokens": usage.get("output"),
+        "total_tokens": usage.get("total"),
+    }
 
 
 def _limits(job: dict) -> OutputLimits:

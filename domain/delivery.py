@@ -214,3 +214,50 @@ class Alias(Aggregate):
 
 def alias_id(name: str) -> str:
     return str(uuid.uuid5(RUN_NAMESPACE, f"alias/{name}"))
+
+
+def resolve_target(job: dict, alias_of) -> tuple[str | None, str] | None:
+    """The job's channel and target, `@name` (or a bare name) resolved through the aliases
+    (`alias_of(name)` returns a row with channel and target, or None). None: no delivery."""
+    channel, target = job.get("delivery_channel"), job.get("delivery_to")
+    if not target:
+        return None
+    found = alias_of(target.removeprefix("@"))
+    if found is not None:
+        return found["channel"], found["target"]
+    return normalize_target(channel, target)
+
+
+def delivery_text(
+    job: dict,
+    *,
+    agent: bool,
+    status: str,
+    text: str,
+    error: str | None,
+    exception: bool = False,
+    retry: tuple[int, int] | None = None,
+    deliverable: bool = True,
+) -> str | None:
+    """What a run's outcome sends under the job's delivery mode (spec §13.2), or None.
+    `retry` is (attempt, max) when a retry was scheduled; `exception` marks an agent turn
+    that failed in the call itself rather than in its reply."""
+    mode = job.get("delivery_mode") or "announce"
+    if mode == "none":
+        return None
+    always = mode == "announce-always"
+    name = job["name"]
+    if not agent:
+        if status == "ok":
+            return (text or "(no output)") if always else None
+        body = text or error or ""
+        return f"⚠️ Shell job failed: {name}\n\n{body}" if always else body
+    if exception:
+        if retry:
+            return f'Job "{name}" failed with exception, retry {retry[0]}/{retry[1]} scheduled'
+        return f"⚠️ Job failed: {name}\n\n{error or ''}"
+    if status == "ok":
+        return text if always and deliverable and text.strip() else None
+    retries_left = (job.get("max_retries") or 0) > 0 and retry is not None
+    label = "will retry" if retries_left else "no retries configured"
+    return f"⚠️ Job soft-failed ({label}): {name}\n\n{text}"

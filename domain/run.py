@@ -80,11 +80,13 @@ class Run(Aggregate):
     ) -> None:
         self.job_id = job_id
         self.owner = owner
+        self.triggered_by_run = triggered_by_run
         self.trigger = trigger
         self.retry_count = retry_count
         self.status = "pending"
         self.process_group: int | None = None
         self.started_at: datetime | None = None
+        self.session_key: str | None = None
 
     class Queued(Aggregate.Event):
         """Held back by the job's `queue` overlap policy until `behind` finishes."""
@@ -106,6 +108,7 @@ class Run(Aggregate):
         process_id: int | None
         process_group: int | None
         job_changes: dict[str, Any]
+        session_key: str | None = None
 
     @event(Started)
     def _record_started(
@@ -116,8 +119,10 @@ class Run(Aggregate):
         job_changes: dict[str, Any],
         meta: EventMeta,
         timestamp: datetime,
+        session_key: str | None = None,
     ) -> None:
         self.status = "running"
+        self.session_key = session_key
         self.process_group = process_group
         self.started_at = timestamp
 
@@ -158,7 +163,9 @@ class Run(Aggregate):
         meta: EventMeta,
         at: datetime,
         job_changes: dict[str, Any] | None = None,
+        session_key: str | None = None,
     ) -> None:
+        """The process started, or (for an agent turn) the gateway accepted the turn."""
         self._require("pending", "queued")
         self._record_started(
             job_id=self.job_id,
@@ -167,6 +174,7 @@ class Run(Aggregate):
             job_changes=job_changes or {},
             meta=meta,
             timestamp=at,
+            session_key=session_key,
         )
 
     def finish(

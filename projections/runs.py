@@ -49,6 +49,9 @@ COLUMNS: dict[str, type] = {
     "process_id": int,
     "process_group": int,
     "owner": str,
+    "input_tokens": int,
+    "output_tokens": int,
+    "total_tokens": int,
 }
 
 
@@ -98,6 +101,7 @@ def started(event: Run.Started):
         "last_heartbeat": stamp,
         "process_id": event.process_id,
         "process_group": event.process_group,
+        "session_key": event.session_key,
     }
     yield Update(TABLE, event.originator_id, values)
 
@@ -109,7 +113,7 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=2,
+    version=3,
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={

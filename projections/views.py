@@ -90,10 +90,10 @@ def job_counts(connection: sqlite3.Connection | None) -> dict[str, Any]:
 
 
 def job_timers(connection: sqlite3.Connection) -> list[dict]:
-    """Enabled root shell jobs with a next fire time: the reactor's clock."""
+    """Enabled root jobs with a next fire time: the reactor's clock."""
     return connection.execute(
         "SELECT id, next_run_at FROM jobs WHERE enabled = 1 AND parent_id IS NULL"
-        " AND next_run_at IS NOT NULL AND session_target = 'shell'"
+        " AND next_run_at IS NOT NULL"
     ).fetchall()
 
 
@@ -172,3 +172,15 @@ def active_runs_of(connection: sqlite3.Connection, job_id: str, pool: str | None
             (pool,),
         ).fetchall()
     return rows
+
+
+def delivery_timers(connection: sqlite3.Connection) -> list[dict]:
+    return connection.execute(
+        "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'"
+    ).fetchall()
+
+
+def alias(connection: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    return connection.execute(
+        "SELECT * FROM delivery_aliases WHERE alias = ?", (name,)
+    ).fetchone()
