@@ -25,7 +25,10 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "tree": "jobs:cli_tree",
         "run": "jobs:cli_run",
         "cancel": "jobs:cli_cancel",
+        "approve": "jobs:cli_approve",
+        "reject": "jobs:cli_reject",
     },
+    "approvals": {None: "jobs:cli_approvals"},
     "runs": {
         "list": "runs:cli_list",
         "get": "runs:cli_get",
@@ -57,6 +60,9 @@ Jobs:
   jobs enable <id> | jobs disable <id> | jobs delete <id>
   jobs run <id>                     run now (also a disabled job), through the daemon
   jobs cancel <id> [--no-cascade]   disable the job and its descendants, stop their runs
+
+Approvals:
+  jobs approve <job-id> | jobs reject <job-id> [reason] | approvals list|pending
 
 Runs:
   runs list <job-id> [limit] | runs get <run-id> | runs output <run-id> [stdout|stderr]

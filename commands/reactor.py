@@ -27,6 +27,7 @@ from ocsched.adapters.gateway import GatewayClient, GatewayError
 from ocsched.adapters.supervisor import Supervisor
 from ocsched.domain.agent_turn import build_prompt, classify_reply, session_key, trigger_context
 from ocsched.domain.aggregate import EventMeta
+from ocsched.domain.approval import Approval, approval_id, approval_request_text
 from ocsched.domain.chain import MAX_CHAIN_DEPTH
 from ocsched.domain.delivery import (
     Delivery,
@@ -326,6 +327,12 @@ class Reactor:
             reason = "job is disabled"
         elif not await self._gateway_ready_for(job, f"dispatch/{dispatch_id}"):
             return
+        elif row["dispatch_kind"] == "chain" and job["approval_required"] and not dispatch.approved:
+            pending = len(views.pending_approvals(self.db(), job["id"]))
+            if pending < (job["max_pending_approvals"] or 10):
+                await self._request_approval(dispatch, job, cause, now)
+                return
+            reason = f"too many pending approvals ({pending})"
         if reason:
             dispatch.cancel(reason, self.meta(cause), now)
             await self._save_quietly(dispatch)
@@ -551,6 +558,40 @@ class Reactor:
         self.timers_dirty = True
         return False
 
+    async def _request_approval(self, dispatch: Dispatch, job: dict, cause: str, now) -> None:
+        """Hold a chain dispatch for a person's decision and tell the job's target."""
+        meta = self.meta(cause)
+        approval = Approval(
+            id=approval_id(dispatch.id),
+            job_id=job["id"],
+            dispatch_id=dispatch.id,
+            source_run_id=dispatch.source_run_id,
+            meta=meta,
+            timestamp=now,
+        )
+        dispatch.hold(approval.id, meta, now)
+        notice = self._delivery(approval.id, job, "approval", approval_request_text(job), meta, now)
+        if await self._save_quietly(approval, dispatch, *notice):
+            log(f"job {job['id']}: waiting for approval {approval.id}")
+
+    async def expire_approvals(self) -> None:
+        """Approvals older than the job's `approval_timeout_s` take `approval_auto`."""
+        now = datetime.now(UTC)
+        for row in views.pending_approvals(self.db()):
+            waited = now - from_ts(row["requested_at"])
+            if waited <= timedelta(seconds=row["approval_timeout_s"] or 3600):
+                continue
+            meta = self.meta(f"approval-timeout/{row['id']}")
+            approval: Approval = self.ctx.log.repository.get(row["id"])
+            dispatch: Dispatch = self.ctx.log.repository.get(row["dispatch_id"])
+            if row["approval_auto"] == "approve":
+                approval.approve("timeout", meta, now, automatic=True)
+                dispatch.release(approval.id, meta, now)
+            else:
+                approval.reject("timeout", "approval timed out", meta, now, automatic=True)
+                dispatch.cancel("approval timed out", meta, now)
+            await self._save_quietly(approval, dispatch)
+
     # Deliveries
 
     def _delivery(self, run_id, job, purpose, text, meta, now) -> list[Delivery]:
@@ -760,6 +801,7 @@ class Reactor:
         """Spec §25: runs of a daemon that died are recovered (a surviving daemon does it
         too), and runs of another daemon far past their timeout are finished as timeout."""
         await self.recover()
+        await self.expire_approvals()
         now = datetime.now(UTC)
         for row in views.active_runs(self.db(), ("running",)):
             if row["id"] in self.active or row["owner"] == self.identity:

@@ -18,7 +18,7 @@ from .errors import DomainError
 from .run import RUN_NAMESPACE
 
 DispatchKind = Literal["manual", "chain", "retry", "replay"]
-DISPATCH_STATUSES = ("pending", "claimed", "done", "cancelled")
+DISPATCH_STATUSES = ("pending", "awaiting_approval", "claimed", "done", "cancelled")
 
 
 def chain_dispatch_id(parent_run_id: str, child_job_id: str) -> str:
@@ -59,6 +59,7 @@ class Dispatch(Aggregate):
         self.source_run_id = source_run_id
         self.retry_count = retry_count
         self.status = "pending"
+        self.approved = False
 
     class Claimed(Aggregate.Event):
         run_id: str
@@ -74,12 +75,41 @@ class Dispatch(Aggregate):
     def _record_cancelled(self, reason: str, meta: EventMeta, timestamp: datetime) -> None:
         self.status = "cancelled"
 
+    class Held(Aggregate.Event):
+        """Waiting for approval `approval_id` (spec §16)."""
+
+        approval_id: str
+
+    @event(Held)
+    def _record_held(self, approval_id: str, meta: EventMeta, timestamp: datetime) -> None:
+        self.status = "awaiting_approval"
+
+    class Released(Aggregate.Event):
+        """Approved: due again, and past the gate."""
+
+        approval_id: str
+
+    @event(Released)
+    def _record_released(self, approval_id: str, meta: EventMeta, timestamp: datetime) -> None:
+        self.status = "pending"
+        self.approved = True
+
+    def hold(self, approval_id: str, meta: EventMeta, at: datetime) -> None:
+        self._require_pending()
+        self._record_held(approval_id=approval_id, meta=meta, timestamp=at)
+
+    def release(self, approval_id: str, meta: EventMeta, at: datetime) -> None:
+        if self.status != "awaiting_approval":
+            raise DomainError(f"Dispatch {self.id} is {self.status}")
+        self._record_released(approval_id=approval_id, meta=meta, timestamp=at)
+
     def claim(self, run_id: str, meta: EventMeta, at: datetime) -> None:
         self._require_pending()
         self._record_claimed(run_id=run_id, meta=meta, timestamp=at)
 
     def cancel(self, reason: str, meta: EventMeta, at: datetime) -> None:
-        self._require_pending()
+        if self.status not in ("pending", "awaiting_approval"):
+            raise DomainError(f"Dispatch {self.id} is {self.status}")
         self._record_cancelled(reason=reason, meta=meta, timestamp=at)
 
     def _require_pending(self) -> None:

@@ -25,6 +25,8 @@ COLUMNS: dict[str, type] = {
     "created_at": str,
     "claimed_at": str,
     "processed_at": str,
+    "approval_id": str,
+    "approved": int,
 }
 
 
@@ -46,6 +48,7 @@ def requested(event: Dispatch.Requested):
         source_run_id=event.source_run_id,
         retry_count=event.retry_count,
         created_at=to_ts(event.timestamp),
+        approved=0,
     )
     yield Upsert(TABLE, row)
 
@@ -60,6 +63,16 @@ def cancelled(event: Dispatch.Cancelled):
     yield Update(TABLE, event.originator_id, values)
 
 
+def held(event: Dispatch.Held):
+    values = {"status": "awaiting_approval", "approval_id": event.approval_id}
+    yield Update(TABLE, event.originator_id, values)
+
+
+def released(event: Dispatch.Released):
+    values = {"status": "pending", "approved": 1, "scheduled_for": to_ts(event.timestamp)}
+    yield Update(TABLE, event.originator_id, values)
+
+
 def run_finished(event: Run.Finished):
     values = {"status": "done", "processed_at": to_ts(event.timestamp)}
     yield Update(TABLE, event.originator_id, values, pk="run_id")
@@ -67,13 +80,15 @@ def run_finished(event: Run.Finished):
 
 projection = Projection(
     name="dispatches",
-    version=1,
+    version=2,
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
         Dispatch.Requested: requested,
         Dispatch.Claimed: claimed,
         Dispatch.Cancelled: cancelled,
+        Dispatch.Held: held,
+        Dispatch.Released: released,
         Run.Finished: run_finished,
     },
 )

@@ -12,9 +12,15 @@ PAGE_SIZE = 1000
 
 
 def all_projections() -> tuple[Projection, ...]:
-    from . import deliveries, dispatches, jobs, runs
+    from . import approvals, deliveries, dispatches, jobs, runs
 
-    return (jobs.projection, runs.projection, dispatches.projection, deliveries.projection)
+    return (
+        jobs.projection,
+        runs.projection,
+        dispatches.projection,
+        deliveries.projection,
+        approvals.projection,
+    )
 
 
 def by_name(name: str) -> Projection:

@@ -181,6 +181,20 @@ def delivery_timers(connection: sqlite3.Connection) -> list[dict]:
 
 
 def alias(connection: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    return connection.execute("SELECT * FROM delivery_aliases WHERE alias = ?", (name,)).fetchone()
+
+
+def pending_approvals(connection: sqlite3.Connection | None, job_id: str | None = None) -> list:
+    """Pending approvals, oldest first, with their job's name and timeout settings."""
+    if connection is None:
+        return []
+    where, values = "approvals.status = 'pending'", []
+    if job_id is not None:
+        where += " AND approvals.job_id = ?"
+        values.append(job_id)
     return connection.execute(
-        "SELECT * FROM delivery_aliases WHERE alias = ?", (name,)
-    ).fetchone()
+        "SELECT approvals.*, jobs.name AS job_name, jobs.approval_timeout_s,"
+        " jobs.approval_auto FROM approvals LEFT JOIN jobs ON jobs.id = approvals.job_id"
+        f" WHERE {where} ORDER BY approvals.requested_at, approvals.rowid",
+        values,
+    ).fetchall()

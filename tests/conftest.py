@@ -142,3 +142,42 @@ def daemons(scheduler):
     yield Starter()
     for daemon in started:
         daemon.stop()
+
+
+class ThreadedFakeGateway:
+    """The project's fake gateway served from a thread, so a test can run the daemon as a
+    real process against it and still read the fake's record of calls."""
+
+    def __init__(self, **options) -> None:
+        import asyncio
+        import threading
+
+        from ocsched.adapters.fake_gateway import FakeGateway
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.fake = FakeGateway(**options)
+        self._call(self.fake.start())
+
+    def _call(self, coroutine):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=15)
+
+    def env(self) -> dict[str, str]:
+        return {"OPENCLAW_GATEWAY_URL": self.fake.url, "OPENCLAW_GATEWAY_TOKEN": self.fake.token}
+
+    def stop(self) -> None:
+        self._call(self.fake.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def gateway(scheduler):
+    """A fake gateway the scheduler's processes talk to (OPENCLAW_GATEWAY_URL/TOKEN set)."""
+    served = ThreadedFakeGateway()
+    scheduler.env.update(served.env())
+    yield served.fake
+    served.stop()
