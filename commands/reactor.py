@@ -46,6 +46,7 @@ from ocsched.domain.policies import (
     retry_allowed,
     retry_delay,
 )
+from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_expression
 from ocsched.domain.run import TERMINAL, Run, clock_run_id, dispatch_run_id
 from ocsched.domain.schedule import from_ts, next_run_at, to_ts
 from ocsched.domain.shell_output import (
@@ -533,8 +534,28 @@ class Reactor:
         return build_prompt(
             job,
             trigger_context=trigger_context(parent_job, parent_run),
+            retrieval_context=self._retrieval(run, job),
             idempotency_key=run.id,
         )
+
+    def _retrieval(self, run: Run, job: dict) -> str:
+        mode = job["context_retrieval"]
+        if mode not in ("recent", "hybrid"):
+            return ""
+        try:
+            rows = views.prior_runs(
+                self.db(),
+                job["id"],
+                run.id,
+                mode,
+                match_expression(job["payload_message"]),
+                job["context_retrieval_limit"] or 5,
+                HYBRID_CANDIDATES,
+            )
+        except sqlite3.Error as error:  # retrieval is an aid: a failure must not fail the run
+            log(f"run {run.id}: context retrieval failed: {error}")
+            return ""
+        return context_block(rows)
 
     def gateway(self) -> GatewayClient:
         if self._gateway is None:

@@ -59,6 +59,8 @@ def create_tables(db: Any) -> None:
     db[TABLE].create(COLUMNS, pk="id", defaults={"shell_timed_out": 0})
     db[TABLE].create_index(["job_id", "started_at"])
     db[TABLE].create_index(["status"])
+    # Full-text index over summaries for context retrieval; its triggers follow the table.
+    db[TABLE].enable_fts(["summary"], create_triggers=True, tokenize="porter")
 
 
 def scheduled(event: Run.Scheduled):
@@ -113,8 +115,8 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=3,
-    tables=(TABLE,),
+    version=4,
+    tables=(TABLE, f"{TABLE}_fts"),
     create_tables=create_tables,
     handlers={
         Run.Scheduled: scheduled,

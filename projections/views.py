@@ -198,3 +198,32 @@ def pending_approvals(connection: sqlite3.Connection | None, job_id: str | None 
         f" WHERE {where} ORDER BY approvals.requested_at, approvals.rowid",
         values,
     ).fetchall()
+
+
+def prior_runs(
+    connection: sqlite3.Connection,
+    job_id: str,
+    before_run: str,
+    mode: str,
+    query: str | None,
+    limit: int,
+    candidates: int = 50,
+) -> list[dict]:
+    """Spec §20: finished runs of the job with a summary, newest first (`recent`), or the
+    newest `candidates` ranked by BM25 against `query` (`hybrid`, falling back to recent)."""
+    recent_sql = (
+        "SELECT rowid, started_at, summary FROM runs WHERE job_id = ? AND id != ?"
+        " AND summary IS NOT NULL AND finished_at IS NOT NULL"
+        " ORDER BY started_at DESC, rowid DESC LIMIT ?"
+    )
+    if mode == "hybrid" and query:
+        ranked = connection.execute(
+            f"WITH candidates AS ({recent_sql})"
+            " SELECT candidates.started_at, candidates.summary FROM runs_fts"
+            " JOIN candidates ON candidates.rowid = runs_fts.rowid"
+            " WHERE runs_fts MATCH ? ORDER BY bm25(runs_fts) LIMIT ?",
+            (job_id, before_run, candidates, query, limit),
+        ).fetchall()
+        if ranked:
+            return ranked
+    return connection.execute(recent_sql, (job_id, before_run, limit)).fetchall()

@@ -224,3 +224,43 @@ def test_approval_timeout_rejects_by_default(scheduler, daemons, gateway):
     wait_until(lambda: pending(scheduler), what="an approval request")
     wait_until(lambda: not pending(scheduler), timeout=20, what="the timeout")
     assert runs_of(scheduler, child["id"]) == []
+
+
+def run_manually(scheduler, job_id: str, count: int) -> None:
+    for done in range(1, count + 1):
+        scheduler.ok("jobs", "run", job_id)
+        finished_runs(scheduler, job_id, count=done)
+
+
+def test_recent_retrieval_puts_the_prior_summaries_in_the_prompt(scheduler, daemons, gateway):
+    replies = iter(["first answer", "second answer", "third answer"])
+    gateway.reply_text = lambda message: next(replies)
+    spec = agent_job(delivery_mode="none", context_retrieval="recent", context_retrieval_limit=2)
+    job = scheduler.add({**spec, "schedule_cron": "0 0 1 1 *"})
+    daemons.start()
+    run_manually(scheduler, job["id"], 3)
+    prompts = [call["message"] for call in gateway.calls_of("agent")]
+    assert "--- Prior Run Context ---" not in prompts[0]
+    block = prompts[2].split("--- Prior Run Context ---\n")[1].split("\n--- End")[0]
+    assert [line.split("] ", 1)[1] for line in block.splitlines()] == [
+        "second answer",
+        "first answer",
+    ]
+
+
+def test_hybrid_retrieval_ranks_prior_runs_by_relevance(scheduler, daemons, gateway):
+    replies = iter(["the weather was sunny", "database backups completed", "lunch menu"])
+    gateway.reply_text = lambda message: next(replies, "done")
+    spec = agent_job(
+        delivery_mode="none",
+        context_retrieval="hybrid",
+        context_retrieval_limit=1,
+        payload_message="Check the database backups",
+        schedule_cron="0 0 1 1 *",
+    )
+    job = scheduler.add(spec)
+    daemons.start()
+    run_manually(scheduler, job["id"], 4)
+    last_prompt = gateway.calls_of("agent")[-1]["message"]
+    block = last_prompt.split("--- Prior Run Context ---\n")[1].split("\n--- End")[0]
+    assert block.endswith("] database backups completed")
