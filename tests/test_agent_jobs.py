@@ -264,3 +264,14 @@ def test_hybrid_retrieval_ranks_prior_runs_by_relevance(scheduler, daemons, gate
     last_prompt = gateway.calls_of("agent")[-1]["message"]
     block = last_prompt.split("--- Prior Run Context ---\n")[1].split("\n--- End")[0]
     assert block.endswith("] database backups completed")
+
+
+def test_a_websocket_dropped_mid_turn_costs_no_second_turn(scheduler, daemons, gateway):
+    gateway.reply_delay_s = 1
+    gateway.drop_after_accept = True
+    job = scheduler.add(agent_job(delivery_mode="none"), "--in", "1s")
+    daemons.start()
+    (run,) = finished_runs(scheduler, job["id"])
+    assert run["status"] == "ok"
+    assert gateway.turns() == 1
+    assert len(gateway.calls_of("agent")) >= 2  # the client re-sent the same request
