@@ -25,6 +25,7 @@ from typing import Any
 from ocsched.adapters import shell
 from ocsched.adapters.gateway import GatewayClient, GatewayError
 from ocsched.adapters.supervisor import Supervisor
+from ocsched.adapters.wake import FileWriteWatcher
 from ocsched.domain.agent_turn import build_prompt, classify_reply, session_key, trigger_context
 from ocsched.domain.aggregate import EventMeta
 from ocsched.domain.approval import Approval, approval_id, approval_request_text
@@ -47,7 +48,7 @@ from ocsched.domain.policies import (
     retry_delay,
 )
 from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_expression
-from ocsched.domain.run import TERMINAL, Run, clock_run_id, dispatch_run_id
+from ocsched.domain.run import Run, clock_run_id, dispatch_run_id
 from ocsched.domain.schedule import from_ts, next_run_at, to_ts
 from ocsched.domain.shell_output import (
     OutputLimits,
@@ -62,7 +63,12 @@ from ocsched.projections import views
 from .context import Context
 from .writer import Conflict, EventWriter
 
-WATCH_INTERVAL = 0.04
+TIMER_HORIZON_S = 300
+POLL_S = 0.04
+"""Without inotify (or with PostgreSQL): how often to look for other processes' events."""
+IDLE_POLL_S = 2.0
+"""With inotify: a safety net for a missed notification."""
+COMMIT_RECHECKS_S = (0.005, 0.02, 0.05, 0)
 GATEWAY_DEFER_S = 60
 AGENT_GRACE_S = 30
 FOREIGN_TIMEOUT_GRACE_S = 60
@@ -142,6 +148,8 @@ class Reactor:
         self.running: dict[str, asyncio.Task] = {}
         self.run_groups: dict[str, int] = {}
         self.active: dict[str, dict] = {}
+        self.concluding: set[str] = set()
+        self.artifacts = ctx.settings.artifacts_dir
         """Runs this daemon admitted and has not finished: run id -> job row."""
         self.supervisor: Supervisor | None = None
         self.turn_slots = asyncio.Semaphore(max_concurrent_turns())
@@ -209,15 +217,23 @@ class Reactor:
                     await asyncio.wait_for(self.wake.wait(), delay)
 
     def load_timers(self) -> None:
+        """Timers due before a horizon, read through the read models' indexes; a reload
+        timer at the horizon fetches the next stretch. Ten thousand jobs due next year cost
+        nothing until then."""
         db = self.db()
-        timers = [(_epoch(t["next_run_at"]), "job", t["id"]) for t in views.job_timers(db)]
-        timers += [
-            (_epoch(t["scheduled_for"]), "dispatch", t["id"]) for t in views.dispatch_timers(db)
-        ]
-        timers += [
-            (_epoch(t["next_attempt_at"]), "delivery", t["id"]) for t in views.delivery_timers(db)
-        ]
         now = time.time()
+        horizon = now + TIMER_HORIZON_S
+        until = to_ts(datetime.fromtimestamp(horizon, UTC))
+        timers = [(_epoch(t["next_run_at"]), "job", t["id"]) for t in views.job_timers(db, until)]
+        timers += [
+            (_epoch(t["scheduled_for"]), "dispatch", t["id"])
+            for t in views.dispatch_timers(db, until)
+        ]
+        timers += [
+            (_epoch(t["next_attempt_at"]), "delivery", t["id"])
+            for t in views.delivery_timers(db, until)
+        ]
+        timers.append((horizon, "reload", ""))
         self.deferred = {key: due for key, due in self.deferred.items() if due > now}
         timers = [
             (max(due, self.deferred.get(f"{kind}/{key}", 0)), kind, key)
@@ -232,6 +248,9 @@ class Reactor:
         now = time.time()
         while self.timers and self.timers[0][0] <= now:
             _, kind, key = heapq.heappop(self.timers)
+            if kind == "reload":
+                self.timers_dirty = True
+                continue
             handlers = {
                 "job": self.fire_job,
                 "dispatch": self.fire_dispatch,
@@ -241,37 +260,60 @@ class Reactor:
         return self.timers[0][0] - now if self.timers else None
 
     async def watch(self) -> None:
-        """Notice events appended by other processes (SQLite has no push: a cheap
-        `PRAGMA data_version` poll), catch the read models up, and reload the timers."""
-        while not self.stopping.is_set():
-            await asyncio.sleep(WATCH_INTERVAL)
-            if self.ctx.settings.uses_postgres:
-                changed = self._postgres_head_moved()
-            else:
-                version = self.db().execute("PRAGMA data_version").fetchone()["data_version"]
-                changed, self._data_version = version != self._data_version, version
-            if changed:
-                await self.writer.catch_up()
-                self.stop_cancelled_runs()
-                self.timers_dirty = True
-                self.wake.set()
+        """Notice events appended by other processes, catch the read models up, reload the
+        timers. SQLite has no push: inotify on the `-wal` file says when someone wrote, and
+        `PRAGMA data_version` whether a commit landed (re-checked briefly, as the commit
+        frame may still be on its way); without inotify, and for PostgreSQL, it polls."""
+        written = asyncio.Event()
+        database = self.ctx.settings.database
+        watcher = None
+        if not self.ctx.settings.uses_postgres:
+            watcher = FileWriteWatcher(
+                os.path.dirname(os.path.abspath(database)),
+                os.path.basename(database) + "-wal",
+                written,
+            )
+            if not watcher.start(asyncio.get_running_loop()):
+                watcher = None
+        fallback = IDLE_POLL_S if watcher else POLL_S
+        try:
+            while not self.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(written.wait(), fallback)
+                written.clear()
+                for pause in COMMIT_RECHECKS_S:
+                    if self._log_moved():
+                        await self.writer.catch_up()
+                        self.stop_cancelled_runs()
+                        self.timers_dirty = True
+                        self.wake.set()
+                        break
+                    await asyncio.sleep(pause)
+        finally:
+            if watcher is not None:
+                watcher.stop(asyncio.get_running_loop())
+
+    def _log_moved(self) -> bool:
+        if self.ctx.settings.uses_postgres:
+            head = self.ctx.log.recorder.max_notification_id()
+        else:
+            head = self.db().execute("PRAGMA data_version").fetchone()["data_version"]
+        moved, self._data_version = head != self._data_version, head
+        return moved
 
     def stop_cancelled_runs(self) -> None:
-        """Kill the processes of our runs that someone finished elsewhere (`jobs cancel`)."""
-        for run_id, task in list(self.running.items()):
-            row = views.run(self.db(), run_id)
-            if row is not None and row["status"] in TERMINAL:
+        """Kill the processes of our runs that someone else finished (`jobs cancel`). Runs
+        whose outcome this daemon is recording are its own doing and are left alone."""
+        watched = [run_id for run_id in self.running if run_id not in self.concluding]
+        for row in views.finished_among(self.db(), watched):
+            run_id = row["id"]
+            task = self.running.get(run_id)
+            if task is not None and run_id not in self.concluding:
                 log(f"run {run_id}: {row['status']} elsewhere; stopping its processes")
                 group = self.run_groups.get(run_id)
                 if group is not None:
                     shell.kill_group(group, signal.SIGKILL)
                 task.cancel()
-
-    def _postgres_head_moved(self) -> bool:
-        head = self.ctx.log.recorder.max_notification_id()
-        changed = head != self._data_version
-        self._data_version = head
-        return changed
 
     def db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -438,6 +480,7 @@ class Reactor:
         task.add_done_callback(_report_failure)
 
     def _finished(self, run: Run, job: dict) -> None:
+        self.concluding.discard(run.id)
         self.running.pop(run.id, None)
         self.active.pop(run.id, None)
         group = self.run_groups.pop(run.id, None)
@@ -664,7 +707,7 @@ class Reactor:
             self.sending.discard(delivery_key)
 
     def _artifact_paths(self, run_id: str) -> tuple[str, str]:
-        base = self.ctx.settings.artifacts_dir / "runs" / run_id
+        base = self.artifacts / "runs" / run_id
         return str(base / "stdout.txt"), str(base / "stderr.txt")
 
     def _shell_fields(self, run: Run, outcome: ShellOutcome) -> dict[str, Any]:
@@ -700,6 +743,7 @@ class Reactor:
         """Record the outcome and what follows from it: a retry, or the job's new state,
         its children's dispatches and, for a used-up job, its end; and the delivery the
         job's delivery mode asks for. All in one transaction."""
+        self.concluding.add(run.id)
         now = datetime.now(UTC)
         cause = run.id
         meta = self.meta(cause)

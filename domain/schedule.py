@@ -25,7 +25,7 @@ def to_ts(moment: datetime) -> str:
 
 
 def from_ts(text: str) -> datetime:
-    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def is_ts(text: str) -> bool:

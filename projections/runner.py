@@ -32,12 +32,17 @@ def by_name(name: str) -> Projection:
 
 
 def catch_up(log: EventLog, store: ReadModelStore, projections=None) -> int:
-    """Apply every event not yet applied; returns how many events were consumed."""
-    consumed = 0
-    for projection in projections or all_projections():
+    """Apply every event not yet applied; returns how many events were read. Each page of
+    the log is read once and applied to all projections in one transaction."""
+    chosen = list(projections or all_projections())
+    for projection in chosen:
         store.ensure_tables(projection)
-        while applied := store.apply(projection, _page_reader(log, projection)):
-            consumed += applied
+    read_page = _page_reader(log, frozenset().union(*(p.topics for p in chosen)))
+    consumed = 0
+    while applied := store.apply(chosen, read_page):
+        consumed += applied
+        if applied < PAGE_SIZE:
+            break
     return consumed
 
 
@@ -63,13 +68,13 @@ def status(log: EventLog, store: ReadModelStore) -> list[ProjectionStatus]:
     return [ProjectionStatus(p.name, store.position(p.name), head) for p in all_projections()]
 
 
-def _page_reader(log: EventLog, projection: Projection):
+def _page_reader(log: EventLog, topics: frozenset[str]):
     def read_page(position: int) -> list:
         notifications = log.recorder.select_notifications(
             start=position, limit=PAGE_SIZE, inclusive_of_start=False
         )
         return [
-            (n.id, log.mapper.to_domain_event(n) if n.topic in projection.topics else None)
+            (n.id, log.mapper.to_domain_event(n) if n.topic in topics else None)
             for n in notifications
         ]
 

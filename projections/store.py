@@ -61,6 +61,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
         datastore.pool = ReadModelConnectionPool(db_name=path)
         super().__init__(datastore)
         self.create_table()
+        self._ensured: set[str] = set()
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -69,7 +70,11 @@ class ReadModelStore(SQLiteTrackingRecorder):
         ]
 
     def ensure_tables(self, projection: Projection) -> None:
-        """Create the projection's tables; drop and recreate them when their layout changed."""
+        """Create the projection's tables; drop and recreate them when their layout changed.
+        Checked once per store (a process), not on every catch-up."""
+        if projection.name in self._ensured:
+            return
+        self._ensured.add(projection.name)
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,)
@@ -88,6 +93,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
 
     def drop(self, projection: Projection) -> None:
         """Drop the projection's tables and forget its position and layout version."""
+        self._ensured.discard(projection.name)
         with self.datastore.transaction(commit=True) as cursor:
             self._drop(cursor, projection)
             cursor.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,))
@@ -100,32 +106,41 @@ class ReadModelStore(SQLiteTrackingRecorder):
     def position(self, name: str) -> int:
         return self.max_tracking_id(name) or 0
 
-    def apply(
-        self,
-        projection: Projection,
-        read_page: Any,
-    ) -> int:
-        """Apply the next page of events after this projection's position, in one
-        transaction with the new position. `read_page(position)` returns a list of
-        (notification_id, event or None) pairs; None marks an event the projection
-        ignores. Returns how many events were consumed (0 when up to date)."""
+    def apply(self, projections: list[Projection], read_page: Any) -> int:
+        """Apply the next page of events to every projection behind the log, rows and new
+        positions in one transaction. `read_page(position)` returns (notification_id,
+        event or None) pairs after `position`; None marks an event no projection handles.
+        Returns how many events were read (0 when all are up to date)."""
+        names = [p.name for p in projections]
         with self.datastore.transaction(commit=True) as cursor:
-            # Writing first takes the write lock, so the position read next is current.
-            cursor.execute(
-                "INSERT INTO tracking VALUES (?, 0) ON CONFLICT DO NOTHING", (projection.name,)
+            # Writing first takes the write lock, so the positions read next are current.
+            cursor.executemany(
+                "INSERT INTO tracking VALUES (?, 0) ON CONFLICT DO NOTHING", [(n,) for n in names]
             )
+            marks = ",".join("?" for _ in names)
             cursor.execute(
-                "SELECT notification_id FROM tracking WHERE application_name = ?",
-                (projection.name,),
+                "SELECT application_name, notification_id FROM tracking"
+                f" WHERE application_name IN ({marks})",
+                names,
             )
-            page = read_page(cursor.fetchone()[0])
+            positions = {row[0]: row[1] for row in cursor.fetchall()}
+            page = read_page(min(positions.values()))
             if not page:
                 return 0
-            for _, event in page:
-                if event is not None:
-                    for change in projection.changes(event):
-                        _write(cursor, change)
-            self._insert_tracking(cursor, Tracking(projection.name, page[-1][0]))
+            for notification_id, event in page:
+                if event is None:
+                    continue
+                for projection in projections:
+                    if (
+                        notification_id > positions[projection.name]
+                        and type(event) in projection.handlers
+                    ):
+                        for change in projection.changes(event):
+                            _write(cursor, change)
+            last = page[-1][0]
+            for name in names:
+                if last > positions[name]:
+                    self._insert_tracking(cursor, Tracking(name, last))
             return len(page)
 
 

@@ -89,17 +89,31 @@ def job_counts(connection: sqlite3.Connection | None) -> dict[str, Any]:
     return {"total": total, "enabled": enabled, "next": next_job}
 
 
-def job_timers(connection: sqlite3.Connection) -> list[dict]:
-    """Enabled root jobs with a next fire time: the reactor's clock."""
+def job_timers(connection: sqlite3.Connection, until: str) -> list[dict]:
+    """Enabled root jobs due by `until`: the reactor's clock."""
     return connection.execute(
-        "SELECT id, next_run_at FROM jobs WHERE enabled = 1 AND parent_id IS NULL"
-        " AND next_run_at IS NOT NULL"
+        "SELECT id, next_run_at FROM jobs WHERE next_run_at <= ? AND enabled = 1"
+        " AND parent_id IS NULL",
+        (until,),
     ).fetchall()
 
 
-def dispatch_timers(connection: sqlite3.Connection) -> list[dict]:
+def dispatch_timers(connection: sqlite3.Connection, until: str) -> list[dict]:
     return connection.execute(
-        "SELECT id, scheduled_for FROM dispatches WHERE status = 'pending'"
+        "SELECT id, scheduled_for FROM dispatches WHERE status = 'pending' AND scheduled_for <= ?",
+        (until,),
+    ).fetchall()
+
+
+def finished_among(connection: sqlite3.Connection, run_ids: list[str]) -> list[dict]:
+    """Those of the given runs whose record is already final."""
+    if not run_ids:
+        return []
+    marks = ",".join("?" for _ in run_ids)
+    return connection.execute(
+        f"SELECT id, status FROM runs WHERE id IN ({marks})"
+        " AND status NOT IN ('pending', 'queued', 'running')",
+        run_ids,
     ).fetchall()
 
 
@@ -174,9 +188,11 @@ def active_runs_of(connection: sqlite3.Connection, job_id: str, pool: str | None
     return rows
 
 
-def delivery_timers(connection: sqlite3.Connection) -> list[dict]:
+def delivery_timers(connection: sqlite3.Connection, until: str) -> list[dict]:
     return connection.execute(
         "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'"
+        " AND next_attempt_at <= ?",
+        (until,),
     ).fetchall()
 
 

@@ -5,12 +5,17 @@ jobs seeded through the library, and the result table.
 Everything started here is stopped here: `BenchHome` removes its directory, `Daemon.stop`
 sends SIGTERM, waits, and kills on timeout (the daemon's watchdog child then kills whatever
 run process groups are left, as it does when a daemon dies).
+
+`OCSCHED_BENCH_DAEMON`, when set, is the command line that starts the daemon instead of
+`<venv>/bin/ocsched daemon` (split with shlex), e.g. a wrapper that patches the reactor
+in-process to try a change before making it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -95,6 +100,8 @@ class Daemon:
         self.log_path = home.path / "daemon.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         command = [OCSCHED, "daemon"]
+        if os.environ.get("OCSCHED_BENCH_DAEMON"):
+            command = shlex.split(os.environ["OCSCHED_BENCH_DAEMON"])
         if profile:
             command = [sys.executable, "-c", PROFILED_DAEMON, profile]
         self.started_at = time.perf_counter()
@@ -121,6 +128,10 @@ class Daemon:
     @property
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def log_count(self, text: str) -> int:
+        """How many lines of the daemon's log contain `text`."""
+        return sum(text in line for line in self.log.splitlines())
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, wait up to `timeout` seconds, then SIGKILL."""
@@ -206,6 +217,18 @@ def run_events(home: BenchHome, run_ids: Iterable[str]) -> dict[str, dict[str, d
         log.close()
 
 
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process, all its threads, and of its children it
+    has reaped, from `/proc/<pid>/stat` (utime, stime, cutime, cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = int(fields[11]) + int(fields[12])
+    reaped = int(fields[13]) + int(fields[14])
+    return own / TICKS_PER_SECOND, reaped / TICKS_PER_SECOND
+
+
 def read_only(database: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
 
@@ -233,7 +256,3 @@ def print_table(rows: Sequence[tuple[str, str, str]], value_header: str = "media
     print(f"{'measurement':<{width}}  {value_header:>{value_width}}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>{value_width}}  {target}")
-
-
-def verdict(ok: bool) -> str:
-    return "" if ok else "  (missed)"

@@ -1,0 +1,95 @@
+"""Reactor idle benchmark: what a daemon costs while nothing is due.
+
+    .venv/bin/python scripts/bench/reactor_idle.py [--jobs 10000] [--seconds 60] [--settle 5]
+
+Targets on the 2-core reference machine, with 10,000 enabled cron jobs that are not due
+(`0 0 1 1 *`): CPU <= 0.3 % of one core and RSS <= 100 MiB over a 60 s window.
+
+Method: the jobs are seeded through the library before the daemon starts; the daemon is
+given `--settle` seconds to start, catch up and load its timers, then watched for
+`--seconds`: CPU is the daemon process's utime + stime delta over the window (from
+`/proc/<pid>/stat`, all its threads) divided by the window's wall time; RSS is the
+largest `VmRSS` of `/proc/<pid>/status` seen, sampled every 0.25 s. The daemon's watchdog
+child (`adapters/supervisor.py`) is a separate process; it is reported on its own lines
+and not counted against the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from daemon_harness import BenchHome, Daemon, cpu_seconds, print_table, seed_jobs, shell_spec
+
+TARGET_CPU_PERCENT = 0.3
+TARGET_RSS_MIB = 100
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def watch(pids: list[int], seconds: float) -> tuple[dict[int, float], dict[int, int]]:
+    """CPU % of one core and max RSS (KiB) of each process over `seconds`."""
+    start_cpu = {pid: cpu_seconds(pid)[0] for pid in pids}
+    start = time.monotonic()
+    peak = {pid: rss_kib(pid) for pid in pids}
+    while (elapsed := time.monotonic() - start) < seconds:
+        time.sleep(min(0.25, seconds - elapsed))
+        for pid in pids:
+            peak[pid] = max(peak[pid], rss_kib(pid))
+    wall = time.monotonic() - start
+    cpu = {pid: (cpu_seconds(pid)[0] - start_cpu[pid]) / wall * 100 for pid in pids}
+    return cpu, peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the window")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
+    options = parser.parse_args()
+    with BenchHome() as home:
+        specs = [
+            (f"idle-{i:06d}", shell_spec(f"idle {i:06d}", schedule_cron="0 0 1 1 *"))
+            for i in range(options.jobs)
+        ]
+        seed_jobs(home, specs)
+        with Daemon(home) as daemon:
+            time.sleep(options.settle)
+            watchdogs = children(daemon.pid)
+            cpu, peak = watch([daemon.pid, *watchdogs], options.seconds)
+            daemon_rss = peak[daemon.pid]
+    cpu_over = "" if cpu[daemon.pid] <= TARGET_CPU_PERCENT else "  MISSED"
+    rss_over = "" if peak[daemon.pid] <= TARGET_RSS_MIB * 1024 else "  MISSED"
+    name = f"idle daemon, {options.jobs:,} cron jobs, {options.seconds:g} s"
+    rows = [
+        (f"{name}: CPU", f"{cpu[daemon.pid]:.2f} %", f"<= {TARGET_CPU_PERCENT} %{cpu_over}"),
+        (f"{name}: max RSS", f"{daemon_rss / 1024:.1f} MiB", f"<= {TARGET_RSS_MIB} MiB{rss_over}"),
+        ("daemon start -> 'started' logged", f"{daemon.startup_seconds * 1000:.0f} ms", ""),
+    ]
+    for pid in watchdogs:
+        rows.append(("  watchdog child: CPU (not counted)", f"{cpu[pid]:.2f} %", ""))
+        rows.append(("  watchdog child: max RSS (not counted)", f"{peak[pid] / 1024:.1f} MiB", ""))
+    print_table(rows, "value")
+
+
+if __name__ == "__main__":
+    main()
