@@ -18,7 +18,8 @@ class EventWriter:
     """`await writer.save(*aggregates)` appends their events. Saves that arrive while a
     batch is being written go together into the next one, so a thousand runs finishing
     at once cost a few transactions, not a thousand. The read models are caught up after
-    each batch, so what the reactor reads next includes its own decisions."""
+    each batch (while the callers go on), so what the reactor reads a moment later
+    includes its own decisions; its own active runs it tracks in memory."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -45,6 +46,9 @@ class EventWriter:
         while self._pending:
             batch, self._pending = self._pending, []
             results = await asyncio.to_thread(self._write, [aggs for aggs, _ in batch])
+            # Callers go on (a run may start) as soon as the events are durable; the read
+            # models catch up meanwhile, before the next batch is written.
+            catching_up = asyncio.ensure_future(asyncio.to_thread(self.ctx.catch_up))
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
@@ -52,6 +56,7 @@ class EventWriter:
                     future.set_exception(result)
                 else:
                     future.set_result(None)
+            await catching_up
 
     def _write(self, groups: list[tuple[Any, ...]]) -> list[BaseException | None]:
         # Collect first: a failed save would otherwise lose the aggregates' new events.
@@ -64,7 +69,6 @@ class EventWriter:
             results = [self._write_one(group) for group in events]
         except Exception as error:  # noqa: BLE001 - handed to each waiting caller
             results = [error] * len(groups)
-        self.ctx.catch_up()
         return results
 
     def _write_one(self, events: list[Any]) -> BaseException | None:
