@@ -41,6 +41,7 @@ COMMANDS: dict[str, dict[str | None, str]] = {
     "deliveries": {None: "deliveries:cli_deliveries"},
     "projections": {None: "projections:cli_projections"},
     "status": {None: "status:cli_status"},
+    "dispatch": {None: "dispatch:cli_dispatch"},
     "daemon": {None: "daemon:cli_daemon"},
     "start": {None: "daemon:cli_daemon"},
     "schema": {None: "schema:cli_schema"},
@@ -79,6 +80,9 @@ Audit:
   events tail [-n N] [--follow]     the newest events of the whole log
   events show <id>                  one job's whole history: who changed what, when
 
+Sub-agent dispatch (also bare: enqueue, status --label, result, done, send, steer, ...):
+  dispatch enqueue|status|result|done|send|steer|heartbeat|list|stuck|sync|import-labels
+
 Read models:
   projections status                each projection's position and lag
   projections rebuild [NAME]        rebuild from the first event
@@ -113,7 +117,31 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args, json_mode, actor, prog)
 
 
+DISPATCH_SHORTCUTS = (
+    "enqueue",
+    "stuck",
+    "result",
+    "sync",
+    "done",
+    "send",
+    "steer",
+    "heartbeat",
+    "list",
+)
+
+
+def _route_dispatch(args: list[str]) -> list[str]:
+    """Spec §5.1: the dispatch subcommands also work bare, and `status --label X` is the
+    dispatch status."""
+    first = args[0]
+    wants_label = any(a == "--label" or a.startswith("--label=") for a in args)
+    if first in DISPATCH_SHORTCUTS or (first == "status" and wants_label):
+        return ["dispatch", *args]
+    return args
+
+
 def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
+    args = _route_dispatch(args)
     command, rest = args[0], args[1:]
     table = COMMANDS.get(command)
     if table is None:

@@ -40,6 +40,7 @@ from ocsched.domain.delivery import (
 )
 from ocsched.domain.dispatch import Dispatch, replay_dispatch_id, retry_dispatch_id
 from ocsched.domain.job import Job
+from ocsched.domain.label import Label
 from ocsched.domain.policies import (
     children_to_fire,
     ends_job,
@@ -64,6 +65,8 @@ from .context import Context
 from .writer import Conflict, EventWriter
 
 TIMER_HORIZON_S = 300
+DISPATCH_FOLLOW_S = 20
+DISPATCH_GRACE_MS = 300_000
 POLL_S = 0.04
 """Without inotify (or with PostgreSQL): how often to look for other processes' events."""
 IDLE_POLL_S = 2.0
@@ -150,6 +153,9 @@ class Reactor:
         self.active: dict[str, dict] = {}
         self.concluding: set[str] = set()
         self.artifacts = ctx.settings.artifacts_dir
+        from .dispatch import brand, load_config
+
+        self.brand = brand(load_config())
         """Runs this daemon admitted and has not finished: run id -> job row."""
         self.supervisor: Supervisor | None = None
         self.turn_slots = asyncio.Semaphore(max_concurrent_turns())
@@ -202,6 +208,8 @@ class Reactor:
         await self.recover(abandoned_by=self.identity)
         if self.supervisor is not None:
             self.supervisor.close()
+        if self._gateway is not None:
+            await self._gateway.close()
         log("stopped")
 
     # The clock
@@ -285,6 +293,7 @@ class Reactor:
                     if self._log_moved():
                         await self.writer.catch_up()
                         self.stop_cancelled_runs()
+                        self._spawn(self.follow_dispatches_quickly())
                         self.timers_dirty = True
                         self.wake.set()
                         break
@@ -852,6 +861,70 @@ class Reactor:
 
     # Periodic passes
 
+    # Sub-agent dispatches (spec §31.10, replacing the per-label watcher jobs)
+
+    async def follow_dispatches(self) -> None:
+        """Announce new dispatches ("starting…"), deliver the results of finished ones, and
+        resolve running ones whose session went idle or ran past its monitor timeout."""
+        await self.follow_dispatches_quickly()
+        await self._resolve_idle_dispatches(datetime.now(UTC))
+
+    async def _dispatch_delivery(self, row: dict, purpose: str, text: str, now) -> None:
+        job_like = {
+            "id": row["label"],
+            "delivery_channel": row["deliver_channel"],
+            "delivery_to": row["deliver_to"],
+        }
+        meta = self.meta(f"label/{row['dispatch_id']}")
+        await self._save_quietly(
+            *self._delivery(row["dispatch_id"], job_like, purpose, text, meta, now)
+        )
+
+    async def follow_dispatches_quickly(self) -> None:
+        """After others' events: deliver new results and notices (no gateway polling)."""
+        db, now = self.db(), datetime.now(UTC)
+        for row in views.labels_to_announce(db):
+            text = f"🌶️ *{self.brand}* [{row['label']}] starting..."
+            await self._dispatch_delivery(row, "dispatch-start", text, now)
+        for row in views.labels_to_deliver(db):
+            await self._dispatch_delivery(row, "dispatch-result", dispatch_result_text(row), now)
+
+    async def _resolve_idle_dispatches(self, now: datetime) -> None:
+        running = views.running_labels(self.db())
+        if not running:
+            return
+        try:
+            answer = await self.gateway().sessions_list(activeMinutes=1440)
+        except GatewayError:
+            return  # the gateway cannot tell: decide nothing
+        sessions = {s.get("key"): s for s in answer.get("sessions") or []}
+        now_ms = now.timestamp() * 1000
+        for row in running:
+            spawned_ms = datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000
+            session = sessions.get(row["session_key"])
+            updated = session.get("updatedAt") if session else None
+            last_ms = updated if isinstance(updated, (int, float)) else spawned_ms
+            idle_ms = max((row["timeout_seconds"] or 600) * 1000, 600_000)
+            ceiling_ms = (row["monitor_timeout_min"] or 60) * 60_000
+            if now_ms - spawned_ms < DISPATCH_GRACE_MS:
+                continue
+            reason = None
+            if now_ms - last_ms >= idle_ms:
+                reason = f"session idle {int((now_ms - last_ms) // 60000)}min (completed)"
+            elif now_ms - spawned_ms >= ceiling_ms:
+                reason = f"monitor timeout of {row['monitor_timeout_min']}min reached"
+            if reason is None:
+                continue
+            dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
+            if dispatch.status != "running":
+                continue
+            summary = (
+                "Auto-resolved: session went idle without calling done. Work may be "
+                f"incomplete. ({reason})"
+            )
+            dispatch.fail("interrupted", None, summary, self.meta(f"follow/{row['label']}"), now)
+            await self._save_quietly(dispatch)
+
     async def every(self, seconds: float, action) -> None:
         """Run `action` now and then every `seconds`, until stopping."""
         while not self.stopping.is_set():
@@ -1005,6 +1078,23 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
         if wanted:
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             Path(path).write_text(text, encoding="utf-8")
+
+
+def dispatch_result_text(row: dict) -> str:
+    """What a finished dispatch delivers: its completion's delivery text, else its summary
+    (spec §31.9 order, as far as the completion payload carries it)."""
+    import json
+
+    completion = json.loads(row["completion"]) if row["completion"] else {}
+    for key in ("summary_human", "summary", "deliveryText"):
+        if completion.get(key):
+            return f"[{row['label']}] {completion[key]}"
+    if row["summary"]:
+        return f"[{row['label']}] {row['summary']}"
+    return (
+        f"[{row['label']}] The session ended without a final completion signal, so no "
+        "reliable final report is available."
+    )
 
 
 def _reply_text(final: dict) -> str:

@@ -12,7 +12,7 @@ PAGE_SIZE = 1000
 
 
 def all_projections() -> tuple[Projection, ...]:
-    from . import approvals, deliveries, dispatches, jobs, runs
+    from . import approvals, deliveries, dispatches, jobs, labels, runs
 
     return (
         jobs.projection,
@@ -20,6 +20,7 @@ def all_projections() -> tuple[Projection, ...]:
         dispatches.projection,
         deliveries.projection,
         approvals.projection,
+        labels.projection,
     )
 
 

@@ -243,3 +243,29 @@ def prior_runs(
         if ranked:
             return ranked
     return connection.execute(recent_sql, (job_id, before_run, limit)).fetchall()
+
+
+def running_labels(connection: sqlite3.Connection) -> list[dict]:
+    return connection.execute(
+        "SELECT * FROM labels WHERE status = 'running' AND imported = 0"
+    ).fetchall()
+
+
+def labels_to_announce(connection: sqlite3.Connection) -> list[dict]:
+    """Dispatches with a delivery target whose "starting" notice is not yet requested."""
+    return connection.execute(
+        "SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status = 'running'"
+        " AND imported = 0 AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
+        " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id"
+        " AND purpose = 'dispatch-start')"
+    ).fetchall()
+
+
+def labels_to_deliver(connection: sqlite3.Connection) -> list[dict]:
+    """Finished dispatches with a delivery target whose result is not yet requested."""
+    return connection.execute(
+        "SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status != 'running'"
+        " AND imported = 0 AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
+        " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id"
+        " AND purpose = 'dispatch-result')"
+    ).fetchall()
