@@ -164,6 +164,7 @@ class Reactor:
         self._gateway: GatewayClient | None = None
         self._gateway_healthy = True
         self._gateway_checked_at = float("-inf")
+        self._health_probe: asyncio.Future | None = None
         self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
 
@@ -621,10 +622,15 @@ class Reactor:
             return True
         now = time.monotonic()
         if now - self._gateway_checked_at > (60 if self._gateway_healthy else 2):
-            self._gateway_healthy = await self.gateway().health()
-            self._gateway_checked_at = now
-            if not self._gateway_healthy:
-                log("gateway unreachable -- agent jobs are deferred; shell jobs continue")
+            if self._health_probe is None or self._health_probe.done():
+                self._health_probe = asyncio.ensure_future(self.gateway().health())
+            probe = self._health_probe  # a burst of due jobs shares one probe
+            healthy = await probe
+            if self._gateway_checked_at < now:
+                self._gateway_checked_at = time.monotonic()
+                if not healthy and self._gateway_healthy:
+                    log("gateway unreachable -- agent jobs are deferred; shell jobs continue")
+                self._gateway_healthy = healthy
         if self._gateway_healthy:
             return True
         self.deferred[key] = time.time() + GATEWAY_DEFER_S
