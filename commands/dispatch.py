@@ -202,11 +202,12 @@ def gateway_call(coroutine_factory):
 
 def enqueue(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     from ocsched.adapters.gateway import GatewayError
-    from ocsched.domain.dispatch_rules import task_message, with_origin_chat_id
-    from ocsched.domain.label import Label
 
     label = require_label(flags)
     prompt = prompt_from(flags)
+    from ocsched.domain.dispatch_rules import started_fields, task_message, with_origin_chat_id
+    from ocsched.domain.label import Label
+
     agent = str(flags.get("agent") or "main")
     if "timeout" not in flags:
         print(
@@ -319,7 +320,15 @@ def enqueue(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict
         timestamp=ctx.now,
     )
     dispatch.spawned(run_id=run_id, meta=ctx.meta(origin=origin), timestamp=ctx.now)
-    ctx.save(dispatch)
+    started = started_fields(
+        label=label,
+        job_id=dispatch_id,
+        run_id=run_id,
+        agent=agent,
+        mode=mode,
+        session_key=session_key,
+    )
+    ctx.save(dispatch, *hook_deliveries(ctx, "dispatch.started", started, dispatch_id))
     delivering = bool(deliver_to) and delivery_mode != "none"
     return {
         "ok": True,
@@ -734,7 +743,146 @@ def sync(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[st
     return {"ok": True, "dryRun": dry_run, "changes": len(details), "details": details}
 
 
+def hook_deliveries(ctx: Context, event: str, fields: dict[str, Any], source_id: str) -> list:
+    """Deliveries that carry a lifecycle hook to each configured target (spec §31.12); the
+    daemon sends them, retrying in the background, so the command never waits."""
+    from ocsched.adapters.hooks import hook_host, hook_targets
+    from ocsched.domain.delivery import Delivery, delivery_id
+
+    host = hook_host()
+    deliveries = []
+    for channel, url in hook_targets():
+        body = _hook_body(channel, event, fields, host, ctx.now)
+        deliveries.append(
+            Delivery(
+                id=delivery_id(source_id, f"hook:{event}:{channel}"),
+                run_id=source_id,
+                job_id=fields.get("label") or "",
+                purpose=f"hook:{event}",
+                channel=channel,
+                target=url,
+                chunks=[body],
+                meta=ctx.meta(),
+                timestamp=ctx.now,
+            )
+        )
+    return deliveries
+
+
+def _hook_body(channel: str, event: str, fields: dict[str, Any], host: str, now) -> str:
+    from ocsched.domain.dispatch_rules import loki_payload, webhook_payload
+
+    if channel == "loki":
+        payload = loki_payload(event, fields, host=host, now_ns=int(now.timestamp() * 1e9))
+    else:
+        payload = webhook_payload(event, fields, host=host, now_ms=int(now.timestamp() * 1000))
+    return json.dumps(payload)
+
+
+def done(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The agent's completion signal (spec §31.7): guards, then the label is done."""
+    from ocsched.domain.dispatch_rules import check_done, done_output, finished_fields
+    from ocsched.domain.label import Label
+
+    label = require_label(flags)
+    row = label_row(ctx, label)
+    sha = flags.get("sha") if isinstance(flags.get("sha"), str) else None
+    force = "force-done" in flags
+    skip_activity = "skip-activity-check" in flags
+    activity, activity_error = None, None
+    if row and row["session_key"] and not (force or skip_activity):
+        activity, activity_error = _session_activity(row["session_key"])
+    decision = check_done(
+        entry=_rules_entry(row),
+        summary=flags.get("summary") if isinstance(flags.get("summary"), str) else None,
+        checklist_text=flags.get("checklist") if isinstance(flags.get("checklist"), str) else None,
+        sha=sha,
+        force=force,
+        reason=flags.get("reason") if isinstance(flags.get("reason"), str) else None,
+        now_ms=int(ctx.now.timestamp() * 1000),
+        sha_exists=_commit_exists(sha) if sha else None,
+        activity=activity,
+        skip_activity_check=skip_activity,
+        activity_error=activity_error,
+        label=label,
+    )
+    for warning in decision.warnings:
+        print(f"[{brand(config)}] {warning}", file=sys.stderr)
+    if not decision.accepted:
+        raise DispatchError(decision.error or "REJECTED", decision.exit_code or 1)
+    meta = ctx.meta(cause=f"done/{label}")
+    if row is None:
+        dispatch = Label(
+            id=str(uuid.uuid4()),
+            label=label,
+            session_key="",
+            settings={
+                "deliver_to": config.get("deliverTo"),
+                "deliver_channel": config.get("deliveryChannel"),
+            },
+            meta=meta,
+            timestamp=ctx.now,
+        )
+    else:
+        dispatch = ctx.log.repository.get(row["dispatch_id"])
+    dispatch.done(
+        decision.summary or "",
+        decision.checklist,
+        sha,
+        decision.completion or {},
+        meta,
+        ctx.now,
+        forced=decision.forced,
+        reason=decision.reason,
+    )
+    spawned = row["spawned_at"] if row else None
+    duration = None
+    if spawned:
+        from datetime import datetime
+
+        duration = int((ctx.now - datetime.fromisoformat(spawned)).total_seconds() * 1000)
+    fields = finished_fields(
+        label=label,
+        run_id=row["run_id"] if row else None,
+        agent=row["agent"] if row else None,
+        duration_ms=duration,
+        session_key=row["session_key"] if row else None,
+    )
+    ctx.save(dispatch, *hook_deliveries(ctx, "dispatch.finished", fields, dispatch.id))
+    return done_output(label, decision)
+
+
+def _rules_entry(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if row is None else {**row, "spawnedAt": row["spawned_at"]}
+
+
+def _session_activity(session_key: str) -> tuple[dict | None, str | None]:
+    """`GET /sessions/<key>`; the check fails open when the gateway does not answer."""
+    from ocsched.adapters.gateway import GatewayError
+
+    try:
+        return gateway_call(lambda client: client.session(session_key)), None
+    except (GatewayError, OSError) as error:
+        return None, str(error)
+
+
+def _commit_exists(sha: str) -> bool:
+    """Whether `sha` names a commit in the git repository of the current directory."""
+    import subprocess
+
+    try:
+        found = subprocess.run(
+            ["git", "cat-file", "-e", f"{sha}^{{commit}}"],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return found.returncode == 0
+
+
 SUBCOMMANDS = {
+    "done": lambda ctx, flags, args, config: done(ctx, flags, config),
     "stuck": lambda ctx, flags, args, config: stuck(ctx, flags, config),
     "sync": lambda ctx, flags, args, config: sync(ctx, flags, config),
     "enqueue": lambda ctx, flags, args, config: enqueue(ctx, flags, config),

@@ -24,6 +24,7 @@ from typing import Any
 
 from ocsched.adapters import shell
 from ocsched.adapters.gateway import GatewayClient, GatewayError
+from ocsched.adapters.hooks import HOOK_CHANNELS, HookError, post_hook
 from ocsched.adapters.supervisor import Supervisor
 from ocsched.adapters.wake import FileWriteWatcher
 from ocsched.domain.agent_turn import build_prompt, classify_reply, session_key, trigger_context
@@ -702,13 +703,9 @@ class Reactor:
             delivery: Delivery = self.ctx.log.repository.get(delivery_key)
             while (index := delivery.next_chunk()) is not None and delivery.status == "pending":
                 meta = self.meta(f"delivery/{delivery_key}/{index}")
-                args = {"action": "send", "message": delivery.chunks[index]}
-                args.update(channel=delivery.channel, target=delivery.target)
                 try:
-                    await self.gateway().invoke_tool(
-                        "message", args, idempotency_key=delivery.chunk_key(index)
-                    )
-                except GatewayError as error:
+                    await self._send_chunk(delivery, index)
+                except (GatewayError, HookError) as error:
                     now = datetime.now(UTC)
                     attempt = delivery.attempts.get(index, 0) + 1
                     retry_at = to_ts(now + timedelta(seconds=retry_backoff_seconds(attempt)))
@@ -720,6 +717,16 @@ class Reactor:
                     return
         finally:
             self.sending.discard(delivery_key)
+
+    async def _send_chunk(self, delivery: Delivery, index: int) -> None:
+        """A chat message through the gateway's `message` tool, or a hook's JSON POST."""
+        text = delivery.chunks[index]
+        if delivery.channel in HOOK_CHANNELS:
+            await post_hook(delivery.target, text)
+            return
+        args = {"action": "send", "message": text}
+        args.update(channel=delivery.channel, target=delivery.target)
+        await self.gateway().invoke_tool("message", args, idempotency_key=delivery.chunk_key(index))
 
     def _artifact_paths(self, run_id: str) -> tuple[str, str]:
         base = self.artifacts / "runs" / run_id
@@ -1087,20 +1094,19 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
 
 
 def dispatch_result_text(row: dict) -> str:
-    """What a finished dispatch delivers: its completion's delivery text, else its summary
-    (spec §31.9 order, as far as the completion payload carries it)."""
+    """What a finished dispatch delivers, in spec §31.9's order (completion, summary), with
+    a fixed explanation when nothing usable is left."""
     import json
 
-    completion = json.loads(row["completion"]) if row["completion"] else {}
-    for key in ("summary_human", "summary", "deliveryText"):
-        if completion.get(key):
-            return f"[{row['label']}] {completion[key]}"
-    if row["summary"]:
-        return f"[{row['label']}] {row['summary']}"
-    return (
-        f"[{row['label']}] The session ended without a final completion signal, so no "
-        "reliable final report is available."
+    from ocsched.domain.dispatch_rules import resolve_delivery_text
+
+    completion = json.loads(row["completion"]) if row["completion"] else None
+    text = resolve_delivery_text(
+        completion=completion, last_reply=None, fallback_summary=row["summary"]
     )
+    ending = "done" if row["status"] == "done" else row["status"]
+    mark = "✅" if row["status"] == "done" else "⚠️"
+    return f"{mark} [{row['label']}] {ending}\n\n{text or row['summary'] or ''}".rstrip()
 
 
 def _reply_text(final: dict) -> str:

@@ -1,0 +1,49 @@
+"""Lifecycle hooks (spec §31.12): JSON posted to Loki's push API and to a webhook.
+
+Hooks travel as deliveries on the channels `loki` and `webhook` (the target is the URL),
+so they are recorded, retried with backoff and sent once, like chat deliveries, and a
+command that emits one never waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import aiohttp
+
+HOOK_CHANNELS = ("loki", "webhook")
+TIMEOUT_S = 3.0
+
+
+def hook_targets() -> list[tuple[str, str]]:
+    """(channel, url) for each configured hook: `LOKI_PUSH_URL`, `DISPATCH_WEBHOOK_URL`."""
+    targets = []
+    if os.environ.get("LOKI_PUSH_URL"):
+        targets.append(("loki", os.environ["LOKI_PUSH_URL"]))
+    if os.environ.get("DISPATCH_WEBHOOK_URL"):
+        targets.append(("webhook", os.environ["DISPATCH_WEBHOOK_URL"]))
+    return targets
+
+
+def hook_host() -> str:
+    return os.environ.get("DISPATCH_HOST") or socket.gethostname()
+
+
+class HookError(Exception):
+    pass
+
+
+async def post_hook(url: str, body: str) -> None:
+    """POST the JSON body; anything but a 2xx answer is a HookError."""
+    try:
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, data=body, headers={"Content-Type": "application/json"}) as answer,
+        ):
+            if answer.status // 100 != 2:
+                text = (await answer.text())[:200]
+                raise HookError(f"HTTP {answer.status}: {text}")
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise HookError(f"{type(error).__name__}: {error}") from None
