@@ -172,3 +172,126 @@ def _ledger(scheduler, entries) -> str:
     path = scheduler.home.parent / f"labels-{len(entries)}.json"
     path.write_text(json.dumps(entries))
     return str(path)
+
+
+def done(scheduler, *flags):
+    return scheduler.run("done", "--label", "fix-bug", *flags)
+
+
+CHECKLIST = '{"work_complete":true,"tests_passed":true,"pushed":true}'
+
+
+def test_done_guards_reject_and_leave_the_label_running(scheduler, gateway):
+    enqueue(scheduler)
+    before = scheduler.event_count()
+    cases = [
+        ((), "REJECTED: --checklist is required."),
+        (("--checklist", "{nope"), "REJECTED: --checklist must be valid JSON."),
+        (("--checklist", '{"work_complete":false}'), "REJECTED: checklist.work_complete must"),
+        (
+            ("--checklist", '{"work_complete":true,"tests_passed":false}'),
+            "REJECTED: checklist.tests_passed is false.",
+        ),
+        (("--checklist", CHECKLIST), "REJECTED: Session ran for only"),
+        (
+            ("--checklist", CHECKLIST, "--force-done"),
+            "REJECTED: --force-done requires --reason",
+        ),
+    ]
+    for flags, message in cases:
+        result = done(scheduler, *flags)
+        assert result.returncode == 1, flags
+        assert message in result.stderr, (flags, result.stderr)
+    assert scheduler.event_count() == before
+    assert scheduler.ok("status", "--label", "fix-bug").json["status"] == "running"
+
+
+def test_a_sha_that_does_not_exist_is_rejected(scheduler, gateway):
+    enqueue(scheduler, message="Fix it and git push the branch")
+    result = done(
+        scheduler,
+        "--checklist",
+        CHECKLIST,
+        "--force-done",
+        "--reason",
+        "tiny fix",
+        "--sha",
+        "deadbeefcafe",
+    )
+    assert result.returncode == 1
+    assert "REJECTED: SHA deadbeefcafe not found in local git." in result.stderr
+    missing = done(scheduler, "--checklist", CHECKLIST, "--force-done", "--reason", "tiny fix")
+    assert "REJECTED: Task involves git commits but --sha was not provided." in missing.stderr
+
+
+def test_done_marks_the_label_and_the_daemon_delivers_the_result(scheduler, daemons, gateway):
+    enqueue(scheduler)
+    daemons.start()
+    result = done(
+        scheduler,
+        "--checklist",
+        CHECKLIST,
+        "--summary",
+        "Fixed the race in the scheduler and added a regression test.",
+        "--force-done",
+        "--reason",
+        "the fix was one line",
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.json
+    assert out["status"] == "done" and out["completion"]["version"] == 2
+    assert out["message"] == "Label marked done via agent signal."
+    status = scheduler.ok("status", "--label", "fix-bug").json
+    assert status["status"] == "done"
+    sent = wait_until(
+        lambda: [m for m in gateway.messages_sent() if "✅ [fix-bug] done" in m["message"]],
+        what="the result delivery",
+    )
+    assert len(sent) == 1 and sent[0]["target"] == "12345"
+    starting = [m for m in gateway.messages_sent() if "starting..." in m["message"]]
+    assert len(starting) == 1
+
+
+def test_done_for_an_unknown_label_is_recorded(scheduler, gateway):
+    result = scheduler.run("done", "--label", "ghost", "--checklist", CHECKLIST)
+    assert result.returncode == 0, result.stderr
+    assert result.json["message"] == "Label not previously registered; marked done."
+    (entry,) = scheduler.ok("dispatch", "list").json["labels"]
+    assert (entry["label"], entry["status"]) == ("ghost", "done")
+
+
+def test_hooks_are_retried_until_the_webhook_accepts_them(scheduler, daemons, gateway):
+    import http.server
+    import threading
+
+    received: list[dict] = []
+    answers = iter([500, 500])
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = next(answers, 200)
+            if status == 200:
+                received.append(json.loads(body))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        scheduler.env["DISPATCH_WEBHOOK_URL"] = f"http://127.0.0.1:{server.server_port}/hook"
+        out = enqueue(scheduler)
+        assert out.returncode == 0, out.stderr
+        daemons.start()
+        wait_until(lambda: received, timeout=20, what="the hook")
+        (hook,) = received
+        assert (hook["event"], hook["label"]) == ("dispatch.started", "fix-bug")
+        assert hook["session_key"] == out.json["sessionKey"]
+        deliveries = scheduler.ok("--json", "deliveries", "list").json
+        (record,) = [d for d in deliveries if d["channel"] == "webhook"]
+        assert (record["status"], record["attempts"]) == ("delivered", 3)
+    finally:
+        server.shutdown()
