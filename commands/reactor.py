@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,14 @@ from ocsched.domain.delivery import (
     split_message,
 )
 from ocsched.domain.dispatch import Dispatch, replay_dispatch_id, retry_dispatch_id
+from ocsched.domain.dispatch_rules import (
+    RETRY_MESSAGE_FRESH,
+    RETRY_MESSAGE_REUSE,
+    is_overload_error,
+    recovery_decision,
+    recovery_notice,
+    task_message,
+)
 from ocsched.domain.job import Job
 from ocsched.domain.label import Label
 from ocsched.domain.policies import (
@@ -50,7 +59,7 @@ from ocsched.domain.policies import (
     retry_delay,
 )
 from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_expression
-from ocsched.domain.run import Run, clock_run_id, dispatch_run_id
+from ocsched.domain.run import RUN_NAMESPACE, Run, clock_run_id, dispatch_run_id
 from ocsched.domain.schedule import from_ts, next_run_at, to_ts
 from ocsched.domain.shell_output import (
     OutputLimits,
@@ -125,6 +134,23 @@ def max_concurrent_turns() -> int:
     return int(configured) if configured.isdigit() and int(configured) > 0 else 256
 
 
+def dispatch_follow_seconds() -> float:
+    """`OCSCHED_DISPATCH_FOLLOW_S`: how often running dispatches are checked (default 20)."""
+    try:
+        return max(float(os.environ.get("OCSCHED_DISPATCH_FOLLOW_S", DISPATCH_FOLLOW_S)), 0.5)
+    except ValueError:
+        return DISPATCH_FOLLOW_S
+
+
+def overload_grace_seconds() -> float:
+    """`OCSCHED_OVERLOAD_GRACE_S`: how old an overload error must be before it is retried
+    (default 300, as the anchor's safety net)."""
+    try:
+        return max(float(os.environ.get("OCSCHED_OVERLOAD_GRACE_S", "300")), 0.0)
+    except ValueError:
+        return 300.0
+
+
 def retry_base_seconds() -> float:
     """`OCSCHED_RETRY_BASE_S` scales the retry ladder (default 30 s, as spec §14.1)."""
     try:
@@ -179,12 +205,13 @@ class Reactor:
             loop.add_signal_handler(number, self.stop)
         log(f"ocsched daemon {self.identity} started; database {self.ctx.settings.database}")
         await self.recover()
+        sweep_every = interval("SCHEDULER_HEARTBEAT_CHECK_MS", 30, 5)
+        prune_every = interval("SCHEDULER_PRUNE_MS", 3600, 60)
         background = [
             asyncio.create_task(self.watch()),
-            asyncio.create_task(
-                self.every(interval("SCHEDULER_HEARTBEAT_CHECK_MS", 30, 5), self.sweep)
-            ),
-            asyncio.create_task(self.every(interval("SCHEDULER_PRUNE_MS", 3600, 60), self.prune)),
+            asyncio.create_task(self.every(sweep_every, self.sweep)),
+            asyncio.create_task(self.every(prune_every, self.prune)),
+            asyncio.create_task(self.every(dispatch_follow_seconds(), self.follow_dispatches)),
         ]
         try:
             await self.loop()
@@ -881,6 +908,7 @@ class Reactor:
         resolve running ones whose session went idle or ran past its monitor timeout."""
         await self.follow_dispatches_quickly()
         await self._resolve_idle_dispatches(datetime.now(UTC))
+        await self.recover_overloaded_dispatches()
 
     async def _dispatch_delivery(self, row: dict, purpose: str, text: str, now) -> None:
         job_like = {
@@ -913,6 +941,8 @@ class Reactor:
         sessions = {s.get("key"): s for s in answer.get("sessions") or []}
         now_ms = now.timestamp() * 1000
         for row in running:
+            if await self._overloaded(row, sessions.get(row["session_key"]), now):
+                continue
             spawned_ms = datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000
             session = sessions.get(row["session_key"])
             updated = session.get("updatedAt") if session else None
@@ -937,6 +967,95 @@ class Reactor:
             )
             dispatch.fail("interrupted", None, summary, self.meta(f"follow/{row['label']}"), now)
             await self._save_quietly(dispatch)
+
+    async def _overloaded(self, row: dict, session: dict | None, now: datetime) -> bool:
+        """A session whose last turn failed with an overload (529) error after the
+        dispatch's last change: the dispatch ends in error, for the recovery to retry."""
+        if not session or session.get("status") != "failed":
+            return False
+        error = session.get("lastRunError") or ""
+        ended = session.get("endedAt") or session.get("updatedAt") or 0
+        changed_ms = datetime.fromisoformat(row["updated_at"]).timestamp() * 1000
+        if not is_overload_error(error) or ended <= changed_ms:
+            return False
+        dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
+        if dispatch.status != "running":
+            return False
+        meta = self.meta(f"follow/{row['label']}")
+        dispatch.fail(
+            "error", f"FailoverError (529): {error}", f"Auto-resolved as error: {error}", meta, now
+        )
+        await self._save_quietly(dispatch)
+        return True
+
+    async def recover_overloaded_dispatches(self) -> None:
+        """Spec §31.11 as a policy: an overload error younger than an hour and older than
+        the grace is retried, in the same session first, then in a fresh one, at most 3
+        times. The gateway call's idempotency key is derived from the dispatch and the
+        attempt, and the retry is an event: a restart or a second daemon never retries the
+        same error twice."""
+        now = datetime.now(UTC)
+        for row in views.overloaded_labels(self.db()):
+            decision = recovery_decision(
+                error_text=row["error"],
+                error_at_ms=int(datetime.fromisoformat(row["updated_at"]).timestamp() * 1000),
+                now_ms=int(now.timestamp() * 1000),
+                retries_so_far=row["retry_count"],
+                session_reusable=(row["retry_count"] or 0) == 0,
+                grace_ms=int(overload_grace_seconds() * 1000),
+            )
+            if decision is None:
+                continue
+            attempt = (row["retry_count"] or 0) + 1
+            key = str(uuid.uuid5(RUN_NAMESPACE, f"dispatch-retry/{row['dispatch_id']}/{attempt}"))
+            session_key = row["session_key"]
+            try:
+                if decision == "retry-reuse":
+                    await self._turn(session_key, RETRY_MESSAGE_REUSE, key, "nested")
+                else:
+                    session_key = f"agent:{row['agent'] or 'main'}:subagent:{key}"
+                    await self.gateway().sessions_patch(session_key, spawnDepth=1)
+                    prompt = f"{RETRY_MESSAGE_FRESH}\n\n{row['task_prompt'] or ''}"
+                    message = task_message(
+                        label=row["label"],
+                        prompt=prompt,
+                        target=row["deliver_to"],
+                        channel=row["deliver_channel"],
+                        origin=row["origin"],
+                    )
+                    await self._turn(session_key, message, key, "subagent")
+            except GatewayError as error:
+                log(f"dispatch {row['label']}: overload retry {attempt} failed: {error}")
+                continue
+            dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
+            if dispatch.status != "error":
+                continue
+            meta = self.meta(f"overload-retry/{row['dispatch_id']}/{attempt}")
+            dispatch.retry(session_key, row["error"] or "", meta, now)
+            method = "send" if decision == "retry-reuse" else "fresh"
+            notice = recovery_notice(row["label"], attempt, method)
+            deliveries = []
+            if row["deliver_to"]:
+                job_like = {
+                    "id": row["label"],
+                    "delivery_channel": row["deliver_channel"],
+                    "delivery_to": row["deliver_to"],
+                }
+                deliveries = self._delivery(
+                    row["dispatch_id"], job_like, f"dispatch-retry-{attempt}", notice, meta, now
+                )
+            if await self._save_quietly(dispatch, *deliveries):
+                log(notice)
+
+    async def _turn(self, session_key: str, message: str, key: str, lane: str) -> None:
+        params = {
+            "message": message,
+            "sessionKey": session_key,
+            "idempotencyKey": key,
+            "deliver": False,
+            "lane": lane,
+        }
+        await self.gateway().call("agent", params, timeout_s=15, resend_on_drop=True)
 
     async def every(self, seconds: float, action) -> None:
         """Run `action` now and then every `seconds`, until stopping."""

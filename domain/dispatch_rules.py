@@ -1349,14 +1349,18 @@ def find_lane_task_error(log_tail: str, session_key: str) -> dict[str, str | Non
 
 
 def recovery_skip_reason(
-    *, error_at_ms: int | None, now_ms: int, retries_so_far: int | None
+    *,
+    error_at_ms: int | None,
+    now_ms: int,
+    retries_so_far: int | None,
+    grace_ms: int = WATCHER_GRACE_MS,
 ) -> str | None:
     """Why the 529 safety net leaves an overloaded entry alone, in the anchor's words, or
     None when it should retry."""
     age = now_ms - (error_at_ms or 0)
     if age > MAX_ERROR_AGE_MS:
         return f"error too old ({_js_round(age / 60_000)}min)"
-    if age < WATCHER_GRACE_MS:
+    if age < grace_ms:
         return f"updated {_js_round(age / 1000)}s ago (watcher may be handling)"
     retries = retries_so_far or 0
     if retries >= MAX_OVERLOAD_RETRIES:
@@ -1371,13 +1375,17 @@ def recovery_decision(
     now_ms: int,
     retries_so_far: int | None,
     session_reusable: bool,
+    grace_ms: int = WATCHER_GRACE_MS,
 ) -> RecoveryAction | None:
     """The 529 safety net (§31.11) for an entry in `error`: retry an overload error younger
     than 60 minutes and older than the watcher's 5-minute grace, at most 3 times; in the
     same session when it can still take a message, else in a fresh one."""
     if not is_overload_error(error_text):
         return None
-    if recovery_skip_reason(error_at_ms=error_at_ms, now_ms=now_ms, retries_so_far=retries_so_far):
+    skip = recovery_skip_reason(
+        error_at_ms=error_at_ms, now_ms=now_ms, retries_so_far=retries_so_far, grace_ms=grace_ms
+    )
+    if skip:
         return None
     return "retry-reuse" if session_reusable else "retry-fresh"
 

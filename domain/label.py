@@ -160,9 +160,13 @@ class Label(Aggregate):
     def fail(self, status: str, error: str | None, summary: str, meta: EventMeta, at: datetime):
         if status not in ("error", "interrupted"):
             raise DomainError(f"Not a failure status: {status}")
+        if self.status != "running":
+            raise DomainError(f"Dispatch {self.label} is already {self.status}")
         self._record_failed(status=status, error=error, summary=summary, meta=meta, timestamp=at)
 
     def retry(self, session_key: str, error: str, meta: EventMeta, at: datetime) -> None:
+        if self.status != "error":
+            raise DomainError(f"Dispatch {self.label} is {self.status}, not in error")
         self._record_retried(
             attempt=self.retries + 1, session_key=session_key, error=error, meta=meta, timestamp=at
         )

@@ -269,3 +269,11 @@ def labels_to_deliver(connection: sqlite3.Connection) -> list[dict]:
         " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id"
         " AND purpose = 'dispatch-result')"
     ).fetchall()
+
+
+def overloaded_labels(connection: sqlite3.Connection) -> list[dict]:
+    """Dispatches in error whose error names an overload (the recovery's candidates)."""
+    return connection.execute(
+        "SELECT * FROM labels WHERE status = 'error' AND imported = 0"
+        " AND error LIKE 'FailoverError (529)%'"
+    ).fetchall()

@@ -295,3 +295,32 @@ def test_hooks_are_retried_until_the_webhook_accepts_them(scheduler, daemons, ga
         assert (record["status"], record["attempts"]) == ("delivered", 3)
     finally:
         server.shutdown()
+
+
+def test_an_overloaded_dispatch_is_retried_once_across_a_restart(scheduler, daemons, gateway):
+    import signal
+    import time
+
+    from ocsched.adapters.fake_gateway import OVERLOADED_ERROR
+
+    scheduler.env.update(OCSCHED_DISPATCH_FOLLOW_S="0.5", OCSCHED_OVERLOAD_GRACE_S="2")
+    gateway.agent_error = OVERLOADED_ERROR
+    assert enqueue(scheduler).returncode == 0
+    first = daemons.start()
+    failed = wait_until(
+        lambda: (s := scheduler.ok("status", "--label", "fix-bug").json)["status"] == "error" and s,
+        what="the overload to be noticed",
+    )
+    assert failed["error"].startswith("FailoverError (529): ")
+    gateway.agent_error = None
+    wait_until(
+        lambda: scheduler.ok("dispatch", "list").json["labels"][0]["retryCount"] == 1,
+        what="the retry",
+    )
+    first.stop(signal.SIGKILL)
+    daemons.start()
+    time.sleep(3)
+    (entry,) = scheduler.ok("dispatch", "list").json["labels"]
+    assert (entry["status"], entry["retryCount"]) == ("running", 1)
+    retries = [c for c in gateway.calls_of("agent") if "Auto-retry after 529" in c["message"]]
+    assert len({c["idempotencyKey"] for c in retries}) == 1
