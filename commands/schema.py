@@ -8,7 +8,17 @@ from .argv import Argv
 from .context import Context
 from .output import CommandError, print_json
 
-ALIASES = {"job": "jobs", "jobs": "jobs", "all": "all"}
+ALIASES = {
+    "job": "jobs",
+    "jobs": "jobs",
+    "run": "runs",
+    "runs": "runs",
+    "approval": "approvals",
+    "approvals": "approvals",
+    "dispatch": "dispatches",
+    "dispatches": "dispatches",
+    "all": "all",
+}
 
 
 def job_schema() -> dict[str, Any]:
@@ -26,15 +36,42 @@ def job_schema() -> dict[str, Any]:
     }
 
 
+def other_schemas() -> dict[str, dict[str, Any]]:
+    """Statuses and record fields of runs, approvals and dispatches, from their modules."""
+    import typing
+
+    from ocsched.domain.approval import APPROVAL_STATUSES
+    from ocsched.domain.dispatch import DISPATCH_STATUSES, DispatchKind
+    from ocsched.domain.run import RUN_STATUSES
+    from ocsched.projections import approvals, dispatches, runs
+
+    return {
+        "runs": {"statuses": list(RUN_STATUSES), "key_fields": list(runs.COLUMNS)},
+        "approvals": {
+            "statuses": list(APPROVAL_STATUSES),
+            "key_fields": list(approvals.COLUMNS),
+        },
+        "dispatches": {
+            "kinds": list(typing.get_args(DispatchKind)),
+            "statuses": list(DISPATCH_STATUSES),
+            "key_fields": list(dispatches.COLUMNS),
+        },
+    }
+
+
 def schema(target: str = "all") -> dict[str, Any]:
     kind = ALIASES.get(target)
     if kind is None:
         raise CommandError(f"Unknown schema target: {target}")
     if kind == "jobs":
         return job_schema()
-    return {"jobs": job_schema()}
+    others = other_schemas()
+    if kind in others:
+        return others[kind]
+    return {"jobs": job_schema(), **others}
 
 
 def cli_schema(ctx: Context, args: list[str]) -> None:
-    (target,) = Argv(args, "Usage: schema [jobs|all]").positionals(0, 1) or ["all"]
+    usage = "Usage: schema [jobs|runs|approvals|dispatches|all]"
+    (target,) = Argv(args, usage).positionals(0, 1) or ["all"]
     print_json(schema(target))

@@ -12,21 +12,17 @@ from .output import print_json
 def scheduler_status(ctx: Context) -> dict[str, Any]:
     from ocsched.projections import views
 
+    from .runs import running_runs, stale_runs
+
     counts = views.job_counts(ctx.views())
+    budgets = views.budgets(ctx.views())
     return {
         "db_path": ctx.settings.database if not ctx.settings.uses_postgres else _redacted(ctx),
         "jobs_total": counts["total"],
         "jobs_enabled": counts["enabled"],
-        "running_runs": 0,
-        "stale_runs": 0,
-        "budgets": {
-            "pending_dispatches": 0,
-            "approval_blocked_dispatches": 0,
-            "overlap_queued_dispatches": 0,
-            "pending_approvals": 0,
-            "shell_output_bytes": 0,
-            "offloaded_shell_runs": 0,
-        },
+        "running_runs": len(running_runs(ctx)),
+        "stale_runs": len(stale_runs(ctx)),
+        "budgets": budgets,
         "budget_hotspots": [],
         "agents": [],
         "next_job": counts["next"],

@@ -277,3 +277,28 @@ def overloaded_labels(connection: sqlite3.Connection) -> list[dict]:
         "SELECT * FROM labels WHERE status = 'error' AND imported = 0"
         " AND error LIKE 'FailoverError (529)%'"
     ).fetchall()
+
+
+def budgets(connection: sqlite3.Connection | None) -> dict[str, int]:
+    """The `status` budgets (spec §29.1)."""
+    names = (
+        "pending_dispatches",
+        "approval_blocked_dispatches",
+        "overlap_queued_dispatches",
+        "pending_approvals",
+        "shell_output_bytes",
+        "offloaded_shell_runs",
+    )
+    if connection is None:
+        return dict.fromkeys(names, 0)
+    row = connection.execute(
+        "SELECT"
+        " (SELECT count(*) FROM dispatches WHERE status IN ('pending', 'claimed')),"
+        " (SELECT count(*) FROM dispatches WHERE status = 'awaiting_approval'),"
+        " (SELECT count(*) FROM runs WHERE status = 'queued'),"
+        " (SELECT count(*) FROM approvals WHERE status = 'pending'),"
+        " (SELECT coalesce(sum(shell_stdout_bytes + shell_stderr_bytes), 0) FROM runs),"
+        " (SELECT count(*) FROM runs WHERE shell_stdout_path IS NOT NULL"
+        " OR shell_stderr_path IS NOT NULL)"
+    ).fetchone()
+    return dict(zip(names, row.values(), strict=True))

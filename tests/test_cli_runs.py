@@ -43,6 +43,8 @@ def test_runs_list_and_running_tables(scheduler, daemons, tmp_path):
     table = scheduler.ok("runs", "running").stdout.splitlines()
     assert table[0].split() == ["ID", "JOB", "STATUS", "STARTED"]
     assert "running" in table[2]
+    status = scheduler.ok("--json", "status").json
+    assert status["running_runs"] == 1 and status["stale_runs"] == 0
     listed = scheduler.ok("runs", "list", job["id"]).stdout.splitlines()
     assert listed[0].split()[:2] == ["ID", "STATUS"]
     assert running[0]["id"][:8] in listed[2]
@@ -63,3 +65,11 @@ def test_a_run_left_running_past_its_timeout_is_stale(scheduler, daemons, tmp_pa
         "STATUS",
         "STARTED",
     ]
+
+
+def test_schema_describes_runs_approvals_and_dispatches(scheduler):
+    runs = scheduler.ok("schema", "runs").json
+    assert "crashed" in runs["statuses"] and "shell_exit_code" in runs["key_fields"]
+    dispatches = scheduler.ok("schema", "dispatch").json
+    assert dispatches["kinds"] == ["manual", "chain", "retry", "replay"]
+    assert set(scheduler.ok("schema").json) == {"jobs", "runs", "approvals", "dispatches"}
