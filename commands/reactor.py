@@ -923,11 +923,11 @@ class Reactor:
 
     async def follow_dispatches_quickly(self) -> None:
         """After others' events: deliver new results and notices (no gateway polling)."""
-        db, now = self.db(), datetime.now(UTC)
-        for row in views.labels_to_announce(db):
+        now = datetime.now(UTC)
+        for row in views.labels_awaiting_delivery(self.db(), "dispatch-start"):
             text = f"🌶️ *{self.brand}* [{row['label']}] starting..."
             await self._dispatch_delivery(row, "dispatch-start", text, now)
-        for row in views.labels_to_deliver(db):
+        for row in views.labels_awaiting_delivery(self.db(), "dispatch-result"):
             await self._dispatch_delivery(row, "dispatch-result", dispatch_result_text(row), now)
 
     async def _resolve_idle_dispatches(self, now: datetime) -> None:

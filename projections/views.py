@@ -251,23 +251,16 @@ def running_labels(connection: sqlite3.Connection) -> list[dict]:
     ).fetchall()
 
 
-def labels_to_announce(connection: sqlite3.Connection) -> list[dict]:
-    """Dispatches with a delivery target whose "starting" notice is not yet requested."""
+def labels_awaiting_delivery(connection: sqlite3.Connection, purpose: str) -> list[dict]:
+    """Dispatches with a delivery target and no delivery yet for `purpose`: the starting
+    notice of running ones (`dispatch-start`), the result of finished ones
+    (`dispatch-result`)."""
+    state = "= 'running'" if purpose == "dispatch-start" else "!= 'running'"
     return connection.execute(
-        "SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status = 'running'"
+        f"SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status {state}"
         " AND imported = 0 AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
-        " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id"
-        " AND purpose = 'dispatch-start')"
-    ).fetchall()
-
-
-def labels_to_deliver(connection: sqlite3.Connection) -> list[dict]:
-    """Finished dispatches with a delivery target whose result is not yet requested."""
-    return connection.execute(
-        "SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status != 'running'"
-        " AND imported = 0 AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
-        " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id"
-        " AND purpose = 'dispatch-result')"
+        " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id AND purpose = ?)",
+        (purpose,),
     ).fetchall()
 
 
