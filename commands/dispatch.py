@@ -681,9 +681,22 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
         silent = now_ms - updated if isinstance(updated, (int, float)) else age
         if silent >= threshold_ms:
             found.append(
-                {"label": row["label"], "age_min": age // 60000, "silent_min": int(silent // 60000)}
+                {
+                    "label": row["label"],
+                    "age_min": age // 60000,
+                    "silent_min": int(silent // 60000),
+                    "run_id": row["session_key"],
+                    "job_name": row["label"],
+                    "started_at": row["spawned_at"],
+                    "age_s": age // 1000,
+                }
             )
     if found:
+        from ocsched.domain.dispatch_rules import stuck_fields
+
+        hooks = hook_deliveries(ctx, "dispatch.stuck", stuck_fields(found), str(uuid.uuid4()))
+        if hooks:
+            ctx.save(*hooks)
         noun = "session" if len(found) == 1 else "sessions"
         lines = [f"⚠️ {brand(config)}: {len(found)} stuck {noun}:"]
         lines += [
