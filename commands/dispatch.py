@@ -668,7 +668,7 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
         threshold_min = float(flags.get("threshold-min", 15))
     except ValueError:
         raise DispatchError("--threshold-min must be a number", 2) from None
-    grace_ms = int(config.get("startupGraceMs") or 300_000)
+    grace_ms = int(config.get("startupGraceMs", 300_000))
     sessions = _sessions_by_key() or {}
     now_ms = _now_ms()
     found = []
@@ -722,7 +722,7 @@ def sync(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[st
     from ocsched.domain.label import Label
 
     dry_run = bool(flags.get("dry-run"))
-    grace_ms = int(config.get("startupGraceMs") or 300_000)
+    grace_ms = int(config.get("startupGraceMs", 300_000))
     sessions = _sessions_by_key()
     if sessions is None:
         raise DispatchError("the gateway did not answer sessions.list; nothing was changed")

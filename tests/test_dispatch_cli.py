@@ -324,3 +324,22 @@ def test_an_overloaded_dispatch_is_retried_once_across_a_restart(scheduler, daem
     assert (entry["status"], entry["retryCount"]) == ("running", 1)
     retries = [c for c in gateway.calls_of("agent") if "Auto-retry after 529" in c["message"]]
     assert len({c["idempotencyKey"] for c in retries}) == 1
+
+
+def test_stuck_reports_silent_sessions_and_exits_1(scheduler, gateway, tmp_path):
+    import time
+
+    config = tmp_path / "dispatch-config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"name": "crew", "startupGraceMs": 0}))
+    scheduler.env["DISPATCH_CONFIG_DIR"] = str(config)
+    result = scheduler.run(
+        "enqueue", "--label", "slow", "--message", "x", "--timeout", "1", "--deliver-to", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    time.sleep(1.5)
+    stuck = scheduler.run("stuck", "--threshold-min", "0.01")
+    assert stuck.returncode == 1
+    lines = stuck.stdout.splitlines()
+    assert lines[0] == "⚠️ crew: 1 stuck session:"
+    assert lines[1].startswith("* slow (running 0min, silent")
