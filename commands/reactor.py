@@ -134,6 +134,15 @@ def max_concurrent_turns() -> int:
     return int(configured) if configured.isdigit() and int(configured) > 0 else 256
 
 
+def activity_poll_seconds() -> float:
+    """`OCSCHED_ACTIVITY_POLL_S`: how often an agent turn's session activity is checked
+    (default 60, as the anchor)."""
+    try:
+        return max(float(os.environ.get("OCSCHED_ACTIVITY_POLL_S", "60")), 0.2)
+    except ValueError:
+        return 60.0
+
+
 def dispatch_follow_seconds() -> float:
     """`OCSCHED_DISPATCH_FOLLOW_S`: how often running dispatches are checked (default 20)."""
     try:
@@ -576,8 +585,8 @@ class Reactor:
         error: str | None = None
         final: dict = {}
         async with self.turn_slots:
-            try:
-                final = await asyncio.wait_for(
+            turn = asyncio.ensure_future(
+                asyncio.wait_for(
                     self.gateway().agent(
                         prompt,
                         idempotency_key=run.id,
@@ -590,10 +599,21 @@ class Reactor:
                     ),
                     timeout_s + AGENT_GRACE_S,
                 )
-            except TimeoutError:
-                error = f"Exceeded absolute timeout of {timeout_s}s"
-            except GatewayError as failure:
-                error = str(failure)
+            )
+            idle_limit_s = 2 * (job["payload_timeout_seconds"] or 120)
+            watchdog = asyncio.ensure_future(self._watch_activity(key, idle_limit_s))
+            done, _ = await asyncio.wait({turn, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            watchdog.cancel()
+            if turn in done:
+                try:
+                    final = turn.result()
+                except TimeoutError:
+                    error = f"Exceeded absolute timeout of {timeout_s}s"
+                except GatewayError as failure:
+                    error = str(failure)
+            else:
+                turn.cancel()
+                error = f"Session idle for {idle_limit_s}s -- aborted (activity-based timeout)"
         await asyncio.gather(*accepted, return_exceptions=True)
         on_accepted({})  # an idempotent replay answers at once, without an accepted frame
         await asyncio.gather(*accepted, return_exceptions=True)
@@ -608,6 +628,22 @@ class Reactor:
         status, message, deliverable = classify_reply(reply)
         fields.update(summary=reply[:5000], error_message=message)
         await self._conclude(run, job, status, fields, reply, deliverable=deliverable)
+
+    async def _watch_activity(self, session_key: str, idle_limit_s: float) -> None:
+        """Spec §11.5: returns when the session shows no activity (its `updatedAt` in
+        `sessions.list`) for `idle_limit_s`; listing failures are ignored."""
+        last_activity, last_seen = time.time(), None
+        while True:
+            await asyncio.sleep(activity_poll_seconds())
+            try:
+                answer = await self.gateway().sessions_list(activeMinutes=60)
+            except GatewayError:
+                continue
+            for session in answer.get("sessions") or []:
+                if session.get("key") == session_key and session.get("updatedAt") != last_seen:
+                    last_seen, last_activity = session.get("updatedAt"), time.time()
+            if time.time() - last_activity >= idle_limit_s:
+                return
 
     def _prompt(self, run: Run, job: dict) -> str:
         parent_run = views.run(self.db(), run.triggered_by_run) if run.triggered_by_run else None

@@ -275,3 +275,14 @@ def test_a_websocket_dropped_mid_turn_costs_no_second_turn(scheduler, daemons, g
     assert run["status"] == "ok"
     assert gateway.turns() == 1
     assert len(gateway.calls_of("agent")) >= 2  # the client re-sent the same request
+
+
+def test_a_silent_session_is_aborted_by_the_activity_timeout(scheduler, daemons, gateway):
+    scheduler.env["OCSCHED_ACTIVITY_POLL_S"] = "0.5"
+    gateway.reply_delay_s = 30
+    spec = agent_job(delivery_mode="none", payload_timeout_seconds=1)
+    job = scheduler.add(spec, "--in", "1s")
+    daemons.start()
+    (run,) = finished_runs(scheduler, job["id"])
+    assert run["status"] == "error"
+    assert run["error_message"] == "Session idle for 2s -- aborted (activity-based timeout)"
