@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.approval import Approval
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import Update, Upsert
+
+if TYPE_CHECKING:
+    from ocsched.domain.approval import Approval
 
 TABLE = "approvals"
 COLUMNS: dict[str, type] = {
@@ -67,8 +69,8 @@ projection = Projection(
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
-        Approval.Requested: requested,
-        Approval.Approved: approved,
-        Approval.Rejected: rejected,
+        "approval:Approval.Requested": requested,
+        "approval:Approval.Approved": approved,
+        "approval:Approval.Rejected": rejected,
     },
 )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.delivery import Alias, Delivery
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import Delete, Update, Upsert
+
+if TYPE_CHECKING:
+    from ocsched.domain.delivery import Alias, Delivery
 
 DELIVERIES = "deliveries"
 ALIASES = "delivery_aliases"
@@ -109,11 +111,11 @@ projection = Projection(
     tables=(DELIVERIES, ALIASES),
     create_tables=create_tables,
     handlers={
-        Delivery.Requested: requested,
-        Delivery.ChunkSent: chunk_sent,
-        Delivery.AttemptFailed: attempt_failed,
-        Alias.Added: alias_added,
-        Alias.Changed: alias_added,
-        Alias.Removed: alias_removed,
+        "delivery:Delivery.Requested": requested,
+        "delivery:Delivery.ChunkSent": chunk_sent,
+        "delivery:Delivery.AttemptFailed": attempt_failed,
+        "delivery:Alias.Added": alias_added,
+        "delivery:Alias.Changed": alias_added,
+        "delivery:Alias.Removed": alias_removed,
     },
 )

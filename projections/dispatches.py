@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.dispatch import Dispatch
-from ocsched.domain.run import Run
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import Update, Upsert
+
+if TYPE_CHECKING:
+    from ocsched.domain.dispatch import Dispatch
+    from ocsched.domain.run import Run
 
 TABLE = "dispatches"
 COLUMNS: dict[str, type] = {
@@ -84,11 +86,11 @@ projection = Projection(
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
-        Dispatch.Requested: requested,
-        Dispatch.Claimed: claimed,
-        Dispatch.Cancelled: cancelled,
-        Dispatch.Held: held,
-        Dispatch.Released: released,
-        Run.Finished: run_finished,
+        "dispatch:Dispatch.Requested": requested,
+        "dispatch:Dispatch.Claimed": claimed,
+        "dispatch:Dispatch.Cancelled": cancelled,
+        "dispatch:Dispatch.Held": held,
+        "dispatch:Dispatch.Released": released,
+        "run:Run.Finished": run_finished,
     },
 )

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ocsched.domain.job import Job
 from ocsched.domain.job_spec import job_fields
-from ocsched.domain.run import Run
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import Delete, Update, Upsert
+
+if TYPE_CHECKING:
+    from ocsched.domain.job import Job
+    from ocsched.domain.run import Run
 
 TABLE = "jobs"
 
@@ -81,14 +83,14 @@ projection = Projection(
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
-        Job.Created: created,
-        Job.Updated: updated,
-        Job.Enabled: enabled,
-        Job.Disabled: disabled,
-        Job.Deleted: deleted,
-        Run.Scheduled: run_moved_job,
-        Run.Queued: run_moved_job,
-        Run.Started: run_moved_job,
-        Run.Finished: run_moved_job,
+        "job:Job.Created": created,
+        "job:Job.Updated": updated,
+        "job:Job.Enabled": enabled,
+        "job:Job.Disabled": disabled,
+        "job:Job.Deleted": deleted,
+        "run:Run.Scheduled": run_moved_job,
+        "run:Run.Queued": run_moved_job,
+        "run:Run.Started": run_moved_job,
+        "run:Run.Finished": run_moved_job,
     },
 )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ocsched.domain.label import Label
+from typing import TYPE_CHECKING, Any
 
 from .projection import Projection
 from .rows import Update, Upsert
+
+if TYPE_CHECKING:
+    from ocsched.domain.label import Label
 
 TABLE = "labels"
 COLUMNS: dict[str, type] = {
@@ -140,12 +141,12 @@ projection = Projection(
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
-        Label.Enqueued: enqueued,
-        Label.Spawned: spawned,
-        Label.MessageSent: message_sent,
-        Label.ActivityObserved: observed,
-        Label.Done: done,
-        Label.Failed: failed,
-        Label.Retried: retried,
+        "label:Label.Enqueued": enqueued,
+        "label:Label.Spawned": spawned,
+        "label:Label.MessageSent": message_sent,
+        "label:Label.ActivityObserved": observed,
+        "label:Label.Done": done,
+        "label:Label.Failed": failed,
+        "label:Label.Retried": retried,
     },
 )

@@ -1,4 +1,9 @@
-"""What a projection is: a name, its tables, and a mapping from event type to row changes."""
+"""What a projection is: a name, its tables, and a mapping from event type to row changes.
+
+Handlers are keyed by `<domain module>:<event class>` (e.g. `job:Job.Created`) rather
+than by the classes themselves, so loading the projections imports no aggregate: a
+command imports only the domain modules of the events it actually reads.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventsourcing.utils import get_topic
-
 from .rows import RowChange
 
 Handler = Callable[[Any], Iterable[RowChange]]
+DOMAIN_PACKAGE = "ocsched.domain"
+
+
+def topic_of(event: Any) -> str:
+    """The stored topic of an event's class (`module:QualName`, as the library writes it)."""
+    kind = type(event)
+    return f"{kind.__module__}:{kind.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -22,11 +32,20 @@ class Projection:
     tables: tuple[str, ...]
     create_tables: Callable[[Any], None]
     """Creates the tables on a sqlite_utils.Database."""
-    handlers: Mapping[type, Handler]
-    topics: frozenset[str] = field(init=False)
+    handlers: Mapping[str, Handler]
+    """`<domain module>:<event class>` -> the row changes for one such event."""
+    by_topic: dict[str, Handler] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "topics", frozenset(map(get_topic, self.handlers)))
+        topics = {f"{DOMAIN_PACKAGE}.{key}": handler for key, handler in self.handlers.items()}
+        object.__setattr__(self, "by_topic", topics)
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self.by_topic)
+
+    def handles(self, event: Any) -> bool:
+        return topic_of(event) in self.by_topic
 
     def changes(self, event: Any) -> Iterable[RowChange]:
-        return self.handlers[type(event)](event)
+        return self.by_topic[topic_of(event)](event)

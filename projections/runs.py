@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.run import Run
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import KeepNewest, Update, Upsert
+
+if TYPE_CHECKING:
+    from ocsched.domain.run import Run
 
 TABLE = "runs"
 RUNS_KEPT_PER_JOB = 100
@@ -119,9 +121,9 @@ projection = Projection(
     tables=(TABLE, f"{TABLE}_fts"),
     create_tables=create_tables,
     handlers={
-        Run.Scheduled: scheduled,
-        Run.Queued: queued,
-        Run.Started: started,
-        Run.Finished: finished,
+        "run:Run.Scheduled": scheduled,
+        "run:Run.Queued": queued,
+        "run:Run.Started": started,
+        "run:Run.Finished": finished,
     },
 )

@@ -131,10 +131,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
                 if event is None:
                     continue
                 for projection in projections:
-                    if (
-                        notification_id > positions[projection.name]
-                        and type(event) in projection.handlers
-                    ):
+                    if notification_id > positions[projection.name] and projection.handles(event):
                         for change in projection.changes(event):
                             _write(cursor, change)
             last = page[-1][0]
