@@ -77,6 +77,7 @@ from .writer import Conflict, EventWriter
 TIMER_HORIZON_S = 300
 DISPATCH_FOLLOW_S = 20
 DISPATCH_GRACE_MS = 300_000
+VERIFY_TIMEOUT_MS = 60_000
 POLL_S = 0.04
 """Without inotify (or with PostgreSQL): how often to look for other processes' events."""
 IDLE_POLL_S = 2.0
@@ -197,6 +198,7 @@ class Reactor:
         self.turn_slots = asyncio.Semaphore(max_concurrent_turns())
         self.deferred: dict[str, float] = {}
         self.sending: set[str] = set()
+        self.verifying: set[str] = set()
         self._gateway: GatewayClient | None = None
         self._gateway_healthy = True
         self._gateway_checked_at = float("-inf")
@@ -960,11 +962,36 @@ class Reactor:
     async def follow_dispatches_quickly(self) -> None:
         """After others' events: deliver new results and notices (no gateway polling)."""
         now = datetime.now(UTC)
+        for row in views.labels_to_verify(self.db()):
+            await self._verify(row)
         for row in views.labels_awaiting_delivery(self.db(), "dispatch-start"):
             text = f"🌶️ *{self.brand}* [{row['label']}] starting..."
             await self._dispatch_delivery(row, "dispatch-start", text, now)
         for row in views.labels_awaiting_delivery(self.db(), "dispatch-result"):
             await self._dispatch_delivery(row, "dispatch-result", dispatch_result_text(row), now)
+
+    async def _verify(self, row: dict) -> None:
+        """Run a done dispatch's `--verify-cmd` (shell, 60 s) before its result goes out."""
+        if row["dispatch_id"] in self.verifying:
+            return
+        self.verifying.add(row["dispatch_id"])
+        try:
+            try:
+                result = await shell.run_shell(row["verify_cmd"], timeout_ms=VERIFY_TIMEOUT_MS)
+                passed = result.returncode == 0 and not result.timed_out
+                stderr = result.stderr.decode("utf-8", "replace").strip()
+                detail = None if passed else stderr or f"exit code {result.returncode}"
+            except OSError as error:
+                passed, detail = False, str(error)
+            dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
+            if dispatch.status == "done":
+                meta = self.meta(f"verify/{row['dispatch_id']}")
+                dispatch.verified(
+                    passed=passed, detail=detail, meta=meta, timestamp=datetime.now(UTC)
+                )
+                await self._save_quietly(dispatch)
+        finally:
+            self.verifying.discard(row["dispatch_id"])
 
     async def _resolve_idle_dispatches(self, now: datetime) -> None:
         running = views.running_labels(self.db())
@@ -1255,6 +1282,11 @@ def dispatch_result_text(row: dict) -> str:
 
     from ocsched.domain.dispatch_rules import resolve_delivery_text
 
+    if (row["error"] or "").startswith("verify-cmd failed"):
+        return (
+            f"🌶️ *dispatch* [{row['label']}] ⚠️ VERIFICATION FAILED\n\n"
+            f"Command: {row['verify_cmd']}\n{row['error']}"
+        )
     completion = json.loads(row["completion"]) if row["completion"] else None
     text = resolve_delivery_text(
         completion=completion, last_reply=None, fallback_summary=row["summary"]

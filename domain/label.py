@@ -111,6 +111,17 @@ class Label(Aggregate):
     ) -> None:
         self.status = status
 
+    class Verified(Aggregate.Event):
+        """The `--verify-cmd` ran on a done dispatch; a failure turns it into an error."""
+
+        passed: bool
+        detail: str | None
+
+    @event(Verified)
+    def verified(self, passed: bool, detail: str | None, meta: EventMeta, timestamp) -> None:
+        if not passed:
+            self.status = "error"
+
     class Retried(Aggregate.Event):
         """Overload recovery (§31.11) started the task again, in the same session or a
         fresh one."""

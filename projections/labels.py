@@ -40,6 +40,7 @@ COLUMNS: dict[str, type] = {
     "retry_count": int,
     "updated_at": str,
     "imported": int,
+    "verified": int,
 }
 SETTINGS = (
     "agent",
@@ -125,6 +126,13 @@ def failed(event: Label.Failed):
     yield from _on_dispatch(event, values)
 
 
+def verified(event: Label.Verified):
+    values: dict[str, Any] = {"verified": 1 if event.passed else 0}
+    if not event.passed:
+        values.update(status="error", error=f"verify-cmd failed: {event.detail}")
+    yield from _on_dispatch(event, values)
+
+
 def retried(event: Label.Retried):
     values = {
         "status": "running",
@@ -137,7 +145,7 @@ def retried(event: Label.Retried):
 
 projection = Projection(
     name="labels",
-    version=1,
+    version=2,
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={
@@ -148,5 +156,6 @@ projection = Projection(
         "label:Label.Done": done,
         "label:Label.Failed": failed,
         "label:Label.Retried": retried,
+        "label:Label.Verified": verified,
     },
 )

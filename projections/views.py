@@ -256,6 +256,8 @@ def labels_awaiting_delivery(connection: sqlite3.Connection, purpose: str) -> li
     notice of running ones (`dispatch-start`), the result of finished ones
     (`dispatch-result`)."""
     state = "= 'running'" if purpose == "dispatch-start" else "!= 'running'"
+    if purpose == "dispatch-result":  # a done dispatch with a check is delivered once checked
+        state += " AND (verify_cmd IS NULL OR status != 'done' OR verified IS NOT NULL)"
     return connection.execute(
         f"SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status {state}"
         " AND imported = 0 AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
@@ -295,3 +297,11 @@ def budgets(connection: sqlite3.Connection | None) -> dict[str, int]:
         " OR shell_stderr_path IS NOT NULL)"
     ).fetchone()
     return dict(zip(names, row.values(), strict=True))
+
+
+def labels_to_verify(connection: sqlite3.Connection) -> list[dict]:
+    """Done dispatches whose `--verify-cmd` has not run yet."""
+    return connection.execute(
+        "SELECT * FROM labels WHERE status = 'done' AND verify_cmd IS NOT NULL"
+        " AND verified IS NULL AND imported = 0"
+    ).fetchall()

@@ -343,3 +343,29 @@ def test_stuck_reports_silent_sessions_and_exits_1(scheduler, gateway, tmp_path)
     lines = stuck.stdout.splitlines()
     assert lines[0] == "⚠️ crew: 1 stuck session:"
     assert lines[1].startswith("* slow (running 0min, silent")
+
+
+def test_a_failing_verify_command_turns_done_into_an_error(scheduler, daemons, gateway):
+    enqueue(scheduler, "checked", "--verify-cmd", "echo missing artifact >&2; exit 3")
+    daemons.start()
+    result = scheduler.run(
+        "done",
+        "--label",
+        "checked",
+        "--checklist",
+        CHECKLIST,
+        "--force-done",
+        "--reason",
+        "test",
+    )
+    assert result.returncode == 0, result.stderr
+    status = wait_until(
+        lambda: (s := scheduler.ok("status", "--label", "checked").json)["status"] == "error" and s,
+        what="the verification",
+    )
+    assert status["error"] == "verify-cmd failed: missing artifact"
+    (message,) = wait_until(
+        lambda: [m for m in gateway.messages_sent() if "VERIFICATION FAILED" in m["message"]],
+        what="the failure delivery",
+    )
+    assert "exit 3" in message["message"]
