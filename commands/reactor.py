@@ -14,11 +14,8 @@ import contextlib
 import heapq
 import os
 import signal
-import socket
 import sqlite3
-import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,16 +38,7 @@ from ocsched.domain.delivery import (
     split_message,
 )
 from ocsched.domain.dispatch import Dispatch, replay_dispatch_id, retry_dispatch_id
-from ocsched.domain.dispatch_rules import (
-    RETRY_MESSAGE_FRESH,
-    RETRY_MESSAGE_REUSE,
-    is_overload_error,
-    recovery_decision,
-    recovery_notice,
-    task_message,
-)
 from ocsched.domain.job import Job
-from ocsched.domain.label import Label
 from ocsched.domain.policies import (
     children_to_fire,
     ends_job,
@@ -59,7 +47,7 @@ from ocsched.domain.policies import (
     retry_delay,
 )
 from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_expression
-from ocsched.domain.run import RUN_NAMESPACE, Run, clock_run_id, dispatch_run_id
+from ocsched.domain.run import Run, clock_run_id, dispatch_run_id
 from ocsched.domain.schedule import from_ts, next_run_at, to_ts
 from ocsched.domain.shell_output import (
     OutputLimits,
@@ -72,109 +60,30 @@ from ocsched.domain.shell_output import (
 from ocsched.projections import views
 
 from .context import Context
+from .follow_dispatches import DispatchFollowing
+from .reactor_settings import (
+    ACTOR,
+    AGENT_GRACE_S,
+    COMMIT_RECHECKS_S,
+    FOREIGN_TIMEOUT_GRACE_S,
+    GATEWAY_DEFER_S,
+    IDLE_POLL_S,
+    POLL_S,
+    TIMER_HORIZON_S,
+    activity_poll_seconds,
+    dispatch_follow_seconds,
+    interval,
+    log,
+    max_concurrent_runs,
+    max_concurrent_turns,
+    owner_is_dead,
+    process_identity,
+    retry_base_seconds,
+)
 from .writer import Conflict, EventWriter
 
-TIMER_HORIZON_S = 300
-DISPATCH_FOLLOW_S = 20
-DISPATCH_GRACE_MS = 300_000
-VERIFY_TIMEOUT_MS = 60_000
-POLL_S = 0.04
-"""Without inotify (or with PostgreSQL): how often to look for other processes' events."""
-IDLE_POLL_S = 2.0
-"""With inotify: a safety net for a missed notification."""
-COMMIT_RECHECKS_S = (0.005, 0.02, 0.05, 0)
-GATEWAY_DEFER_S = 60
-AGENT_GRACE_S = 30
-FOREIGN_TIMEOUT_GRACE_S = 60
-ACTOR = "reactor"
 
-
-def process_identity(pid: int | None = None) -> str:
-    """`host:pid:start-time`, unique over reboots and pid reuse."""
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
-
-
-def _start_ticks(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when the daemon that owned a run is known to be gone (on this host)."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid_text, _, ticks = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    return _start_ticks(int(pid_text)) != ticks
-
-
-def max_concurrent_runs() -> int:
-    configured = os.environ.get("OCSCHED_MAX_CONCURRENT_RUNS", "")
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    return max(32, 16 * (os.cpu_count() or 1))
-
-
-def interval(name: str, default_s: float, floor_s: float) -> float:
-    """A pass interval from `<name>` in milliseconds (spec §6.2): default when unset or
-    not a number, never below the floor."""
-    try:
-        return max(float(os.environ[name]) / 1000, floor_s)
-    except (KeyError, ValueError):
-        return default_s
-
-
-def max_concurrent_turns() -> int:
-    """`OCSCHED_MAX_CONCURRENT_TURNS` bounds agent turns in flight toward the gateway."""
-    configured = os.environ.get("OCSCHED_MAX_CONCURRENT_TURNS", "")
-    return int(configured) if configured.isdigit() and int(configured) > 0 else 256
-
-
-def activity_poll_seconds() -> float:
-    """`OCSCHED_ACTIVITY_POLL_S`: how often an agent turn's session activity is checked
-    (default 60, as the anchor)."""
-    try:
-        return max(float(os.environ.get("OCSCHED_ACTIVITY_POLL_S", "60")), 0.2)
-    except ValueError:
-        return 60.0
-
-
-def dispatch_follow_seconds() -> float:
-    """`OCSCHED_DISPATCH_FOLLOW_S`: how often running dispatches are checked (default 20)."""
-    try:
-        return max(float(os.environ.get("OCSCHED_DISPATCH_FOLLOW_S", DISPATCH_FOLLOW_S)), 0.5)
-    except ValueError:
-        return DISPATCH_FOLLOW_S
-
-
-def overload_grace_seconds() -> float:
-    """`OCSCHED_OVERLOAD_GRACE_S`: how old an overload error must be before it is retried
-    (default 300, as the anchor's safety net)."""
-    try:
-        return max(float(os.environ.get("OCSCHED_OVERLOAD_GRACE_S", "300")), 0.0)
-    except ValueError:
-        return 300.0
-
-
-def retry_base_seconds() -> float:
-    """`OCSCHED_RETRY_BASE_S` scales the retry ladder (default 30 s, as spec §14.1)."""
-    try:
-        return max(float(os.environ.get("OCSCHED_RETRY_BASE_S", "30")), 0.0)
-    except ValueError:
-        return 30.0
-
-
-def log(message: str) -> None:
-    stamp = datetime.now(UTC).isoformat(sep=" ", timespec="milliseconds")[:23]
-    print(f"{stamp} {message}", file=sys.stderr, flush=True)
-
-
-class Reactor:
+class Reactor(DispatchFollowing):
     def __init__(self, ctx: Context, *, grace_seconds: float = 10.0) -> None:
         self.ctx = ctx
         self.writer = EventWriter(ctx)
@@ -939,187 +848,6 @@ class Reactor:
 
     # Periodic passes
 
-    # Sub-agent dispatches (spec §31.10, replacing the per-label watcher jobs)
-
-    async def follow_dispatches(self) -> None:
-        """Announce new dispatches ("starting…"), deliver the results of finished ones, and
-        resolve running ones whose session went idle or ran past its monitor timeout."""
-        await self.follow_dispatches_quickly()
-        await self._resolve_idle_dispatches(datetime.now(UTC))
-        await self.recover_overloaded_dispatches()
-
-    async def _dispatch_delivery(self, row: dict, purpose: str, text: str, now) -> None:
-        job_like = {
-            "id": row["label"],
-            "delivery_channel": row["deliver_channel"],
-            "delivery_to": row["deliver_to"],
-        }
-        meta = self.meta(f"label/{row['dispatch_id']}")
-        await self._save_quietly(
-            *self._delivery(row["dispatch_id"], job_like, purpose, text, meta, now)
-        )
-
-    async def follow_dispatches_quickly(self) -> None:
-        """After others' events: deliver new results and notices (no gateway polling)."""
-        now = datetime.now(UTC)
-        for row in views.labels_to_verify(self.db()):
-            await self._verify(row)
-        for row in views.labels_awaiting_delivery(self.db(), "dispatch-start"):
-            text = f"🌶️ *{self.brand}* [{row['label']}] starting..."
-            await self._dispatch_delivery(row, "dispatch-start", text, now)
-        for row in views.labels_awaiting_delivery(self.db(), "dispatch-result"):
-            await self._dispatch_delivery(row, "dispatch-result", dispatch_result_text(row), now)
-
-    async def _verify(self, row: dict) -> None:
-        """Run a done dispatch's `--verify-cmd` (shell, 60 s) before its result goes out."""
-        if row["dispatch_id"] in self.verifying:
-            return
-        self.verifying.add(row["dispatch_id"])
-        try:
-            try:
-                result = await shell.run_shell(row["verify_cmd"], timeout_ms=VERIFY_TIMEOUT_MS)
-                passed = result.returncode == 0 and not result.timed_out
-                stderr = result.stderr.decode("utf-8", "replace").strip()
-                detail = None if passed else stderr or f"exit code {result.returncode}"
-            except OSError as error:
-                passed, detail = False, str(error)
-            dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
-            if dispatch.status == "done":
-                meta = self.meta(f"verify/{row['dispatch_id']}")
-                dispatch.verified(
-                    passed=passed, detail=detail, meta=meta, timestamp=datetime.now(UTC)
-                )
-                await self._save_quietly(dispatch)
-        finally:
-            self.verifying.discard(row["dispatch_id"])
-
-    async def _resolve_idle_dispatches(self, now: datetime) -> None:
-        running = views.running_labels(self.db())
-        if not running:
-            return
-        try:
-            answer = await self.gateway().sessions_list(activeMinutes=1440)
-        except GatewayError:
-            return  # the gateway cannot tell: decide nothing
-        sessions = {s.get("key"): s for s in answer.get("sessions") or []}
-        now_ms = now.timestamp() * 1000
-        for row in running:
-            if await self._overloaded(row, sessions.get(row["session_key"]), now):
-                continue
-            spawned_ms = datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000
-            session = sessions.get(row["session_key"])
-            updated = session.get("updatedAt") if session else None
-            last_ms = updated if isinstance(updated, (int, float)) else spawned_ms
-            idle_ms = max((row["timeout_seconds"] or 600) * 1000, 600_000)
-            ceiling_ms = (row["monitor_timeout_min"] or 60) * 60_000
-            if now_ms - spawned_ms < DISPATCH_GRACE_MS:
-                continue
-            reason = None
-            if now_ms - last_ms >= idle_ms:
-                reason = f"session idle {int((now_ms - last_ms) // 60000)}min (completed)"
-            elif now_ms - spawned_ms >= ceiling_ms:
-                reason = f"monitor timeout of {row['monitor_timeout_min']}min reached"
-            if reason is None:
-                continue
-            dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
-            if dispatch.status != "running":
-                continue
-            summary = (
-                "Auto-resolved: session went idle without calling done. Work may be "
-                f"incomplete. ({reason})"
-            )
-            dispatch.fail("interrupted", None, summary, self.meta(f"follow/{row['label']}"), now)
-            await self._save_quietly(dispatch)
-
-    async def _overloaded(self, row: dict, session: dict | None, now: datetime) -> bool:
-        """A session whose last turn failed with an overload (529) error after the
-        dispatch's last change: the dispatch ends in error, for the recovery to retry."""
-        if not session or session.get("status") != "failed":
-            return False
-        error = session.get("lastRunError") or ""
-        ended = session.get("endedAt") or session.get("updatedAt") or 0
-        changed_ms = datetime.fromisoformat(row["updated_at"]).timestamp() * 1000
-        if not is_overload_error(error) or ended <= changed_ms:
-            return False
-        dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
-        if dispatch.status != "running":
-            return False
-        meta = self.meta(f"follow/{row['label']}")
-        dispatch.fail(
-            "error", f"FailoverError (529): {error}", f"Auto-resolved as error: {error}", meta, now
-        )
-        await self._save_quietly(dispatch)
-        return True
-
-    async def recover_overloaded_dispatches(self) -> None:
-        """Spec §31.11 as a policy: an overload error younger than an hour and older than
-        the grace is retried, in the same session first, then in a fresh one, at most 3
-        times. The gateway call's idempotency key is derived from the dispatch and the
-        attempt, and the retry is an event: a restart or a second daemon never retries the
-        same error twice."""
-        now = datetime.now(UTC)
-        for row in views.overloaded_labels(self.db()):
-            decision = recovery_decision(
-                error_text=row["error"],
-                error_at_ms=int(datetime.fromisoformat(row["updated_at"]).timestamp() * 1000),
-                now_ms=int(now.timestamp() * 1000),
-                retries_so_far=row["retry_count"],
-                session_reusable=(row["retry_count"] or 0) == 0,
-                grace_ms=int(overload_grace_seconds() * 1000),
-            )
-            if decision is None:
-                continue
-            attempt = (row["retry_count"] or 0) + 1
-            key = str(uuid.uuid5(RUN_NAMESPACE, f"dispatch-retry/{row['dispatch_id']}/{attempt}"))
-            session_key = row["session_key"]
-            try:
-                if decision == "retry-reuse":
-                    await self._turn(session_key, RETRY_MESSAGE_REUSE, key, "nested")
-                else:
-                    session_key = f"agent:{row['agent'] or 'main'}:subagent:{key}"
-                    await self.gateway().sessions_patch(session_key, spawnDepth=1)
-                    prompt = f"{RETRY_MESSAGE_FRESH}\n\n{row['task_prompt'] or ''}"
-                    message = task_message(
-                        label=row["label"],
-                        prompt=prompt,
-                        target=row["deliver_to"],
-                        channel=row["deliver_channel"],
-                        origin=row["origin"],
-                    )
-                    await self._turn(session_key, message, key, "subagent")
-            except GatewayError as error:
-                log(f"dispatch {row['label']}: overload retry {attempt} failed: {error}")
-                continue
-            dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
-            if dispatch.status != "error":
-                continue
-            meta = self.meta(f"overload-retry/{row['dispatch_id']}/{attempt}")
-            dispatch.retry(session_key, row["error"] or "", meta, now)
-            method = "send" if decision == "retry-reuse" else "fresh"
-            notice = recovery_notice(row["label"], attempt, method)
-            deliveries = []
-            if row["deliver_to"]:
-                job_like = {
-                    "id": row["label"],
-                    "delivery_channel": row["deliver_channel"],
-                    "delivery_to": row["deliver_to"],
-                }
-                deliveries = self._delivery(
-                    row["dispatch_id"], job_like, f"dispatch-retry-{attempt}", notice, meta, now
-                )
-            if await self._save_quietly(dispatch, *deliveries):
-                log(notice)
-
-    async def _turn(self, session_key: str, message: str, key: str, lane: str) -> None:
-        params = {
-            "message": message,
-            "sessionKey": session_key,
-            "idempotencyKey": key,
-            "deliver": False,
-            "lane": lane,
-        }
-        await self.gateway().call("agent", params, timeout_s=15, resend_on_drop=True)
-
     async def every(self, seconds: float, action) -> None:
         """Run `action` now and then every `seconds`, until stopping."""
         while not self.stopping.is_set():
@@ -1273,27 +1001,6 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
         if wanted:
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             Path(path).write_text(text, encoding="utf-8")
-
-
-def dispatch_result_text(row: dict) -> str:
-    """What a finished dispatch delivers, in spec §31.9's order (completion, summary), with
-    a fixed explanation when nothing usable is left."""
-    import json
-
-    from ocsched.domain.dispatch_rules import resolve_delivery_text
-
-    if (row["error"] or "").startswith("verify-cmd failed"):
-        return (
-            f"🌶️ *dispatch* [{row['label']}] ⚠️ VERIFICATION FAILED\n\n"
-            f"Command: {row['verify_cmd']}\n{row['error']}"
-        )
-    completion = json.loads(row["completion"]) if row["completion"] else None
-    text = resolve_delivery_text(
-        completion=completion, last_reply=None, fallback_summary=row["summary"]
-    )
-    ending = "done" if row["status"] == "done" else row["status"]
-    mark = "✅" if row["status"] == "done" else "⚠️"
-    return f"{mark} [{row['label']}] {ending}\n\n{text or row['summary'] or ''}".rstrip()
 
 
 def _reply_text(final: dict) -> str:
