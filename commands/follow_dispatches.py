@@ -22,7 +22,6 @@ from ocsched.domain.run import RUN_NAMESPACE
 from ocsched.projections import views
 
 from .reactor_settings import (
-    DISPATCH_GRACE_MS,
     VERIFY_TIMEOUT_MS,
     log,
     overload_grace_seconds,
@@ -101,23 +100,31 @@ class DispatchFollowing:
             last_ms = updated if isinstance(updated, (int, float)) else spawned_ms
             idle_ms = max((row["timeout_seconds"] or 600) * 1000, 600_000)
             ceiling_ms = (row["monitor_timeout_min"] or 60) * 60_000
-            if now_ms - spawned_ms < DISPATCH_GRACE_MS:
+            if now_ms - spawned_ms < self.dispatch_grace_ms:
                 continue
-            reason = None
-            if now_ms - last_ms >= idle_ms:
-                reason = f"session idle {int((now_ms - last_ms) // 60000)}min (completed)"
-            elif now_ms - spawned_ms >= ceiling_ms:
-                reason = f"monitor timeout of {row['monitor_timeout_min']}min reached"
-            if reason is None:
+            if session is None:
+                reason = "session never appeared in gateway"
+                ending = (
+                    "error",
+                    f"spawn-failure: {reason}",
+                    f"Auto-resolved as spawn failure: {reason}",
+                )
+            elif now_ms - last_ms >= idle_ms or now_ms - spawned_ms >= ceiling_ms:
+                if now_ms - last_ms >= idle_ms:
+                    reason = f"session idle {int((now_ms - last_ms) // 60000)}min (completed)"
+                else:
+                    reason = f"monitor timeout of {row['monitor_timeout_min']}min reached"
+                summary = (
+                    "Auto-resolved: session went idle without calling done. Work may be "
+                    f"incomplete. ({reason})"
+                )
+                ending = ("interrupted", None, summary)
+            else:
                 continue
             dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
             if dispatch.status != "running":
                 continue
-            summary = (
-                "Auto-resolved: session went idle without calling done. Work may be "
-                f"incomplete. ({reason})"
-            )
-            dispatch.fail("interrupted", None, summary, self.meta(f"follow/{row['label']}"), now)
+            dispatch.fail(*ending, self.meta(f"follow/{row['label']}"), now)
             await self._save_quietly(dispatch)
 
     async def _overloaded(self, row: dict, session: dict | None, now: datetime) -> bool:

@@ -65,6 +65,7 @@ from .reactor_settings import (
     ACTOR,
     AGENT_GRACE_S,
     COMMIT_RECHECKS_S,
+    DISPATCH_GRACE_MS,
     FOREIGN_TIMEOUT_GRACE_S,
     GATEWAY_DEFER_S,
     IDLE_POLL_S,
@@ -97,12 +98,14 @@ class Reactor(DispatchFollowing):
         self.running: dict[str, asyncio.Task] = {}
         self.run_groups: dict[str, int] = {}
         self.active: dict[str, dict] = {}
+        """Runs this daemon admitted and has not finished: run id -> job row."""
         self.concluding: set[str] = set()
         self.artifacts = ctx.settings.artifacts_dir
         from .dispatch import brand, load_config
 
-        self.brand = brand(load_config())
-        """Runs this daemon admitted and has not finished: run id -> job row."""
+        config = load_config()
+        self.brand = brand(config)
+        self.dispatch_grace_ms = int(config.get("startupGraceMs", DISPATCH_GRACE_MS))
         self.supervisor: Supervisor | None = None
         self.turn_slots = asyncio.Semaphore(max_concurrent_turns())
         self.deferred: dict[str, float] = {}

@@ -369,3 +369,26 @@ def test_a_failing_verify_command_turns_done_into_an_error(scheduler, daemons, g
         what="the failure delivery",
     )
     assert "exit 3" in message["message"]
+
+
+def test_a_session_the_gateway_never_saw_is_a_spawn_failure(scheduler, daemons, gateway, tmp_path):
+    from .conftest import ThreadedFakeGateway
+
+    config = tmp_path / "dispatch-config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"startupGraceMs": 0}))
+    scheduler.env.update(DISPATCH_CONFIG_DIR=str(config), OCSCHED_DISPATCH_FOLLOW_S="0.5")
+    assert enqueue(scheduler).returncode == 0
+    elsewhere = ThreadedFakeGateway()  # a gateway that never saw the session
+    try:
+        scheduler.env.update(elsewhere.env())
+        daemons.start()
+        status = wait_until(
+            lambda: (
+                (s := scheduler.ok("status", "--label", "fix-bug").json)["status"] == "error" and s
+            ),
+            what="the spawn failure",
+        )
+        assert status["error"] == "spawn-failure: session never appeared in gateway"
+    finally:
+        elsewhere.stop()
