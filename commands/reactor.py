@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ocsched.adapters import shell
+from ocsched.adapters import openclaw_files, shell
 from ocsched.adapters.gateway import GatewayClient, GatewayError
 from ocsched.adapters.hooks import HOOK_CHANNELS, HookError, post_hook
 from ocsched.adapters.supervisor import Supervisor
@@ -496,6 +496,8 @@ class Reactor(DispatchFollowing):
 
         timeout_s = max(1, -(-(job["run_timeout_ms"] or 300000) // 1000))
         prompt = self._prompt(run, job)
+        if job["auth_profile"]:
+            await asyncio.to_thread(_apply_auth_profile, job, key)
         error: str | None = None
         final: dict = {}
         async with self.turn_slots:
@@ -1004,6 +1006,21 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
         if wanted:
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             Path(path).write_text(text, encoding="utf-8")
+
+
+def _apply_auth_profile(job: dict, session_key: str) -> None:
+    """Spec §11.6, best effort: refresh the agent's credentials, then pin the job's profile
+    (`inherit`: the main session's) on the turn's session."""
+    agent = job["agent_id"] or "main"
+    try:
+        openclaw_files.sync_credentials(agent)
+        profile = job["auth_profile"]
+        if profile == "inherit":
+            profile = openclaw_files.main_session_profile(agent)
+        if profile and profile != "inherit":
+            openclaw_files.set_session_auth_profile(agent, session_key, profile)
+    except OSError as error:
+        log(f"auth profile for job {job['id']} not applied: {error}")
 
 
 def _reply_text(final: dict) -> str:

@@ -286,3 +286,40 @@ def test_a_silent_session_is_aborted_by_the_activity_timeout(scheduler, daemons,
     (run,) = finished_runs(scheduler, job["id"])
     assert run["status"] == "error"
     assert run["error_message"] == "Session idle for 2s -- aborted (activity-based timeout)"
+
+
+def test_an_auth_profile_is_pinned_on_the_session_before_the_turn(
+    scheduler, daemons, gateway, tmp_path
+):
+    import json
+
+    openclaw = tmp_path / "openclaw"
+    (openclaw / "credentials").mkdir(parents=True)
+    (openclaw / "credentials" / "auth-profiles.json").write_text('{"profiles": {}}')
+    scheduler.env["OPENCLAW_HOME"] = str(openclaw)
+    job = scheduler.add(
+        agent_job(delivery_mode="none", auth_profile="anthropic:work"), "--in", "1s"
+    )
+    daemons.start()
+    (run,) = finished_runs(scheduler, job["id"])
+    store = json.loads((openclaw / "agents/main/sessions/sessions.json").read_text())
+    short = run["session_key"].removeprefix("agent:main:")
+    for key in (run["session_key"], short):
+        assert store[key]["authProfileOverride"] == "anthropic:work"
+        assert store[key]["authProfileOverrideSource"] == "user"
+    assert (openclaw / "agents/main/agent/auth-profiles.json").exists()
+
+
+def test_inherit_takes_the_main_sessions_profile(scheduler, daemons, gateway, tmp_path):
+    import json
+
+    openclaw = tmp_path / "openclaw"
+    store_path = openclaw / "agents/main/sessions/sessions.json"
+    store_path.parent.mkdir(parents=True)
+    store_path.write_text(json.dumps({"agent:main:main": {"authProfileOverride": "openai:team"}}))
+    scheduler.env["OPENCLAW_HOME"] = str(openclaw)
+    job = scheduler.add(agent_job(delivery_mode="none", auth_profile="inherit"), "--in", "1s")
+    daemons.start()
+    (run,) = finished_runs(scheduler, job["id"])
+    store = json.loads(store_path.read_text())
+    assert store[run["session_key"]]["authProfileOverride"] == "openai:team"

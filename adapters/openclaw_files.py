@@ -1,0 +1,77 @@
+"""The OpenClaw files the scheduler touches for auth profiles (spec §11.6, §30.5).
+
+The gateway's `agent` method takes no auth profile, so, as openclaw-scheduler does, the
+profile is written into the agent's session store before the turn, and the live
+credential store is copied to the agent. Best effort: a failure here never fails a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def openclaw_home() -> Path:
+    home = os.environ.get("HOME") or str(Path.home())
+    return Path(os.environ.get("OPENCLAW_HOME") or Path(home) / ".openclaw")
+
+
+def sessions_store(agent_id: str) -> Path:
+    return openclaw_home() / "agents" / agent_id / "sessions" / "sessions.json"
+
+
+def sync_credentials(agent_id: str) -> None:
+    """Copy `credentials/auth-profiles.json` into the agent's directory, if it exists."""
+    source = openclaw_home() / "credentials" / "auth-profiles.json"
+    if source.is_file():
+        target = openclaw_home() / "agents" / agent_id / "agent" / "auth-profiles.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
+def main_session_profile(agent_id: str) -> str | None:
+    """`inherit`: the profile of the agent's main session, if its store names one."""
+    for key, entry in _read(sessions_store(agent_id)).items():
+        is_main = ":main:" in key or key.endswith(":main") or key == "main"
+        if is_main and isinstance(entry, dict):
+            for field in ("authProfileOverride", "authProfile", "profile"):
+                if entry.get(field):
+                    return str(entry[field])
+    return None
+
+
+def set_session_auth_profile(agent_id: str, session_key: str, profile: str) -> None:
+    """Pin `profile` on the session (both its canonical key and the short one)."""
+    path = sessions_store(agent_id)
+    store = _read(path)
+    short = session_key.removeprefix(f"agent:{agent_id}:")
+    for key in dict.fromkeys((session_key, short)):
+        entry = store.get(key)
+        if not isinstance(entry, dict):
+            entry = store[key] = {"updatedAt": int(time.time() * 1000)}
+        entry["authProfileOverride"] = profile
+        entry["authProfileOverrideSource"] = "user"
+        entry.pop("authProfileOverrideCompactionCount", None)
+    _write(path, store)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temp file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".sessions-", suffix=".json")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=2)
+    os.replace(temp, path)
