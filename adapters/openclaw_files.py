@@ -75,3 +75,25 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     with os.fdopen(handle, "w") as stream:
         json.dump(data, stream, indent=2)
     os.replace(temp, path)
+
+
+def detect_origin(agent_id: str = "main", now_ms: int | None = None) -> str | None:
+    """Spec §31.4.1: the delivery target of the agent's most recent non-subagent session
+    updated in the last 10 minutes, group chats first, then unknown, then direct."""
+    now_ms = now_ms or int(time.time() * 1000)
+    candidates = []
+    for key, entry in _read(sessions_store(agent_id)).items():
+        if not isinstance(entry, dict) or not key.startswith(f"agent:{agent_id}:"):
+            continue
+        target = (entry.get("deliveryContext") or {}).get("to")
+        updated = entry.get("updatedAt")
+        if ":subagent:" in key or not target or not isinstance(updated, (int, float)):
+            continue
+        if now_ms - updated > 600_000:
+            continue
+        kind = entry.get("chatType") or (
+            "group" if ":group:" in key else "direct" if ":direct:" in key else "unknown"
+        )
+        rank = {"group": 0, "unknown": 1}.get(kind, 2)
+        candidates.append((rank, -updated, str(target)))
+    return min(candidates)[2] if candidates else None

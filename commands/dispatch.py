@@ -223,6 +223,17 @@ def enqueue(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict
     channel_flag = flags.get("deliver-channel")
     if origin is None and deliver_to:
         origin = f"{channel_flag if isinstance(channel_flag, str) else 'telegram'}:{deliver_to}"
+    elif origin is None:
+        from ocsched.adapters.openclaw_files import detect_origin
+
+        origin = detect_origin(agent)
+        if origin:
+            print(f"auto-detected origin from active session: {origin}", file=sys.stderr)
+            print(
+                "note: this is a manual/local fallback; pass --origin or --deliver-to to be "
+                "explicit",
+                file=sys.stderr,
+            )
     origin_channel = None
     if origin and ":" in origin:
         origin_channel, origin_target = origin.split(":", 1)

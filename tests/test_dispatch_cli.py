@@ -392,3 +392,31 @@ def test_a_session_the_gateway_never_saw_is_a_spawn_failure(scheduler, daemons, 
         assert status["error"] == "spawn-failure: session never appeared in gateway"
     finally:
         elsewhere.stop()
+
+
+def test_origin_is_detected_from_the_agents_active_group_session(scheduler, gateway, tmp_path):
+    import time
+
+    now = int(time.time() * 1000)
+    store = tmp_path / "openclaw" / "agents/main/sessions/sessions.json"
+    store.parent.mkdir(parents=True)
+    store.write_text(
+        json.dumps(
+            {
+                "agent:main:telegram:direct:1": {
+                    "updatedAt": now,
+                    "deliveryContext": {"to": "telegram:111"},
+                },
+                "agent:main:telegram:group:2": {
+                    "updatedAt": now - 60_000,
+                    "deliveryContext": {"to": "telegram:-100222"},
+                },
+                "agent:main:subagent:x": {"updatedAt": now, "deliveryContext": {"to": "no"}},
+            }
+        )
+    )
+    scheduler.env["OPENCLAW_HOME"] = str(tmp_path / "openclaw")
+    result = scheduler.run("enqueue", "--label", "auto", "--message", "x")
+    assert result.returncode == 0, result.stderr
+    assert "auto-detected origin from active session: telegram:-100222" in result.stderr
+    assert result.json["delivery"]["target"] == "-100222"
