@@ -25,7 +25,6 @@ class EventWriter:
         self.ctx = ctx
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
-        self.external_events = 0
 
     async def save(self, *aggregates: Any) -> None:
         future = asyncio.get_running_loop().create_future()

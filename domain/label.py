@@ -15,8 +15,6 @@ from eventsourcing.domain import event
 from .aggregate import Aggregate, EventMeta
 from .errors import DomainError
 
-LABEL_STATUSES = ("running", "done", "error", "interrupted")
-
 
 class Label(Aggregate):
     class Enqueued(Aggregate.Created):

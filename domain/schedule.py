@@ -13,8 +13,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ValidationError
 from .job_spec import AT_JOB_SENTINEL_CRON
 
-TS_FORMAT = "%Y-%m-%d %H:%M:%S"
-_TS_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -26,10 +24,6 @@ def to_ts(moment: datetime) -> str:
 
 def from_ts(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def is_ts(text: str) -> bool:
-    return bool(_TS_PATTERN.match(text))
 
 
 def parse_datetime(text: str) -> datetime:
