@@ -25,10 +25,10 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "tree": "jobs:cli_tree",
         "run": "jobs:cli_run",
         "cancel": "jobs:cli_cancel",
-        "approve": "jobs:cli_approve",
-        "reject": "jobs:cli_reject",
+        "approve": "approvals:cli_approve",
+        "reject": "approvals:cli_reject",
     },
-    "approvals": {None: "jobs:cli_approvals"},
+    "approvals": {None: "approvals:cli_approvals"},
     "runs": {
         "list": "runs:cli_list",
         "get": "runs:cli_get",
