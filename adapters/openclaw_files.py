@@ -97,3 +97,11 @@ def detect_origin(agent_id: str = "main", now_ms: int | None = None) -> str | No
         rank = {"group": 0, "unknown": 1}.get(kind, 2)
         candidates.append((rank, -updated, str(target)))
     return min(candidates)[2] if candidates else None
+
+
+def config_token() -> str | None:
+    """`gateway.auth.token` from `~/.openclaw/openclaw.json` (the dispatch CLI's fallback)."""
+    gateway = _read(openclaw_home() / "openclaw.json").get("gateway")
+    auth = gateway.get("auth") if isinstance(gateway, dict) else None
+    token = auth.get("token") if isinstance(auth, dict) else None
+    return token.strip() if isinstance(token, str) and token.strip() else None

@@ -33,7 +33,7 @@ Usage: ocsched dispatch <subcommand> [flags]
           [--delivery-mode announce|announce-always|none] [--no-monitor] [--verify-cmd C]
   status --label L | result --label L | heartbeat --label L | list [--status S] [--limit N]
   send|steer --label L (prompt source) | done --label L --checklist JSON [--summary S]
-          [--sha SHA] [--force-done --reason R] [--skip-activity-check]
+          [--sha SHA] [--force-done --reason R] [--skip-activity-check] | watcher-handoff --label L
   stuck [--threshold-min N] | sync [--dry-run] | import-labels <labels.json>"""
 
 
@@ -187,11 +187,24 @@ def public_entry(row: dict[str, Any]) -> dict[str, Any]:
 # Gateway calls, one client per command
 
 
+def gateway_settings():
+    """Spec §31.1: `OPENCLAW_GATEWAY_TOKEN`, else `gateway.auth.token` from
+    `~/.openclaw/openclaw.json`, else the scheduler's token file."""
+    from ocsched.adapters.gateway import GatewaySettings
+    from ocsched.adapters.openclaw_files import config_token
+
+    if not os.environ.get("OPENCLAW_GATEWAY_TOKEN"):
+        token = config_token()
+        if token:
+            return GatewaySettings.from_environment({**os.environ, "OPENCLAW_GATEWAY_TOKEN": token})
+    return GatewaySettings.from_environment()
+
+
 def gateway_call(coroutine_factory):
     from ocsched.adapters.gateway import GatewayClient
 
     async def run():
-        async with GatewayClient() as client:
+        async with GatewayClient(gateway_settings()) as client:
             return await coroutine_factory(client)
 
     return asyncio.run(run())
@@ -905,7 +918,24 @@ def _commit_exists(sha: str) -> bool:
     return found.returncode == 0
 
 
+def watcher_handoff(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
+    """Kept for scripts written for openclaw-scheduler: there are no watcher jobs to hand
+    over; the daemon follows every running dispatch."""
+    label = require_label(flags)
+    row = label_row(ctx, label)
+    if row is None:
+        return {
+            "ok": False,
+            "scheduled": False,
+            "label": label,
+            "message": "No session found for this label",
+        }
+    reason = "the daemon follows every running dispatch"
+    return {"ok": True, "scheduled": False, "label": label, "reason": reason}
+
+
 SUBCOMMANDS = {
+    "watcher-handoff": lambda ctx, flags, args, config: watcher_handoff(ctx, flags),
     "done": lambda ctx, flags, args, config: done(ctx, flags, config),
     "stuck": lambda ctx, flags, args, config: stuck(ctx, flags, config),
     "sync": lambda ctx, flags, args, config: sync(ctx, flags, config),

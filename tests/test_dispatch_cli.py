@@ -420,3 +420,14 @@ def test_origin_is_detected_from_the_agents_active_group_session(scheduler, gate
     assert result.returncode == 0, result.stderr
     assert "auto-detected origin from active session: telegram:-100222" in result.stderr
     assert result.json["delivery"]["target"] == "-100222"
+
+
+def test_the_gateway_token_may_come_from_openclaw_json(scheduler, gateway, tmp_path):
+    home = tmp_path / "openclaw"
+    home.mkdir()
+    (home / "openclaw.json").write_text(json.dumps({"gateway": {"auth": {"token": gateway.token}}}))
+    scheduler.env.pop("OPENCLAW_GATEWAY_TOKEN")
+    scheduler.env["OPENCLAW_HOME"] = str(home)
+    assert enqueue(scheduler).returncode == 0
+    handoff = scheduler.ok("dispatch", "watcher-handoff", "--label", "fix-bug").json
+    assert (handoff["ok"], handoff["scheduled"]) == (True, False)
