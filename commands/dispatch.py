@@ -397,7 +397,7 @@ async def _fatal(call, what: str) -> None:
         raise DispatchError(f"sessions.patch ({what}) failed: {error}") from None
 
 
-def status(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
+def status(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     label = require_label(flags)
     row = label_row(ctx, label)
     if row is None:
@@ -407,9 +407,17 @@ def status(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
             "found": False,
             "message": "No session found for this label",
         }
+    sync_action = None
+    if row["status"] == "running" and not row["imported"]:
+        sessions = _sessions_by_key()
+        if sessions is not None:
+            change = _resolve(ctx, row, sessions, config, write=True, cause="status")
+            if change:
+                sync_action = f"auto-resolved as {change['to']}: {change['reason']}"
+                row = label_row(ctx, label)
     entry = public_entry(row)
     liveness = _liveness(row["session_key"]) if row["session_key"] else None
-    return {
+    result = {
         "ok": True,
         **{
             k: entry[k]
@@ -429,6 +437,9 @@ def status(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
         },
         "liveness": liveness,
     }
+    if sync_action:
+        result["syncAction"] = sync_action
+    return result
 
 
 def _liveness(session_key: str) -> dict[str, Any]:
@@ -680,10 +691,10 @@ def _running(ctx: Context) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def _age_ms(row: dict[str, Any], now_ms: int) -> int:
+def _spawned_ms(row: dict[str, Any]) -> int:
     from datetime import datetime
 
-    return now_ms - int(datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000)
+    return int(datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000)
 
 
 def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -697,7 +708,7 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
     now_ms = _now_ms()
     found = []
     for row in _running(ctx):
-        age = _age_ms(row, now_ms)
+        age = now_ms - _spawned_ms(row)
         threshold_ms = max((row["timeout_seconds"] or 0) * 1000, threshold_min * 60_000)
         if age < threshold_ms or age < grace_ms:
             continue
@@ -741,43 +752,41 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
 
 
 def sync(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Resolve running dispatches whose session the gateway no longer knows, or that went
-    idle past their threshold, as interrupted (never as done)."""
-    from ocsched.domain.label import Label
-
+    """Resolve every running dispatch whose session says it ended (never as done)."""
     dry_run = bool(flags.get("dry-run"))
-    grace_ms = int(config.get("startupGraceMs", 300_000))
     sessions = _sessions_by_key()
     if sessions is None:
         raise DispatchError("the gateway did not answer sessions.list; nothing was changed")
-    now_ms = _now_ms()
-    details = []
-    for row in _running(ctx):
-        age = _age_ms(row, now_ms)
-        if age < grace_ms:
-            continue
-        idle_ms = max((row["timeout_seconds"] or 600) * 1000, 600_000)
-        session = sessions.get(row["session_key"])
-        if session is None:
-            reason = "session not found in sessions store or gateway API"
-        elif isinstance(session.get("updatedAt"), (int, float)) and (
-            now_ms - session["updatedAt"] >= idle_ms
-        ):
-            reason = f"session idle {int((now_ms - session['updatedAt']) // 60000)}min"
-        else:
-            continue
-        details.append(
-            {"label": row["label"], "from": "running", "to": "interrupted", "reason": reason}
-        )
-        if not dry_run:
-            dispatch: Label = ctx.log.repository.get(row["dispatch_id"])
-            summary = (
-                "Auto-resolved: session went idle without calling done. Work may be "
-                f"incomplete. ({reason})"
-            )
-            dispatch.fail("interrupted", None, summary, ctx.meta(cause="sync"), ctx.now)
-            ctx.save(dispatch)
+    details = [
+        change
+        for row in _running(ctx)
+        if (change := _resolve(ctx, row, sessions, config, write=not dry_run, cause="sync"))
+    ]
     return {"ok": True, "dryRun": dry_run, "changes": len(details), "details": details}
+
+
+def _resolve(ctx, row, sessions, config, *, write: bool, cause: str) -> dict | None:
+    """Apply `resolution` to one running dispatch; the change made (or that would be)."""
+    from ocsched.domain.label import Label, resolution
+
+    ending = resolution(
+        spawned_ms=_spawned_ms(row),
+        timeout_s=row["timeout_seconds"],
+        monitor_timeout_min=row["monitor_timeout_min"],
+        session=sessions.get(row["session_key"]),
+        now_ms=_now_ms(),
+        grace_ms=int(config.get("startupGraceMs", 300_000)),
+    )
+    if ending is None:
+        return None
+    if write:
+        dispatch: Label = ctx.log.repository.get(row["dispatch_id"])
+        if dispatch.status != "running":
+            return None
+        dispatch.fail(*ending, ctx.meta(cause=cause), ctx.now)
+        ctx.save(dispatch)
+    reason = ending[2].rsplit("(", 1)[-1].rstrip(")") if ending[0] == "interrupted" else ending[1]
+    return {"label": row["label"], "from": "running", "to": ending[0], "reason": reason}
 
 
 def hook_deliveries(ctx: Context, event: str, fields: dict[str, Any], source_id: str) -> list:
@@ -940,7 +949,7 @@ SUBCOMMANDS = {
     "stuck": lambda ctx, flags, args, config: stuck(ctx, flags, config),
     "sync": lambda ctx, flags, args, config: sync(ctx, flags, config),
     "enqueue": lambda ctx, flags, args, config: enqueue(ctx, flags, config),
-    "status": lambda ctx, flags, args, config: status(ctx, flags),
+    "status": lambda ctx, flags, args, config: status(ctx, flags, config),
     "result": lambda ctx, flags, args, config: result(ctx, flags),
     "send": lambda ctx, flags, args, config: send(ctx, flags, "send"),
     "steer": lambda ctx, flags, args, config: send(ctx, flags, "steer"),

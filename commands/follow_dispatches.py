@@ -17,7 +17,7 @@ from ocsched.domain.dispatch_rules import (
     recovery_notice,
     task_message,
 )
-from ocsched.domain.label import Label
+from ocsched.domain.label import Label, resolution
 from ocsched.domain.run import RUN_NAMESPACE
 from ocsched.projections import views
 
@@ -94,32 +94,15 @@ class DispatchFollowing:
         for row in running:
             if await self._overloaded(row, sessions.get(row["session_key"]), now):
                 continue
-            spawned_ms = datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000
-            session = sessions.get(row["session_key"])
-            updated = session.get("updatedAt") if session else None
-            last_ms = updated if isinstance(updated, (int, float)) else spawned_ms
-            idle_ms = max((row["timeout_seconds"] or 600) * 1000, 600_000)
-            ceiling_ms = (row["monitor_timeout_min"] or 60) * 60_000
-            if now_ms - spawned_ms < self.dispatch_grace_ms:
-                continue
-            if session is None:
-                reason = "session never appeared in gateway"
-                ending = (
-                    "error",
-                    f"spawn-failure: {reason}",
-                    f"Auto-resolved as spawn failure: {reason}",
-                )
-            elif now_ms - last_ms >= idle_ms or now_ms - spawned_ms >= ceiling_ms:
-                if now_ms - last_ms >= idle_ms:
-                    reason = f"session idle {int((now_ms - last_ms) // 60000)}min (completed)"
-                else:
-                    reason = f"monitor timeout of {row['monitor_timeout_min']}min reached"
-                summary = (
-                    "Auto-resolved: session went idle without calling done. Work may be "
-                    f"incomplete. ({reason})"
-                )
-                ending = ("interrupted", None, summary)
-            else:
+            ending = resolution(
+                spawned_ms=datetime.fromisoformat(row["spawned_at"]).timestamp() * 1000,
+                timeout_s=row["timeout_seconds"],
+                monitor_timeout_min=row["monitor_timeout_min"],
+                session=sessions.get(row["session_key"]),
+                now_ms=now_ms,
+                grace_ms=self.dispatch_grace_ms,
+            )
+            if ending is None:
                 continue
             dispatch: Label = self.ctx.log.repository.get(row["dispatch_id"])
             if dispatch.status != "running":

@@ -179,3 +179,41 @@ class Label(Aggregate):
         self._record_retried(
             attempt=self.retries + 1, session_key=session_key, error=error, meta=meta, timestamp=at
         )
+
+
+def resolution(
+    *,
+    spawned_ms: float,
+    timeout_s: int | None,
+    monitor_timeout_min: int | None,
+    session: dict[str, Any] | None,
+    now_ms: float,
+    grace_ms: float,
+) -> tuple[str, str | None, str] | None:
+    """How a running dispatch ends, as (status, error, summary), when the gateway's view of
+    its session says it has (spec §31.5–31.6); None while it may still be working. A
+    session never seen within twice the grace is a spawn failure; one gone later, idle
+    past max(timeout, 10 min), or past the monitor timeout was interrupted. Never `done`:
+    only the agent says that."""
+    age = now_ms - spawned_ms
+    if age < grace_ms:
+        return None
+    if session is None:
+        if age <= 2 * grace_ms:
+            reason = "session never appeared in gateway"
+            return "error", f"spawn-failure: {reason}", f"Auto-resolved as spawn failure: {reason}"
+        reason = "session not found in sessions store or gateway API"
+    else:
+        updated = session.get("updatedAt")
+        last = updated if isinstance(updated, (int, float)) else spawned_ms
+        idle_ms = max((timeout_s or 600) * 1000, 600_000)
+        if now_ms - last >= idle_ms:
+            reason = f"session idle {int((now_ms - last) // 60000)}min (completed)"
+        elif age >= (monitor_timeout_min or 60) * 60_000:
+            reason = f"monitor timeout of {monitor_timeout_min or 60}min reached"
+        else:
+            return None
+    summary = (
+        f"Auto-resolved: session went idle without calling done. Work may be incomplete. ({reason})"
+    )
+    return "interrupted", None, summary

@@ -376,7 +376,7 @@ def test_a_session_the_gateway_never_saw_is_a_spawn_failure(scheduler, daemons, 
 
     config = tmp_path / "dispatch-config"
     config.mkdir()
-    (config / "config.json").write_text(json.dumps({"startupGraceMs": 0}))
+    (config / "config.json").write_text(json.dumps({"startupGraceMs": 2000}))
     scheduler.env.update(DISPATCH_CONFIG_DIR=str(config), OCSCHED_DISPATCH_FOLLOW_S="0.5")
     assert enqueue(scheduler).returncode == 0
     elsewhere = ThreadedFakeGateway()  # a gateway that never saw the session
@@ -431,3 +431,23 @@ def test_the_gateway_token_may_come_from_openclaw_json(scheduler, gateway, tmp_p
     assert enqueue(scheduler).returncode == 0
     handoff = scheduler.ok("dispatch", "watcher-handoff", "--label", "fix-bug").json
     assert (handoff["ok"], handoff["scheduled"]) == (True, False)
+
+
+def test_status_resolves_a_dispatch_whose_session_went_away(scheduler, gateway, tmp_path):
+    from .conftest import ThreadedFakeGateway
+
+    config = tmp_path / "dispatch-config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"startupGraceMs": 0}))
+    scheduler.env["DISPATCH_CONFIG_DIR"] = str(config)
+    assert enqueue(scheduler).returncode == 0
+    elsewhere = ThreadedFakeGateway()  # the session is unknown there: it went away
+    try:
+        scheduler.env.update(elsewhere.env())
+        status = scheduler.ok("status", "--label", "fix-bug").json
+    finally:
+        elsewhere.stop()
+    assert status["status"] == "interrupted"
+    assert status["syncAction"] == (
+        "auto-resolved as interrupted: session not found in sessions store or gateway API"
+    )
