@@ -704,15 +704,21 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
     except ValueError:
         raise DispatchError("--threshold-min must be a number", 2) from None
     grace_ms = int(config.get("startupGraceMs", 300_000))
-    sessions = _sessions_by_key() or {}
+    sessions = _sessions_by_key()
     now_ms = _now_ms()
-    found = []
+    found, resolved = [], []
     for row in _running(ctx):
         age = now_ms - _spawned_ms(row)
         threshold_ms = max((row["timeout_seconds"] or 0) * 1000, threshold_min * 60_000)
         if age < threshold_ms or age < grace_ms:
             continue
-        updated = (sessions.get(row["session_key"]) or {}).get("updatedAt")
+        if sessions is not None:
+            change = _resolve(ctx, row, sessions, config, write=True, cause="stuck")
+            if change:
+                resolved.append({"label": change["label"], "reason": change["reason"]})
+                print(f"auto-resolved: [ok] {change['label']}: {change['reason']}", file=sys.stderr)
+                continue
+        updated = ((sessions or {}).get(row["session_key"]) or {}).get("updatedAt")
         silent = now_ms - updated if isinstance(updated, (int, float)) else age
         if silent >= threshold_ms:
             found.append(
@@ -744,8 +750,8 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
         "ok": True,
         "stuck_count": 0,
         "stuck_sessions": [],
-        "auto_resolved_count": 0,
-        "auto_resolved": [],
+        "auto_resolved_count": len(resolved),
+        "auto_resolved": resolved,
         "watcher_skipped": [],
         "threshold_min": threshold_min,
     }
