@@ -530,18 +530,8 @@ def _extra_checks(checklist: dict[str, Any]) -> list[str]:
 def synthesize_completion_reply(checklist: Any, sha: str | None) -> str | None:
     """§31.8: `Work complete.` + ` Tests passed.` + ` Pushed <sha7>.` / ` Changes pushed.` /
     ` Commit <sha7>.` + ` Checks: <up to 3 other true keys>.`; None when none applies."""
-    fields = _clone_checklist(checklist) or {}
-    short = short_sha(sha)
-    sentences = []
-    if fields.get("tests_passed") is True:
-        sentences.append("Tests passed.")
-    if fields.get("pushed") is True:
-        sentences.append(f"Pushed {short}." if short else "Changes pushed.")
-    elif short:
-        sentences.append(f"Commit {short}.")
-    extras = _extra_checks(fields)
-    if extras:
-        sentences.append(f"Checks: {', '.join(extras[:3])}.")
+    facts = _checklist_facts(_clone_checklist(checklist) or {}, sha)
+    sentences = [f"{fact[0].upper()}{fact[1:]}." for fact in facts]
     if not sentences:
         return None
     return "Work complete. " + " ".join(sentences)
@@ -1203,18 +1193,25 @@ def checks_line(checklist: Any, sha: str | None) -> str | None:
     fields = _clone_checklist(checklist)
     if fields is None:
         return None
+    facts = _checklist_facts(fields, sha)
+    return f"Checks: {'; '.join(facts)}." if facts else None
+
+
+def _checklist_facts(fields: dict[str, Any], sha: str | None) -> list[str]:
+    """What a checklist and sha state: `tests passed`, `pushed <sha7>` / `changes pushed` /
+    `commit <sha7>`, `checks: <up to 3 other true keys>`."""
     short = short_sha(sha)
-    parts = []
+    facts = []
     if fields.get("tests_passed") is True:
-        parts.append("tests passed")
+        facts.append("tests passed")
     if fields.get("pushed") is True:
-        parts.append(f"pushed {short}" if short else "changes pushed")
+        facts.append(f"pushed {short}" if short else "changes pushed")
     elif short:
-        parts.append(f"commit {short}")
+        facts.append(f"commit {short}")
     extras = _extra_checks(fields)
     if extras:
-        parts.append(f"checks: {', '.join(extras[:3])}")
-    return f"Checks: {'; '.join(parts)}." if parts else None
+        facts.append(f"checks: {', '.join(extras[:3])}")
+    return facts
 
 
 def _technical_detail(raw: str) -> str | None:
