@@ -53,6 +53,7 @@ from daemon_harness import (
     print_table,
     read_only,
     run_events,
+    run_timeline,
     seed_jobs,
 )
 
@@ -240,21 +241,11 @@ def burst(
     run_ids = [clock_run_id(job_id, slot) for job_id, _ in specs]
     events = run_events(home, run_ids)
 
-    def since_due(name: str, pick) -> float:
-        times = [e[name].timestamp() for e in events.values() if name in e]
-        return pick(times) - due_epoch if times else math.nan
-
     return {
         "due": due_epoch,
         "run_ids": run_ids,
         "statuses": statuses,
-        "total": all_finished - due_epoch,
-        "first_scheduled": since_due("Scheduled", min),
-        "last_scheduled": since_due("Scheduled", max),
-        "first_started": since_due("Started", min),
-        "last_started": since_due("Started", max),
-        "last_finished": since_due("Finished", max),
-        "read_model": all_finished - max(e["Finished"].timestamp() for e in events.values()),
+        **run_timeline(events, due_epoch, all_finished),
         "daemon_cpu": cpu_after[0] - cpu_before[0],
         "fake_cpu": fake_cpu_after - fake_cpu_before,
     }

@@ -14,6 +14,7 @@ in-process to try a change before making it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import shutil
@@ -256,3 +257,23 @@ def print_table(rows: Sequence[tuple[str, str, str]], value_header: str = "media
     print(f"{'measurement':<{width}}  {value_header:>{value_width}}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>{value_width}}  {target}")
+
+
+def run_timeline(events: dict, due_epoch: float, all_finished: float) -> dict[str, float]:
+    """Seconds from the due instant to the first/last Scheduled, Started and Finished
+    event of the runs, and how long the read model trailed the last Finished."""
+
+    def since_due(name: str, pick) -> float:
+        times = [e[name].timestamp() for e in events.values() if name in e]
+        return pick(times) - due_epoch if times else math.nan
+
+    finished = [e["Finished"].timestamp() for e in events.values() if "Finished" in e]
+    return {
+        "total": all_finished - due_epoch,
+        "first_scheduled": since_due("Scheduled", min),
+        "last_scheduled": since_due("Scheduled", max),
+        "first_started": since_due("Started", min),
+        "last_started": since_due("Started", max),
+        "last_finished": since_due("Finished", max),
+        "read_model": all_finished - max(finished) if finished else math.nan,
+    }

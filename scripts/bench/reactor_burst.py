@@ -55,6 +55,7 @@ from daemon_harness import (
     print_table,
     read_only,
     run_events,
+    run_timeline,
     seed_jobs,
     shell_spec,
 )
@@ -120,17 +121,8 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
     slot = to_ts(due)
     events = run_events(home, [clock_run_id(job_id, slot) for job_id, _ in specs])
 
-    def since_due(name: str, pick) -> float:
-        return pick(e[name].timestamp() for e in events.values() if name in e) - due_epoch
-
     return {
-        "total": all_finished - due_epoch,
-        "first_scheduled": since_due("Scheduled", min),
-        "last_scheduled": since_due("Scheduled", max),
-        "first_started": since_due("Started", min),
-        "last_started": since_due("Started", max),
-        "last_finished": since_due("Finished", max),
-        "read_model": all_finished - max(e["Finished"].timestamp() for e in events.values()),
+        **run_timeline(events, due_epoch, all_finished),
         "daemon_cpu": cpu_after[0] - cpu_before[0],
         "children_cpu": cpu_after[1] - cpu_before[1],
     }
