@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Any
 from ocsched.adapters.settings import Settings
 from ocsched.projections import views
 
+from .output import CommandError
+
 if TYPE_CHECKING:
     from ocsched.adapters.event_store import EventLog
     from ocsched.domain.aggregate import EventMeta
     from ocsched.projections.store import ReadModelStore
+
+
+class ConcurrentChange(CommandError):
+    """Another process recorded a change to the same aggregate first."""
 
 
 def default_actor() -> str:
@@ -71,8 +77,18 @@ class Context:
 
     def save(self, *aggregates: Any) -> None:
         """Append the aggregates' new events, then bring the read models up to date so
-        the next command (in this process or another) sees them."""
-        self.log.save(*aggregates)
+        the next command (in this process or another) sees them. Another writer that got
+        there first (the same aggregate version) is a `ConcurrentChange`: nothing is
+        written, and the command can be run again."""
+        from eventsourcing.persistence import IntegrityError
+
+        try:
+            self.log.save(*aggregates)
+        except IntegrityError:
+            names = ", ".join(str(a.id) for a in aggregates)
+            raise ConcurrentChange(
+                f"{names} changed while this command ran; nothing was saved, run it again"
+            ) from None
         self.catch_up()
 
     def catch_up(self) -> int:

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from .argv import Argv
-from .context import Context
+from .context import ConcurrentChange, Context
 from .output import CommandError, UsageError, print_json, render_table, short_id, to_json
 
 ADD_USAGE = (
@@ -52,11 +52,9 @@ def add_job(
     if normalized.get("parent_id"):
         _check_parent(ctx, job_id, normalized["parent_id"], existing=False)
     job = new_job(normalized, job_id, ctx.meta(normalized.get("origin")), ctx.now)
-    from eventsourcing.persistence import IntegrityError
-
     try:
         ctx.save(job)
-    except IntegrityError:
+    except ConcurrentChange:
         raise ValidationError(f"Job id already used: {job_id}") from None
     return get_job(ctx, job_id)
 

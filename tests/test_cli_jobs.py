@@ -332,3 +332,24 @@ def test_scheduler_db_overrides_the_location(scheduler, tmp_path):
     assert result.returncode == 0, result.stderr
     assert elsewhere.exists()
     assert not scheduler.db_path.exists()
+
+
+def test_a_change_racing_another_is_refused_and_saves_nothing(scheduler, monkeypatch):
+    from ocsched.commands.context import ConcurrentChange, Context
+    from ocsched.commands.jobs import _load_job, update_job
+
+    job = scheduler.add(shell_job())
+    monkeypatch.setenv("SCHEDULER_HOME", str(scheduler.home))
+    first, second = Context(), Context()
+    try:
+        stale = _load_job(first, job["id"])  # loaded, then someone else changes the job
+        update_job(second, job["id"], {"name": "renamed elsewhere"})
+        stale.update({"name": "renamed here"}, first.meta(), first.now)
+        before = scheduler.event_count()
+        with pytest.raises(ConcurrentChange):
+            first.save(stale)
+        assert scheduler.event_count() == before
+        assert scheduler.ok("jobs", "get", job["id"]).json["name"] == "renamed elsewhere"
+    finally:
+        first.close()
+        second.close()
