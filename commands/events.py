@@ -112,7 +112,11 @@ def cli_tail(ctx: Context, args: list[str]) -> None:
     if not count_text.isdigit():
         raise CommandError(f"-n must be a whole number, got: {count_text}")
     records = tail(ctx, int(count_text))
-    _print_records(ctx, records)
+    if follow and ctx.json:  # a stream: one compact JSON object per line
+        for record in records:
+            print(_compact(record), flush=True)
+    else:
+        _print_records(ctx, records)
     if follow:
         _follow(ctx, records[-1]["position"] if records else 0)
 
@@ -125,12 +129,20 @@ def _follow(ctx: Context, position: int) -> None:
                 start=position, limit=500, inclusive_of_start=False
             )
             for n in notifications:
-                _print_records(ctx, [event_record(n.id, ctx.log.mapper.to_domain_event(n))])
+                record = event_record(n.id, ctx.log.mapper.to_domain_event(n))
+                line = _compact(record) if ctx.json else describe(record)
+                print(line, flush=True)
                 position = n.id
             if not notifications:
                 time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+
+
+def _compact(record: dict[str, Any]) -> str:
+    import msgspec
+
+    return msgspec.json.encode(record).decode()
 
 
 def cli_show(ctx: Context, args: list[str]) -> None:

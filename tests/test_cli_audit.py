@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from .conftest import OCSCHED, shell_job
@@ -99,3 +100,22 @@ def test_failed_commands_leave_the_log_untouched(scheduler):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
     assert scheduler.event_count() == before
+
+
+def test_events_tail_follow_json_streams_one_object_per_line(scheduler):
+    scheduler.add(shell_job(name="first"))
+    follower = subprocess.Popen(
+        [*OCSCHED, "--json", "events", "tail", "--follow"],
+        env=scheduler.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert json.loads(follower.stdout.readline())["type"] == "Job.Created"
+        job = scheduler.add(shell_job(name="second"))
+        record = json.loads(follower.stdout.readline())
+        assert (record["aggregate_id"], record["type"]) == (job["id"], "Job.Created")
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
