@@ -26,13 +26,24 @@ def _decoder_for(event_class: type) -> msgspec.json.Decoder:
     if decoder is None:
         hints = typing.get_type_hints(event_class)
         fields = [
-            (field.name, hints.get(field.name, Any))
+            _state_field(field, hints.get(field.name, Any))
             for field in dataclasses.fields(event_class)
             if field.name not in _IDENTITY_FIELDS
         ]
         state_type = msgspec.defstruct(f"{event_class.__name__}State", fields)
         decoder = _DECODERS[event_class] = msgspec.json.Decoder(state_type)
     return decoder
+
+
+def _state_field(field: dataclasses.Field, hint: Any) -> tuple:
+    """A field of the decoder's Struct. A default carries over, so an event stored before
+    the field was added still decodes (adding a field with a default is how an event's
+    schema grows)."""
+    if field.default is not dataclasses.MISSING:
+        return (field.name, hint, field.default)
+    if field.default_factory is not dataclasses.MISSING:
+        return (field.name, hint, msgspec.field(default_factory=field.default_factory))
+    return (field.name, hint)
 
 
 class MsgspecMapper(Mapper):
