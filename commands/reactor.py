@@ -66,6 +66,7 @@ from .reactor_settings import (
     AGENT_GRACE_S,
     COMMIT_RECHECKS_S,
     DISPATCH_GRACE_MS,
+    FIRE_BATCH,
     FOREIGN_TIMEOUT_GRACE_S,
     GATEWAY_DEFER_S,
     IDLE_POLL_S,
@@ -111,6 +112,7 @@ class Reactor(DispatchFollowing):
         self.deferred: dict[str, float] = {}
         self.sending: set[str] = set()
         self.verifying: set[str] = set()
+        self.firing: set[tuple[str, str]] = set()
         self._gateway: GatewayClient | None = None
         self._gateway_healthy = True
         self._gateway_checked_at = float("-inf")
@@ -172,9 +174,14 @@ class Reactor(DispatchFollowing):
                 self.load_timers()
             delay = self.fire_due()
             self.wake.clear()
-            if delay is None or delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), delay)
+            if delay is not None and delay <= 0:
+                # More is due: let this batch's decisions be written (and its runs start)
+                # before deciding the next, rather than competing with the writer.
+                await asyncio.sleep(0)
+                await self.writer.drain()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
 
     def load_timers(self) -> None:
         """Timers due before a horizon, read through the read models' indexes; a reload
@@ -204,19 +211,31 @@ class Reactor(DispatchFollowing):
         self.timers_dirty = False
 
     def fire_due(self) -> float | None:
-        """Start everything due; returns seconds until the next timer (None: none)."""
+        """Start what is due, at most `FIRE_BATCH` at a time so the first runs start while
+        the rest are being decided; returns seconds until the next timer (0: more is due,
+        None: nothing). A timer whose firing is still in progress is not fired again when
+        a reload brings it back before its decision is in the read models."""
         now = time.time()
+        fired = 0
         while self.timers and self.timers[0][0] <= now:
+            if fired >= FIRE_BATCH:
+                return 0
             _, kind, key = heapq.heappop(self.timers)
             if kind == "reload":
                 self.timers_dirty = True
+                continue
+            if (kind, key) in self.firing:
                 continue
             handlers = {
                 "job": self.fire_job,
                 "dispatch": self.fire_dispatch,
                 "delivery": self.fire_delivery,
             }
-            self._spawn(handlers[kind](key))
+            self.firing.add((kind, key))
+            task = asyncio.create_task(handlers[kind](key))
+            task.add_done_callback(lambda _, timer=(kind, key): self.firing.discard(timer))
+            task.add_done_callback(_report_failure)
+            fired += 1
         return self.timers[0][0] - now if self.timers else None
 
     async def watch(self) -> None:

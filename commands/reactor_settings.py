@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 TIMER_HORIZON_S = 300
+FIRE_BATCH = 64
 DISPATCH_FOLLOW_S = 20
 DISPATCH_GRACE_MS = 300_000
 VERIFY_TIMEOUT_MS = 60_000
