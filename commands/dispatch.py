@@ -24,6 +24,7 @@ DEFAULT_IDLE_THRESHOLD_S = 300
 DEFAULT_MONITOR_TIMEOUT_MIN = 60
 DEFAULT_MONITOR_INTERVAL = "*/15 * * * *"
 ALIVE_MS = 600_000
+NO_SESSION = "No session found for this label"
 USAGE = """\
 Usage: ocsched dispatch <subcommand> [flags]
 
@@ -405,7 +406,7 @@ def status(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[
             "ok": True,
             "label": label,
             "found": False,
-            "message": "No session found for this label",
+            "message": NO_SESSION,
         }
     sync_action = None
     if row["status"] == "running" and not row["imported"]:
@@ -476,7 +477,7 @@ def result(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
     label = require_label(flags)
     row = label_row(ctx, label)
     if row is None:
-        return {"ok": False, "label": label, "message": "No session found for this label"}
+        return {"ok": False, "label": label, "message": NO_SESSION}
     reply = None
     try:
         history = gateway_call(lambda client: client.chat_history(row["session_key"]))
@@ -943,7 +944,7 @@ def watcher_handoff(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
             "ok": False,
             "scheduled": False,
             "label": label,
-            "message": "No session found for this label",
+            "message": NO_SESSION,
         }
     reason = "the daemon follows every running dispatch"
     return {"ok": True, "scheduled": False, "label": label, "reason": reason}
