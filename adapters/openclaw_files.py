@@ -1,8 +1,13 @@
-"""The OpenClaw files the scheduler touches for auth profiles (spec §11.6, §30.5).
+"""The OpenClaw files the scheduler reads and writes (spec §11.6, §30.5, §31.1, §31.4.1).
 
 The gateway's `agent` method takes no auth profile, so, as openclaw-scheduler does, the
 profile is written into the agent's session store before the turn, and the live
 credential store is copied to the agent. Best effort: a failure here never fails a run.
+The dispatch CLI reads the same session store (origin detection), `openclaw.json` (the
+gateway token fallback) and its own `config.json`.
+
+Nothing here reads the environment: each function takes the OpenClaw home directory
+(`Settings.openclaw_home`) or the dispatch config directory (`Settings.dispatch_config_dir`).
 """
 
 from __future__ import annotations
@@ -16,27 +21,22 @@ from pathlib import Path
 from typing import Any
 
 
-def openclaw_home() -> Path:
-    home = os.environ.get("HOME") or str(Path.home())
-    return Path(os.environ.get("OPENCLAW_HOME") or Path(home) / ".openclaw")
+def sessions_store(home: Path, agent_id: str) -> Path:
+    return home / "agents" / agent_id / "sessions" / "sessions.json"
 
 
-def sessions_store(agent_id: str) -> Path:
-    return openclaw_home() / "agents" / agent_id / "sessions" / "sessions.json"
-
-
-def sync_credentials(agent_id: str) -> None:
+def sync_credentials(home: Path, agent_id: str) -> None:
     """Copy `credentials/auth-profiles.json` into the agent's directory, if it exists."""
-    source = openclaw_home() / "credentials" / "auth-profiles.json"
+    source = home / "credentials" / "auth-profiles.json"
     if source.is_file():
-        target = openclaw_home() / "agents" / agent_id / "agent" / "auth-profiles.json"
+        target = home / "agents" / agent_id / "agent" / "auth-profiles.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
 
-def main_session_profile(agent_id: str) -> str | None:
+def main_session_profile(home: Path, agent_id: str) -> str | None:
     """`inherit`: the profile of the agent's main session, if its store names one."""
-    for key, entry in _read(sessions_store(agent_id)).items():
+    for key, entry in _read(sessions_store(home, agent_id)).items():
         is_main = ":main:" in key or key.endswith(":main") or key == "main"
         if is_main and isinstance(entry, dict):
             for field in ("authProfileOverride", "authProfile", "profile"):
@@ -45,9 +45,9 @@ def main_session_profile(agent_id: str) -> str | None:
     return None
 
 
-def set_session_auth_profile(agent_id: str, session_key: str, profile: str) -> None:
+def set_session_auth_profile(home: Path, agent_id: str, session_key: str, profile: str) -> None:
     """Pin `profile` on the session (both its canonical key and the short one)."""
-    path = sessions_store(agent_id)
+    path = sessions_store(home, agent_id)
     store = _read(path)
     short = session_key.removeprefix(f"agent:{agent_id}:")
     for key in dict.fromkeys((session_key, short)):
@@ -77,12 +77,11 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-def detect_origin(agent_id: str = "main", now_ms: int | None = None) -> str | None:
+def detect_origin(home: Path, agent_id: str, now_ms: int) -> str | None:
     """Spec §31.4.1: the delivery target of the agent's most recent non-subagent session
     updated in the last 10 minutes, group chats first, then unknown, then direct."""
-    now_ms = now_ms or int(time.time() * 1000)
     candidates = []
-    for key, entry in _read(sessions_store(agent_id)).items():
+    for key, entry in _read(sessions_store(home, agent_id)).items():
         if not isinstance(entry, dict) or not key.startswith(f"agent:{agent_id}:"):
             continue
         target = (entry.get("deliveryContext") or {}).get("to")
@@ -99,9 +98,20 @@ def detect_origin(agent_id: str = "main", now_ms: int | None = None) -> str | No
     return min(candidates)[2] if candidates else None
 
 
-def config_token() -> str | None:
-    """`gateway.auth.token` from `~/.openclaw/openclaw.json` (the dispatch CLI's fallback)."""
-    gateway = _read(openclaw_home() / "openclaw.json").get("gateway")
+def config_token(home: Path) -> str | None:
+    """`gateway.auth.token` from `<home>/openclaw.json` (the dispatch CLI's fallback, §31.1)."""
+    gateway = _read(home / "openclaw.json").get("gateway")
     auth = gateway.get("auth") if isinstance(gateway, dict) else None
     token = auth.get("token") if isinstance(auth, dict) else None
     return token.strip() if isinstance(token, str) and token.strip() else None
+
+
+def dispatch_config(directory: Path) -> dict[str, Any]:
+    """The dispatch CLI's `config.json` in `directory` (spec §31.1: `name`, `startupGraceMs`,
+    `watchdogIntervalCron`, `watchdogTimeoutMin`, `deliverTo`, …); `{}` when it is missing
+    or not JSON."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}

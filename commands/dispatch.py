@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ocsched.domain.dispatch_rules.brand import brand
+
 from .context import Context
 from .output import print_json
 
@@ -67,20 +69,6 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
                 flags[name] = True
         index += 1
     return flags
-
-
-def load_config() -> dict[str, Any]:
-    directory = os.environ.get("DISPATCH_CONFIG_DIR") or str(
-        Path(os.environ.get("HOME") or Path.home()) / ".openclaw" / "dispatch"
-    )
-    try:
-        return json.loads((Path(directory) / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def brand(config: dict[str, Any]) -> str:
-    return str(config.get("name") or "dispatch")
 
 
 def prompt_from(flags: dict[str, Any], *, required: bool = True) -> str | None:
@@ -188,24 +176,25 @@ def public_entry(row: dict[str, Any]) -> dict[str, Any]:
 # Gateway calls, one client per command
 
 
-def gateway_settings():
+def gateway_settings(settings):
     """Spec §31.1: `OPENCLAW_GATEWAY_TOKEN`, else `gateway.auth.token` from
-    `~/.openclaw/openclaw.json`, else the scheduler's token file."""
+    `<OpenClaw home>/openclaw.json`, else the scheduler's token file."""
     from ocsched.adapters.gateway import GatewaySettings
     from ocsched.adapters.openclaw_files import config_token
 
-    if not os.environ.get("OPENCLAW_GATEWAY_TOKEN"):
-        token = config_token()
+    environment = settings.gateway_environment
+    if not environment.get("OPENCLAW_GATEWAY_TOKEN"):
+        token = config_token(settings.openclaw_home)
         if token:
-            return GatewaySettings.from_environment({**os.environ, "OPENCLAW_GATEWAY_TOKEN": token})
-    return GatewaySettings.from_environment()
+            environment = {**environment, "OPENCLAW_GATEWAY_TOKEN": token}
+    return GatewaySettings.from_environment(environment)
 
 
-def gateway_call(coroutine_factory):
+def gateway_call(settings, coroutine_factory):
     from ocsched.adapters.gateway import GatewayClient
 
     async def run():
-        async with GatewayClient(gateway_settings()) as client:
+        async with GatewayClient(gateway_settings(settings)) as client:
             return await coroutine_factory(client)
 
     return asyncio.run(run())
@@ -219,7 +208,8 @@ def enqueue(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict
 
     label = require_label(flags)
     prompt = prompt_from(flags)
-    from ocsched.domain.dispatch_rules import started_fields, task_message, with_origin_chat_id
+    from ocsched.domain.dispatch_rules.hook_payloads import started_fields
+    from ocsched.domain.dispatch_rules.task_message import task_message, with_origin_chat_id
     from ocsched.domain.label import Label
 
     agent = str(flags.get("agent") or "main")
@@ -240,7 +230,7 @@ def enqueue(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict
     elif origin is None:
         from ocsched.adapters.openclaw_files import detect_origin
 
-        origin = detect_origin(agent)
+        origin = detect_origin(ctx.settings.openclaw_home, agent, int(ctx.now.timestamp() * 1000))
         if origin:
             print(f"auto-detected origin from active session: {origin}", file=sys.stderr)
             print(
@@ -319,7 +309,7 @@ def enqueue(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict
         except GatewayError as error:
             raise DispatchError(f"gateway agent call failed: {error}") from None
 
-    accepted = gateway_call(spawn)
+    accepted = gateway_call(ctx.settings, spawn)
     run_id = str(accepted.get("runId") or dispatch_id)
     settings = {
         "agent": agent,
@@ -410,14 +400,14 @@ def status(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[
         }
     sync_action = None
     if row["status"] == "running" and not row["imported"]:
-        sessions = _sessions_by_key()
+        sessions = _sessions_by_key(ctx.settings)
         if sessions is not None:
             change = _resolve(ctx, row, sessions, config, write=True, cause="status")
             if change:
                 sync_action = f"auto-resolved as {change['to']}: {change['reason']}"
                 row = label_row(ctx, label)
     entry = public_entry(row)
-    liveness = _liveness(row["session_key"]) if row["session_key"] else None
+    liveness = _liveness(ctx.settings, row["session_key"]) if row["session_key"] else None
     result = {
         "ok": True,
         **{
@@ -443,12 +433,12 @@ def status(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[
     return result
 
 
-def _liveness(session_key: str) -> dict[str, Any]:
+def _liveness(settings, session_key: str) -> dict[str, Any]:
     """What the gateway knows of the session (`sessions.list`)."""
     from ocsched.adapters.gateway import GatewayError
 
     try:
-        answer = gateway_call(lambda client: client.sessions_list(activeMinutes=1440))
+        answer = gateway_call(settings, lambda client: client.sessions_list(activeMinutes=1440))
     except (GatewayError, OSError):
         return {"error": "sessions store unavailable"}
     for session in answer.get("sessions") or []:
@@ -480,7 +470,7 @@ def result(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "label": label, "message": NO_SESSION}
     reply = None
     try:
-        history = gateway_call(lambda client: client.chat_history(row["session_key"]))
+        history = gateway_call(ctx.settings, lambda client: client.chat_history(row["session_key"]))
         reply = last_assistant_reply(history.get("messages") or [])
     except GatewayError as error:
         print(f"WARNING: chat.history failed: {error}", file=sys.stderr)
@@ -536,7 +526,8 @@ def send(ctx: Context, flags: dict[str, Any], kind: str) -> dict[str, Any]:
     }
     try:
         accepted = gateway_call(
-            lambda client: client.call("agent", params, timeout_s=15, resend_on_drop=True)
+            ctx.settings,
+            lambda client: client.call("agent", params, timeout_s=15, resend_on_drop=True),
         )
     except GatewayError as error:
         raise DispatchError(f"Failed to send message: {error}") from None
@@ -566,7 +557,7 @@ def heartbeat(ctx: Context, flags: dict[str, Any]) -> dict[str, Any]:
         if row is None:
             raise DispatchError(f'No session found for label "{label}"')
         session_key = row["session_key"]
-    liveness = _liveness(session_key)
+    liveness = _liveness(ctx.settings, session_key)
     if "error" in liveness:
         message = (
             "Sessions store unavailable"
@@ -672,12 +663,12 @@ def _imported_settings(entry: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-def _sessions_by_key() -> dict[str, dict] | None:
+def _sessions_by_key(settings) -> dict[str, dict] | None:
     """The gateway's sessions by key, or None when it cannot be asked."""
     from ocsched.adapters.gateway import GatewayError
 
     try:
-        answer = gateway_call(lambda client: client.sessions_list(activeMinutes=1440))
+        answer = gateway_call(settings, lambda client: client.sessions_list(activeMinutes=1440))
     except (GatewayError, OSError):
         return None
     return {s.get("key"): s for s in answer.get("sessions") or []}
@@ -705,7 +696,7 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
     except ValueError:
         raise DispatchError("--threshold-min must be a number", 2) from None
     grace_ms = int(config.get("startupGraceMs", 300_000))
-    sessions = _sessions_by_key()
+    sessions = _sessions_by_key(ctx.settings)
     now_ms = _now_ms()
     found, resolved = [], []
     for row in _running(ctx):
@@ -734,7 +725,7 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
                 }
             )
     if found:
-        from ocsched.domain.dispatch_rules import stuck_fields
+        from ocsched.domain.dispatch_rules.hook_payloads import stuck_fields
 
         hooks = hook_deliveries(ctx, "dispatch.stuck", stuck_fields(found), str(uuid.uuid4()))
         if hooks:
@@ -761,7 +752,7 @@ def stuck(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[s
 def sync(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Resolve every running dispatch whose session says it ended (never as done)."""
     dry_run = bool(flags.get("dry-run"))
-    sessions = _sessions_by_key()
+    sessions = _sessions_by_key(ctx.settings)
     if sessions is None:
         raise DispatchError("the gateway did not answer sessions.list; nothing was changed")
     details = [
@@ -799,12 +790,11 @@ def _resolve(ctx, row, sessions, config, *, write: bool, cause: str) -> dict | N
 def hook_deliveries(ctx: Context, event: str, fields: dict[str, Any], source_id: str) -> list:
     """Deliveries that carry a lifecycle hook to each configured target (spec §31.12); the
     daemon sends them, retrying in the background, so the command never waits."""
-    from ocsched.adapters.hooks import hook_host, hook_targets
     from ocsched.domain.delivery import Delivery, delivery_id
 
-    host = hook_host()
+    host = ctx.settings.hook_host
     deliveries = []
-    for channel, url in hook_targets():
+    for channel, url in ctx.settings.hook_targets:
         body = _hook_body(channel, event, fields, host, ctx.now)
         deliveries.append(
             Delivery(
@@ -823,7 +813,7 @@ def hook_deliveries(ctx: Context, event: str, fields: dict[str, Any], source_id:
 
 
 def _hook_body(channel: str, event: str, fields: dict[str, Any], host: str, now) -> str:
-    from ocsched.domain.dispatch_rules import loki_payload, webhook_payload
+    from ocsched.domain.dispatch_rules.hook_payloads import loki_payload, webhook_payload
 
     if channel == "loki":
         payload = loki_payload(event, fields, host=host, now_ns=int(now.timestamp() * 1e9))
@@ -834,7 +824,8 @@ def _hook_body(channel: str, event: str, fields: dict[str, Any], host: str, now)
 
 def done(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """The agent's completion signal (spec §31.7): guards, then the label is done."""
-    from ocsched.domain.dispatch_rules import check_done, done_output, finished_fields
+    from ocsched.domain.dispatch_rules.done_guards import check_done, done_output
+    from ocsched.domain.dispatch_rules.hook_payloads import finished_fields
     from ocsched.domain.label import Label
 
     label = require_label(flags)
@@ -844,7 +835,7 @@ def done(ctx: Context, flags: dict[str, Any], config: dict[str, Any]) -> dict[st
     skip_activity = "skip-activity-check" in flags
     activity, activity_error = None, None
     if row and row["session_key"] and not (force or skip_activity):
-        activity, activity_error = _session_activity(row["session_key"])
+        activity, activity_error = _session_activity(ctx.settings, row["session_key"])
     decision = check_done(
         entry=_rules_entry(row),
         summary=flags.get("summary") if isinstance(flags.get("summary"), str) else None,
@@ -909,12 +900,12 @@ def _rules_entry(row: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if row is None else {**row, "spawnedAt": row["spawned_at"]}
 
 
-def _session_activity(session_key: str) -> tuple[dict | None, str | None]:
+def _session_activity(settings, session_key: str) -> tuple[dict | None, str | None]:
     """`GET /sessions/<key>`; the check fails open when the gateway does not answer."""
     from ocsched.adapters.gateway import GatewayError
 
     try:
-        return gateway_call(lambda client: client.session(session_key)), None
+        return gateway_call(settings, lambda client: client.session(session_key)), None
     except (GatewayError, OSError) as error:
         return None, str(error)
 
@@ -967,7 +958,9 @@ SUBCOMMANDS = {
 
 
 def cli_dispatch(ctx: Context, args: list[str]) -> None:
-    config = load_config()
+    from ocsched.adapters.openclaw_files import dispatch_config
+
+    config = dispatch_config(ctx.settings.dispatch_config_dir)
     if not args or args[0] not in SUBCOMMANDS:
         print(USAGE)
         sys.exit(2)

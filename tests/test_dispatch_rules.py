@@ -7,17 +7,61 @@ import time
 
 import pytest
 
-from ocsched.domain import dispatch_rules as rules
-from ocsched.domain.dispatch_rules import (
-    check_done,
-    completion_payload,
-    humanize,
-    is_overload_error,
-    recovery_decision,
+from ocsched.domain.dispatch_rules.auto_resolution import (
+    auto_resolve_threshold_ms,
+    bootstrap_failure,
+    hard_ceiling_ms,
+    idle_threshold_ms,
+    resolution_fields,
     session_done,
-    task_message,
-    with_origin_chat_id,
+    stuck_threshold_ms,
 )
+from ocsched.domain.dispatch_rules.completion import (
+    checks_line,
+    completion_payload,
+    synthesize_completion_reply,
+)
+from ocsched.domain.dispatch_rules.delivery_text import (
+    NOISE_IDLE,
+    NOISE_NOT_FOUND,
+    NOISE_TRANSPORT,
+    delivery_text,
+    resolve_delivery_text,
+)
+from ocsched.domain.dispatch_rules.done_guards import (
+    DONE_MESSAGE_KNOWN,
+    REJECT_BAD_JSON,
+    REJECT_NO_SHA,
+    check_done,
+    done_min_runtime_ms,
+    done_output,
+)
+from ocsched.domain.dispatch_rules.git_sha import task_requires_git_sha
+from ocsched.domain.dispatch_rules.hook_payloads import (
+    finished_fields,
+    finished_notice_body,
+    loki_payload,
+    started_fields,
+    stuck_fields,
+    webhook_payload,
+)
+from ocsched.domain.dispatch_rules.humanize import humanize
+from ocsched.domain.dispatch_rules.overload import (
+    find_lane_task_error,
+    is_overload_error,
+    overload_error_text,
+    recovery_decision,
+    recovery_notice,
+    recovery_skip_reason,
+)
+from ocsched.domain.dispatch_rules.task_message import task_message, with_origin_chat_id
+from ocsched.domain.dispatch_rules.technical import (
+    COMPLETION_LEAD_DEDUPE,
+    COMPLETION_LEAD_READ,
+    COMPLETION_LEAD_SCAN,
+    FOLLOW_UPS,
+)
+from ocsched.domain.dispatch_rules.values import iso_from_ms
 
 NOW = 1_700_000_000_000  # 2023-11-14T22:13:20.000Z
 MINUTE = 60_000
@@ -26,7 +70,7 @@ SHA = "deadbeefcafebabe1234"
 
 
 def spawned(ms_ago: int) -> str:
-    return rules.iso_from_ms(NOW - ms_ago)
+    return iso_from_ms(NOW - ms_ago)
 
 
 def entry(**fields) -> dict:
@@ -183,7 +227,7 @@ def test_origin_chat_id_is_not_added_twice_or_without_a_target():
     ],
 )
 def test_real_git_commands_require_a_sha(prompt):
-    assert rules.task_requires_git_sha(prompt)
+    assert task_requires_git_sha(prompt)
 
 
 @pytest.mark.parametrize(
@@ -201,12 +245,12 @@ def test_real_git_commands_require_a_sha(prompt):
     ],
 )
 def test_negated_or_bare_git_words_do_not_require_a_sha(prompt):
-    assert not rules.task_requires_git_sha(prompt)
+    assert not task_requires_git_sha(prompt)
 
 
 def test_a_negation_far_before_the_command_does_not_count():
     prompt = "Do not use " + "x" * 50 + " git push"
-    assert rules.task_requires_git_sha(prompt)
+    assert task_requires_git_sha(prompt)
 
 
 # §31.7 the guards of done
@@ -229,7 +273,7 @@ def test_done_with_a_malformed_checklist_is_rejected():
 
 
 def test_javascript_does_not_parse_nan_so_neither_do_we():
-    assert done(checklist_text='{"work_complete": NaN}').error == rules.REJECT_BAD_JSON
+    assert done(checklist_text='{"work_complete": NaN}').error == REJECT_BAD_JSON
 
 
 @pytest.mark.parametrize(
@@ -281,7 +325,7 @@ def test_the_minimum_runtime_is_two_minutes_for_tasks_longer_than_ten_minutes():
     assert done(entry=entry(spawnedAt=spawned(90_000), timeoutSeconds=601)).exit_code == 1
     assert done(entry=entry(spawnedAt=spawned(90_000), timeoutSeconds=600)).accepted
     assert done(entry=entry(spawnedAt=spawned(90_000), timeout=1200)).exit_code == 1
-    assert rules.done_min_runtime_ms({}) == 60_000
+    assert done_min_runtime_ms({}) == 60_000
 
 
 def test_the_caller_may_set_the_minimum_runtime():
@@ -316,7 +360,7 @@ def test_a_task_that_used_git_needs_a_sha():
         "REJECTED: Task involves git commits but --sha was not provided. Pass --sha with the "
         "actual HEAD SHA of your pushed branch."
     )
-    assert done(task_used_git=True).error == rules.REJECT_NO_SHA
+    assert done(task_used_git=True).error == REJECT_NO_SHA
     assert done(entry=entry(taskPrompt="Fix it and git push"), task_used_git=False).accepted
 
 
@@ -389,7 +433,7 @@ def test_the_guards_run_in_the_spec_order():
         "sha": "zzz",
         "activity": {"messageCount": 0},
     }
-    assert done(**everything_wrong, checklist_text="[").error == rules.REJECT_BAD_JSON
+    assert done(**everything_wrong, checklist_text="[").error == REJECT_BAD_JSON
     assert done(**everything_wrong).error.startswith("REJECTED: Session ran for only 1s")
     quick = {**everything_wrong, "force": True, "reason": "ok"}
     assert done(**quick).error.startswith('REJECTED: --sha "zzz"')
@@ -401,7 +445,7 @@ def test_an_accepted_done_carries_the_completion_and_the_output_message():
     assert decision.checklist == {"work_complete": True}
     assert decision.summary == "Fixed the typo so the README reads correctly."
     assert decision.completion["recordedAt"] == "2023-11-14T22:13:20.000Z"
-    assert rules.done_output("ticket-42", decision) == {
+    assert done_output("ticket-42", decision) == {
         "ok": True,
         "label": "ticket-42",
         "status": "done",
@@ -513,7 +557,7 @@ def test_nothing_at_all_gives_null_details():
     ],
 )
 def test_the_synthesis_sentences(checklist, sha, expected):
-    assert rules.synthesize_completion_reply(checklist, sha) == expected
+    assert synthesize_completion_reply(checklist, sha) == expected
 
 
 # §31.9 normalization: what counts as nothing
@@ -626,7 +670,7 @@ def test_json_is_searched_only_four_levels_deep():
 
 
 def test_a_done_payload_with_nothing_meaningful_is_nothing():
-    text = json.dumps({"ok": True, "status": "done", "message": rules.DONE_MESSAGE_KNOWN})
+    text = json.dumps({"ok": True, "status": "done", "message": DONE_MESSAGE_KNOWN})
     assert humanize(text) is None
 
 
@@ -754,29 +798,23 @@ def test_a_commit_subject_becomes_a_plain_english_lead():
 
 def test_technical_text_about_completion_messages_gets_the_fixed_lead():
     assert humanize("feat: summary_human first in completion delivery; tweak payload") == (
-        rules.COMPLETION_LEAD_SCAN
+        COMPLETION_LEAD_SCAN
     )
     assert humanize("refactor(completion): keep structured summary in delivery message") == (
-        rules.COMPLETION_LEAD_READ
+        COMPLETION_LEAD_READ
     )
     assert humanize("fix(delivery): dedupe completion messages; one summary") == (
-        rules.COMPLETION_LEAD_DEDUPE
+        COMPLETION_LEAD_DEDUPE
     )
-    assert rules.COMPLETION_LEAD_SCAN.split(". ")[1] == (
+    assert COMPLETION_LEAD_SCAN.split(". ")[1] == (
         "That makes the result easier to scan without hiding the useful detail"
     )
 
 
 def test_test_only_added_and_other_themes_pick_their_follow_up():
-    assert humanize("test(cli): add coverage for --json flag; lint").endswith(
-        rules.FOLLOW_UPS["tests"]
-    )
-    assert humanize("feat(cli): add --dry-run flag to jobs_add()").endswith(
-        rules.FOLLOW_UPS["added"]
-    )
-    assert humanize("chore: bump version in package.json; rebuild").endswith(
-        rules.FOLLOW_UPS["other"]
-    )
+    assert humanize("test(cli): add coverage for --json flag; lint").endswith(FOLLOW_UPS["tests"])
+    assert humanize("feat(cli): add --dry-run flag to jobs_add()").endswith(FOLLOW_UPS["added"])
+    assert humanize("chore: bump version in package.json; rebuild").endswith(FOLLOW_UPS["other"])
 
 
 def test_human_cues_outweigh_a_few_technical_words():
@@ -785,7 +823,7 @@ def test_human_cues_outweigh_a_few_technical_words():
 
 
 def test_a_technical_rewrite_gets_a_technical_details_footer_in_the_delivery_text():
-    text = rules.delivery_text(
+    text = delivery_text(
         "fix(watcher): add retry guard; update timeout handling",
         checklist=json.loads(FULL_CHECKLIST),
         sha=SHA,
@@ -794,14 +832,14 @@ def test_a_technical_rewrite_gets_a_technical_details_footer_in_the_delivery_tex
         "\n\nTechnical details:\n- fix(watcher): add retry guard; update timeout handling"
         "\n- Checks: tests passed; pushed deadbee."
     )
-    assert rules.delivery_text("Cleaned up the garage.") == "Cleaned up the garage."
+    assert delivery_text("Cleaned up the garage.") == "Cleaned up the garage."
 
 
 def test_the_checks_line_lists_what_the_checklist_proves():
-    assert rules.checks_line({"work_complete": True, "smoke_ok": True}, "abcdef12") == (
+    assert checks_line({"work_complete": True, "smoke_ok": True}, "abcdef12") == (
         "Checks: commit abcdef1; checks: smoke ok."
     )
-    assert rules.checks_line({"work_complete": True}, None) is None
+    assert checks_line({"work_complete": True}, None) is None
 
 
 # §31.9 delivery resolution
@@ -811,20 +849,20 @@ def test_delivery_prefers_the_completion_over_the_last_reply():
     completion = completion_payload(
         summary="Renamed the buckets.", checklist={"work_complete": True}, sha=None, now_ms=NOW
     )
-    assert rules.resolve_delivery_text(
+    assert resolve_delivery_text(
         completion=completion, last_reply="Intermediate chatter here.", fallback_summary=None
     ) == ("Renamed the buckets.")
 
 
 def test_delivery_falls_back_through_reply_synthesis_and_fallback_summary():
     assert (
-        rules.resolve_delivery_text(
+        resolve_delivery_text(
             completion={"summary": "done"}, last_reply="Finished the audit.", fallback_summary=None
         )
         == "Finished the audit."
     )
     assert (
-        rules.resolve_delivery_text(
+        resolve_delivery_text(
             completion={"checklist": {"work_complete": True, "tests_passed": True}},
             last_reply="ok",
             fallback_summary="Fallback text.",
@@ -832,31 +870,28 @@ def test_delivery_falls_back_through_reply_synthesis_and_fallback_summary():
         == "Work complete. Tests passed."
     )
     assert (
-        rules.resolve_delivery_text(completion=None, last_reply=None, fallback_summary="Ran it.")
+        resolve_delivery_text(completion=None, last_reply=None, fallback_summary="Ran it.")
         == "Ran it."
     )
 
 
 def test_only_noise_delivers_a_fixed_explanation():
     idle = "Auto-resolved: session went idle without calling done. Work may be incomplete. (x)"
-    assert rules.resolve_delivery_text(completion=None, last_reply=None, fallback_summary=idle) == (
-        rules.NOISE_IDLE
+    assert resolve_delivery_text(completion=None, last_reply=None, fallback_summary=idle) == (
+        NOISE_IDLE
     )
-    assert rules.resolve_delivery_text(
+    assert resolve_delivery_text(
         completion={"summary": "session never found -- spawn likely failed"},
         last_reply=None,
         fallback_summary=None,
-    ) == (rules.NOISE_NOT_FOUND)
-    assert rules.resolve_delivery_text(
-        completion=None, last_reply=rules.DONE_MESSAGE_KNOWN, fallback_summary=None
-    ) == (rules.NOISE_TRANSPORT)
+    ) == (NOISE_NOT_FOUND)
+    assert resolve_delivery_text(
+        completion=None, last_reply=DONE_MESSAGE_KNOWN, fallback_summary=None
+    ) == (NOISE_TRANSPORT)
 
 
 def test_nothing_to_say_suppresses_delivery():
-    assert (
-        rules.resolve_delivery_text(completion=None, last_reply="Done.", fallback_summary="ok")
-        is None
-    )
+    assert resolve_delivery_text(completion=None, last_reply="Done.", fallback_summary="ok") is None
 
 
 # §31.11 overload detection and recovery
@@ -915,7 +950,7 @@ def test_recovery_reuses_the_session_first_then_a_fresh_one():
 def test_recovery_leaves_errors_alone_during_the_watchers_five_minute_grace():
     assert overload(error_at_ms=NOW - 5 * MINUTE + 1) is None
     assert overload(error_at_ms=NOW - 5 * MINUTE) == "retry-reuse"
-    assert rules.recovery_skip_reason(error_at_ms=NOW - 90_000, now_ms=NOW, retries_so_far=0) == (
+    assert recovery_skip_reason(error_at_ms=NOW - 90_000, now_ms=NOW, retries_so_far=0) == (
         "updated 90s ago (watcher may be handling)"
     )
 
@@ -924,17 +959,17 @@ def test_recovery_ignores_errors_older_than_an_hour():
     assert overload(error_at_ms=NOW - 60 * MINUTE) == "retry-reuse"
     assert overload(error_at_ms=NOW - 60 * MINUTE - 1) is None
     assert overload(error_at_ms=None) is None
-    assert rules.recovery_skip_reason(
-        error_at_ms=NOW - 95 * MINUTE, now_ms=NOW, retries_so_far=0
-    ) == ("error too old (95min)")
+    assert recovery_skip_reason(error_at_ms=NOW - 95 * MINUTE, now_ms=NOW, retries_so_far=0) == (
+        "error too old (95min)"
+    )
 
 
 def test_recovery_stops_after_three_retries():
     assert overload(retries_so_far=2) == "retry-reuse"
     assert overload(retries_so_far=3) is None
-    assert rules.recovery_skip_reason(
-        error_at_ms=NOW - 10 * MINUTE, now_ms=NOW, retries_so_far=3
-    ) == ("max retries exhausted (3/3)")
+    assert recovery_skip_reason(error_at_ms=NOW - 10 * MINUTE, now_ms=NOW, retries_so_far=3) == (
+        "max retries exhausted (3/3)"
+    )
 
 
 def test_recovery_only_retries_overload_errors():
@@ -943,10 +978,10 @@ def test_recovery_only_retries_overload_errors():
 
 
 def test_the_recovery_notice_names_the_attempt_and_method():
-    assert rules.recovery_notice("t", 2, "send") == (
+    assert recovery_notice("t", 2, "send") == (
         "🌶️ Dispatch 529 recovery: [t] retried (2/3) via send"
     )
-    assert rules.recovery_notice("t", 3, None) == "🌶️ Dispatch 529 recovery: [t] retry FAILED (3/3)"
+    assert recovery_notice("t", 3, None) == "🌶️ Dispatch 529 recovery: [t] retry FAILED (3/3)"
 
 
 def test_the_newest_lane_task_error_for_the_session_is_found_in_the_log():
@@ -959,12 +994,12 @@ def test_the_newest_lane_task_error_for_the_session_is_found_in_the_log():
             f"lane task error {key} without an error field",
         ]
     )
-    assert rules.find_lane_task_error(log, key) == {
+    assert find_lane_task_error(log, key) == {
         "error": "529 overloaded_error",
         "timestamp": "2026-03-01T10:05:00.123Z",
     }
-    assert rules.find_lane_task_error(log, "agent:main:subagent:zzz") is None
-    assert rules.overload_error_text("529 overloaded_error") == (
+    assert find_lane_task_error(log, "agent:main:subagent:zzz") is None
+    assert overload_error_text("529 overloaded_error") == (
         "FailoverError (529): 529 overloaded_error"
     )
 
@@ -973,10 +1008,10 @@ def test_the_newest_lane_task_error_for_the_session_is_found_in_the_log():
 
 
 def test_the_loki_payload_is_one_stream_with_the_event_as_a_json_line():
-    fields = rules.started_fields(
+    fields = started_fields(
         label="t", job_id="j", run_id="r", agent="main", mode="fresh", session_key=""
     )
-    payload = rules.loki_payload("dispatch.started", fields, host="box", now_ns=NOW * 1_000_000)
+    payload = loki_payload("dispatch.started", fields, host="box", now_ns=NOW * 1_000_000)
     assert payload == {
         "streams": [
             {
@@ -994,9 +1029,7 @@ def test_the_loki_payload_is_one_stream_with_the_event_as_a_json_line():
 
 
 def test_the_webhook_payload_carries_the_time_in_epoch_milliseconds():
-    fields = rules.finished_fields(
-        label="t", run_id="r", agent=None, duration_ms=0, session_key="k"
-    )
+    fields = finished_fields(label="t", run_id="r", agent=None, duration_ms=0, session_key="k")
     expected = {
         "event": "dispatch.finished",
         "ts": NOW,
@@ -1010,19 +1043,19 @@ def test_the_webhook_payload_carries_the_time_in_epoch_milliseconds():
         "error": None,
         "session_key": "k",
     }
-    assert rules.webhook_payload("dispatch.finished", fields, host="box", now_ms=NOW) == expected
+    assert webhook_payload("dispatch.finished", fields, host="box", now_ms=NOW) == expected
     iso = "2023-11-14T22:13:20.000Z"
-    assert rules.webhook_payload("dispatch.finished", fields, host="box", now_iso=iso) == expected
+    assert webhook_payload("dispatch.finished", fields, host="box", now_iso=iso) == expected
 
 
 def test_the_stuck_event_lists_each_run():
     run = {"run_id": "k", "job_name": "t", "started_at": "2026-01-01T00:00:00Z", "age_s": 900}
-    assert rules.stuck_fields([run]) == {"stuck_count": 1, "runs": [run]}
+    assert stuck_fields([run]) == {"stuck_count": 1, "runs": [run]}
 
 
 def test_the_finished_notice_needs_a_text():
-    assert rules.finished_notice_body("t", "Shipped.") == "✅ [t] done\n\nShipped."
-    assert rules.finished_notice_body("t", None) is None
+    assert finished_notice_body("t", "Shipped.") == "✅ [t] done\n\nShipped."
+    assert finished_notice_body("t", None) is None
 
 
 # §31.5 / §31.6 auto-resolution
@@ -1038,18 +1071,18 @@ def test_the_finished_notice_needs_a_text():
     ],
 )
 def test_idle_threshold_and_hard_ceiling(timeout_s, idle, ceiling):
-    assert rules.idle_threshold_ms(timeout_s) == idle
-    assert rules.hard_ceiling_ms(timeout_s) == ceiling
+    assert idle_threshold_ms(timeout_s) == idle
+    assert hard_ceiling_ms(timeout_s) == ceiling
 
 
 def test_stuck_uses_the_larger_of_the_timeout_and_the_threshold_minutes():
-    assert rules.stuck_threshold_ms(300, 15) == 900_000
-    assert rules.stuck_threshold_ms(3600, 15) == 3_600_000
-    assert rules.stuck_threshold_ms(None, 0.5) == 30_000
+    assert stuck_threshold_ms(300, 15) == 900_000
+    assert stuck_threshold_ms(3600, 15) == 3_600_000
+    assert stuck_threshold_ms(None, 0.5) == 30_000
 
 
 def test_no_auto_resolution_during_the_startup_grace_or_with_a_fresh_ping():
-    threshold = rules.auto_resolve_threshold_ms
+    threshold = auto_resolve_threshold_ms
     assert threshold(age_ms=4 * MINUTE, timeout_s=300, last_ping_age_ms=None) is None
     assert threshold(age_ms=10 * MINUTE, timeout_s=300, last_ping_age_ms=MINUTE) is None
     assert threshold(age_ms=10 * MINUTE, timeout_s=300, last_ping_age_ms=4 * MINUTE) == 600_000
@@ -1073,7 +1106,7 @@ def check(**overrides):
 
 def test_a_session_idle_past_the_threshold_is_done():
     assert check() == (True, "session idle 11min in sessions store (completed)")
-    assert check(updated_at=rules.iso_from_ms(NOW - 11 * MINUTE))[0]
+    assert check(updated_at=iso_from_ms(NOW - 11 * MINUTE))[0]
     assert check(updated_at=(NOW - 11 * MINUTE) / 1000)[0]
 
 
@@ -1106,14 +1139,14 @@ def test_an_updated_at_that_is_not_a_time_counts_from_the_spawn():
 
 
 def test_resolutions_are_interrupted_or_a_529_error_never_done():
-    assert rules.resolution_fields("session idle 11min in sessions store (completed)") == {
+    assert resolution_fields("session idle 11min in sessions store (completed)") == {
         "status": "interrupted",
         "summary": "Auto-resolved: session went idle without calling done. Work may be "
         "incomplete. (session idle 11min in sessions store (completed))",
         "syncAction": "auto-resolved as interrupted: session idle 11min in sessions store "
         "(completed)",
     }
-    overloaded = rules.resolution_fields("x", overload_error="529 overloaded", synced=True)
+    overloaded = resolution_fields("x", overload_error="529 overloaded", synced=True)
     assert overloaded["status"] == "error"
     assert overloaded["error"] == "FailoverError (529): 529 overloaded"
     assert overloaded["summary"] == (
@@ -1133,7 +1166,7 @@ def test_a_session_that_never_showed_activity_is_a_spawn_failure():
         "updated_at": NOW - 30 * MINUTE,
         "spawned_at_ms": NOW - 30 * MINUTE,
     }
-    failure = rules.bootstrap_failure
+    failure = bootstrap_failure
     assert failure(**arguments) == (
         "spawn-failure: session entered sessions store but never wrote transcript/history"
     )
@@ -1144,7 +1177,7 @@ def test_a_session_that_never_showed_activity_is_a_spawn_failure():
     assert failure(**{**arguments, "age_ms": 11 * MINUTE}) is None
     assert failure(**{**arguments, "has_last_ping": True}) is None
     assert failure(**{**arguments, "has_activity_signal": True}) is None
-    fields = rules.resolution_fields("", spawn_failure="spawn-failure: auth timeout")
+    fields = resolution_fields("", spawn_failure="spawn-failure: auth timeout")
     assert fields["summary"] == "Auto-resolved as spawn failure: spawn-failure: auth timeout"
     assert fields["error"] == "spawn-failure: auth timeout"
 
