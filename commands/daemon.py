@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import sys
 import warnings
 
@@ -12,19 +12,34 @@ from .argv import Argv
 from .context import Context
 from .output import CommandError
 
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
+
 
 def cli_daemon(ctx: Context, args: list[str]) -> None:
     argv = Argv(args, "Usage: daemon [--grace <seconds>]")
-    grace = argv.option("--grace") or os.environ.get("OCSCHED_SHUTDOWN_GRACE_S") or "10"
+    grace = argv.option("--grace")
     argv.positionals(0, 0)
-    try:
-        grace_seconds = float(grace)
-    except ValueError:
-        raise CommandError(f"--grace must be a number of seconds, got: {grace}") from None
-    from .reactor import Reactor
+    grace_seconds = ctx.settings.reactor.shutdown_grace_s
+    if grace is not None:
+        try:
+            grace_seconds = float(grace)
+        except ValueError:
+            raise CommandError(f"--grace must be a number of seconds, got: {grace}") from None
+    from .reactor.scheduler import Reactor
 
+    configure_logging()
     _use_pidfd_child_watcher()
     asyncio.run(Reactor(ctx, grace_seconds=grace_seconds).serve())
+
+
+def configure_logging() -> None:
+    """The one log channel, `ocsched` (and its children): timestamped lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    channel = logging.getLogger("ocsched")
+    channel.handlers[:] = [handler]
+    channel.setLevel(logging.INFO)
+    channel.propagate = False
 
 
 def _use_pidfd_child_watcher() -> None:

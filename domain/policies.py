@@ -39,23 +39,27 @@ def retry_allowed(job: dict[str, Any], status: str, retry_count: int) -> bool:
     )
 
 
-def job_changes_after_run(job: dict[str, Any], status: str, now: datetime) -> dict[str, Any]:
-    """Spec §14.2: the job's scheduling fields once a run's final outcome is known."""
+def job_changes_after_run(
+    job: dict[str, Any], status: str, now: datetime, *, final: bool = True
+) -> dict[str, Any]:
+    """Spec §14.2: the job's scheduling fields after a run. A final outcome counts
+    consecutive errors (ok resets them, a crash leaves them) and backs the next slot off
+    after errors; a run that will be retried or replayed (`final=False`) only records
+    when and how it ended. A one-shot job's run, once final, leaves it no next slot."""
     errors = job.get("consecutive_errors") or 0
-    if status in ("error", "timeout"):
+    if final and status in ("error", "timeout"):
         errors += 1
-    elif status == "ok":
+    elif final and status == "ok":
         errors = 0
-    changes: dict[str, Any] = {
-        "last_run_at": to_ts(now),
-        "last_status": status,
-        "consecutive_errors": errors,
-    }
+    changes: dict[str, Any] = {"last_run_at": to_ts(now), "last_status": status}
+    if final:
+        changes["consecutive_errors"] = errors
     if job.get("schedule_kind") == "at" and not job.get("parent_id"):
-        changes["next_run_at"] = None
+        if final:
+            changes["next_run_at"] = None
         return changes
     upcoming = next_run_at(job, now)
-    if upcoming is not None and errors > 0:
+    if final and upcoming is not None and errors > 0:
         upcoming = max(upcoming, to_ts(now + backoff(errors)))
     changes["next_run_at"] = upcoming
     return changes

@@ -172,9 +172,9 @@ def main() -> None:
         "--profile", metavar="PREFIX", help="one round under cProfile; stats to PREFIX.*"
     )
     options = parser.parse_args()
-    from ocsched.commands.reactor import max_concurrent_runs
+    from ocsched.adapters.settings import Settings
 
-    slots = max_concurrent_runs()
+    slots = Settings.from_environment().reactor.max_concurrent_runs
     rounds = [one_round(options) for _ in range(1 if options.profile else options.rounds)]
     floor_limited = floor_seconds(options.jobs, slots)
     floor_unlimited = floor_seconds(options.jobs, None)

@@ -7,7 +7,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from .context import Context
+from ocsched.commands.context import Context
 
 
 class Conflict(Exception):

@@ -1,0 +1,390 @@
+"""The daemon's handlers: for each timer kind and pass, load the facts, ask the reaction
+(`domain/reactions/`), save its plan in one transaction, and only then act on it.
+
+A plan whose save fails (a lost race, a storage error) is acted on not at all; the runs
+it would have started are forgotten, and the caller's timer is armed again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ocsched.adapters import shell
+from ocsched.adapters.executors import RunExecutor, RunOrder, Started
+from ocsched.adapters.process_identity import owner_is_dead
+from ocsched.adapters.senders import Sender, SendError
+from ocsched.adapters.settings import ReactorSettings
+from ocsched.domain.agent_turn import build_prompt, session_key, trigger_context
+from ocsched.domain.delivery import Delivery
+from ocsched.domain.reactions import approvals, firing, outcome, pruning
+from ocsched.domain.reactions.deliveries import send_failed
+from ocsched.domain.reactions.outcome import Outcome
+from ocsched.domain.reactions.plan import Defer, Plan, Row, StartRun, reactor_meta
+from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_expression
+from ocsched.domain.run import Run
+from ocsched.projections import views
+
+from .facts import DaemonFacts
+from .writer import Conflict, EventWriter
+
+log = logging.getLogger("ocsched")
+
+GroupWatcher = Callable[[int, bool], None]
+"""`watch(group, True)` when a run's process group starts, `(group, False)` when it ends."""
+
+
+class Handlers:
+    def __init__(
+        self,
+        *,
+        writer: EventWriter,
+        load: Callable[[str], Any],
+        db: Callable[[], sqlite3.Connection],
+        owner: str,
+        settings: ReactorSettings,
+        executors: dict[str, RunExecutor],
+        sender: Sender,
+        gateway_up: Callable[[], Any],
+        watch_group: GroupWatcher,
+        on_defer: Callable[[str, float], None],
+        on_change: Callable[[], None],
+        stopping: asyncio.Event,
+    ) -> None:
+        self.writer = writer
+        self.load = load
+        self.db = db
+        self.owner = owner
+        self.settings = settings
+        self.executors = executors
+        self.sender = sender
+        self.gateway_up = gateway_up
+        self.watch_group = watch_group
+        self.on_defer = on_defer
+        self.on_change = on_change
+        self.stopping = stopping
+        self.own: dict[str, Row] = {}
+        """Runs this daemon admitted and has not finished: run id -> job row."""
+        self.running: dict[str, asyncio.Task] = {}
+        self.groups: dict[str, int] = {}
+        self.concluding: set[str] = set()
+        self.sending: set[str] = set()
+        self.facts = DaemonFacts(db, load, self.own)
+
+    # Save, then act
+
+    async def apply(self, plan: Plan) -> bool:
+        """Save the plan's records in one transaction; then log its notes and perform its
+        effects. Runs it starts are reserved while the save is under way, so a second
+        decision for the same job sees them busy; a failed save releases them."""
+        starts = [effect for effect in plan.effects if isinstance(effect, StartRun)]
+        for start in starts:
+            self.own.setdefault(start.run.id, start.job)
+        try:
+            if plan.records:
+                await self.writer.save(*plan.records)
+        except Conflict:
+            saved = False
+        except Exception as error:  # noqa: BLE001 - a failed save must not stop the daemon
+            log.error("could not save %s: %s: %s", _names(plan), type(error).__name__, error)
+            saved = False
+        else:
+            saved = True
+        if not saved:
+            for start in starts:
+                if start.run.id not in self.running:
+                    self.own.pop(start.run.id, None)
+            self.on_change()
+            return False
+        for note in plan.notes:
+            log.info("%s", note)
+        for effect in plan.effects:
+            if isinstance(effect, StartRun):
+                self.start(effect)
+            elif isinstance(effect, Defer):
+                self.on_defer(effect.timer, effect.seconds)
+        return True
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    # Timers
+
+    async def fire_job(self, job_id: str) -> None:
+        job = views.job(self.db(), job_id)
+        gateway_up = await self._gateway_up_for(job)
+        plan = firing.fire_slot(
+            job, gateway_up=gateway_up, owner=self.owner, now=self.now(), facts=self.facts
+        )
+        await self.apply(plan)
+
+    async def fire_dispatch(self, dispatch_id: str) -> None:
+        row = views.dispatch(self.db(), dispatch_id)
+        if row is None or row["status"] != "pending":
+            return
+        job = views.job(self.db(), row["job_id"])
+        gateway_up = await self._gateway_up_for(job)
+        plan = firing.fire_dispatch(
+            row,
+            self.load(dispatch_id),
+            job,
+            gateway_up=gateway_up,
+            owner=self.owner,
+            now=self.now(),
+            facts=self.facts,
+        )
+        await self.apply(plan)
+
+    async def fire_delivery(self, delivery_id: str) -> None:
+        """Send the delivery's unsent chunks in order, each with its own idempotency key,
+        recording each (spec §13.4). A send is the one act that precedes its record: the
+        key makes a repeated send after a crash harmless."""
+        if delivery_id in self.sending:
+            return
+        self.sending.add(delivery_id)
+        try:
+            delivery: Delivery = self.load(delivery_id)
+            while (index := delivery.next_chunk()) is not None and delivery.status == "pending":
+                meta = reactor_meta(self.owner, f"delivery/{delivery_id}/{index}")
+                text, key = delivery.chunks[index], delivery.chunk_key(index)
+                try:
+                    await self.sender.send(delivery.channel, delivery.target, text, key)
+                except SendError as error:
+                    await self.apply(
+                        send_failed(delivery, index, str(error), meta=meta, now=self.now())
+                    )
+                    return
+                delivery.record_sent(index, meta, self.now())
+                if not await self.apply(Plan([delivery])):
+                    return
+        finally:
+            self.sending.discard(delivery_id)
+
+    async def _gateway_up_for(self, job: Row | None) -> bool:
+        if job is None or not firing.needs_gateway(job):
+            return True
+        return bool(await self.gateway_up())
+
+    # Execution
+
+    def start(self, effect: StartRun) -> None:
+        run, job = effect.run, effect.job
+        self.own[run.id] = job
+        task = asyncio.create_task(self._carry_out(run, job, effect.start_changes))
+        self.running[run.id] = task
+        task.add_done_callback(lambda _: self._finished(run, job))
+        task.add_done_callback(report_failure)
+
+    async def _carry_out(self, run: Run, job: Row, start_changes: dict[str, Any]) -> None:
+        agent = firing.needs_gateway(job)
+        executor = self.executors["agent" if agent else "shell"]
+        order = RunOrder(run.id, job)
+        if agent:
+            key = run.session_key or session_key(job)
+            order = RunOrder(run.id, job, prompt=self._prompt(run, job), session_key=key)
+        started: list[asyncio.Task] = []
+
+        def on_started(info: Started) -> None:
+            if info.process_group is not None:
+                self.groups[run.id] = info.process_group
+                self.watch_group(info.process_group, True)
+            if run.status in ("pending", "queued"):
+                meta = reactor_meta(self.owner, run.id)
+                run.start(
+                    info.process_id,
+                    info.process_group,
+                    meta,
+                    self.now(),
+                    start_changes,
+                    session_key=info.session_key,
+                )
+                started.append(asyncio.create_task(self.writer.save(run)))
+
+        result = await executor.execute(order, on_started)
+        saves = await asyncio.gather(*started, return_exceptions=True)
+        if result is None:
+            return
+        if any(isinstance(save, BaseException) for save in saves):
+            run = self.load(run.id)  # the start was not recorded: conclude from the log
+        await self.conclude(run, job, result)
+
+    async def conclude(self, run: Run, job: Row, result: Outcome) -> None:
+        self.concluding.add(run.id)
+        plan = outcome.conclude(
+            run,
+            job,
+            result,
+            retry_base_s=self.settings.retry_base_s,
+            owner=self.owner,
+            now=self.now(),
+            facts=self.facts,
+        )
+        if plan and not await self.apply(plan):
+            log.info("run %s: outcome already recorded elsewhere", run.id)
+
+    def _finished(self, run: Run, job: Row) -> None:
+        self.concluding.discard(run.id)
+        self.running.pop(run.id, None)
+        self.own.pop(run.id, None)
+        group = self.groups.pop(run.id, None)
+        if group is not None:
+            self.watch_group(group, False)
+        if not self.stopping.is_set():
+            spawn(self.start_queued(job["id"]))
+        self.on_change()
+
+    async def start_queued(self, job_id: str) -> None:
+        await self.apply(firing.start_queued(views.job(self.db(), job_id), self.facts))
+
+    def stop_cancelled(self) -> None:
+        """Kill the processes of our runs that someone else finished (`jobs cancel`). Runs
+        whose outcome this daemon is recording are its own doing and are left alone."""
+        watched = [run_id for run_id in self.running if run_id not in self.concluding]
+        for row in views.finished_among(self.db(), watched):
+            run_id = row["id"]
+            task = self.running.get(run_id)
+            if task is not None and run_id not in self.concluding:
+                log.info("run %s: %s elsewhere; stopping its processes", run_id, row["status"])
+                group = self.groups.get(run_id)
+                if group is not None:
+                    shell.kill_group(group, signal.SIGKILL)
+                task.cancel()
+
+    def _prompt(self, run: Run, job: Row) -> str:
+        db = self.db()
+        parent_run = views.run(db, run.triggered_by_run) if run.triggered_by_run else None
+        parent_job = views.job(db, parent_run["job_id"]) if parent_run else None
+        return build_prompt(
+            job,
+            trigger_context=trigger_context(parent_job, parent_run),
+            retrieval_context=self._retrieval(run, job),
+            idempotency_key=run.id,
+        )
+
+    def _retrieval(self, run: Run, job: Row) -> str:
+        mode = job["context_retrieval"]
+        if mode not in ("recent", "hybrid"):
+            return ""
+        try:
+            rows = views.prior_runs(
+                self.db(),
+                job["id"],
+                run.id,
+                mode,
+                match_expression(job["payload_message"]),
+                job["context_retrieval_limit"] or 5,
+                HYBRID_CANDIDATES,
+            )
+        except sqlite3.Error as error:  # retrieval is an aid: a failure must not fail the run
+            log.warning("run %s: context retrieval failed: %s", run.id, error)
+            return ""
+        return context_block(rows)
+
+    # Passes
+
+    async def sweep(self) -> None:
+        """Spec §25: runs of a daemon that died are recovered (a surviving daemon does it
+        too), approvals expire, and runs of another daemon far past their timeout are
+        finished as timeout."""
+        await self.recover()
+        await self.expire_approvals()
+        now = self.now()
+        for row in views.active_runs(self.db(), ("running",)):
+            if row["id"] in self.own or row["owner"] == self.owner:
+                continue
+            if not outcome.foreign_run_overdue(row, now):
+                continue
+            if row["process_group"] and owner_is_dead(row["owner"]):
+                await kill_and_wait(row["process_group"])
+            plan = outcome.time_out_foreign(
+                self.load(row["id"]),
+                row,
+                views.job(self.db(), row["job_id"]),
+                retry_base_s=self.settings.retry_base_s,
+                owner=self.owner,
+                now=self.now(),
+                facts=self.facts,
+            )
+            await self.apply(plan)
+
+    async def expire_approvals(self) -> None:
+        now = self.now()
+        for row in views.pending_approvals(self.db()):
+            if not approvals.approval_expired(row, now):
+                continue
+            plan = approvals.expire_approval(
+                row,
+                self.load(row["id"]),
+                self.load(row["dispatch_id"]),
+                owner=self.owner,
+                now=now,
+            )
+            await self.apply(plan)
+
+    async def prune(self) -> None:
+        jobs = views.jobs(self.db())
+        for plan in pruning.prune(jobs, owner=self.owner, now=self.now(), facts=self.facts):
+            await self.apply(plan)
+
+    async def recover(self, abandoned_by: str | None = None) -> None:
+        """Finish runs whose daemon is gone as `crashed`, after making sure their processes
+        are dead (spec §19.3); with `abandoned_by`, this daemon's own runs as it stops. An
+        agent turn lives on in the gateway: the next daemon resumes it instead."""
+        for row in views.active_runs(self.db(), ("pending", "queued", "running")):
+            if row["id"] in self.own:
+                continue
+            if abandoned_by is not None and row["owner"] != abandoned_by:
+                continue
+            if abandoned_by is None and not owner_is_dead(row["owner"]):
+                continue
+            if row["session_target"] not in (None, "shell"):
+                if abandoned_by is None:
+                    self._resume_turn(row)
+                continue
+            if row["process_group"]:
+                await kill_and_wait(row["process_group"])
+            run = self.load(row["id"])
+            job = views.job(self.db(), row["job_id"])
+            await self.apply(
+                outcome.recover_crashed(
+                    run, job, owner=self.owner, now=self.now(), facts=self.facts
+                )
+            )
+        self.on_change()
+
+    def _resume_turn(self, row: Row) -> None:
+        """Asking the gateway again with the same idempotency key returns the dead daemon's
+        turn's result; it never starts a second turn."""
+        job = views.job(self.db(), row["job_id"])
+        run: Run = self.load(row["id"])
+        if job is None or run.is_finished:
+            return
+        log.info("run %s of job %s: resuming the agent turn", row["id"], row["job_id"])
+        self.start(StartRun(run, job))
+
+
+async def kill_and_wait(group: int) -> None:
+    shell.kill_group(group, signal.SIGKILL)
+    for _ in range(100):
+        if not shell.group_alive(group):
+            return
+        await asyncio.sleep(0.02)
+
+
+def spawn(coroutine: Any) -> None:
+    task = asyncio.create_task(coroutine)
+    task.add_done_callback(report_failure)
+
+
+def report_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log.error("%s: %s", type(error).__name__, error)
+
+
+def _names(plan: Plan) -> str:
+    return ", ".join(f"{type(a).__name__} {a.id}" for a in plan.records[:3])

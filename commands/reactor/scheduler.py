@@ -1,0 +1,339 @@
+"""The reactor: an orchestrator that owns the clock, the wake-up watch, the periodic
+passes and the daemon's lifecycle, and decides nothing itself.
+
+Timers come from the read models (jobs' `next_run_at`, pending dispatches'
+`scheduled_for`, deliveries' `next_attempt_at`), kept in a heap within a horizon and
+slept on until the earliest is due; events appended by other processes wake it. A due
+timer goes to its handler (`handlers.py`), which decides through a reaction and saves
+before it acts. Runs have ids derived from their cause, so two daemons on one store never
+run the same slot or dispatch twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ocsched.adapters import openclaw_files
+from ocsched.adapters.executors import AgentTurnExecutor, ShellExecutor
+from ocsched.adapters.process_identity import process_identity
+from ocsched.adapters.senders import ChatSender, HookSender, RoutingSender
+from ocsched.adapters.supervisor import Supervisor
+from ocsched.adapters.wake import FileWriteWatcher
+from ocsched.domain.dispatch_rules.brand import brand
+from ocsched.domain.schedule import from_ts, to_ts
+from ocsched.projections import views
+
+from ..context import Context
+from .following import DispatchFollower
+from .handlers import Handlers, report_failure, spawn
+from .writer import EventWriter
+
+log = logging.getLogger("ocsched")
+
+TIMER_HORIZON_S = 300
+FIRE_BATCH = 64
+POLL_S = 0.04
+"""Without inotify (or with PostgreSQL): how often to look for other processes' events."""
+IDLE_POLL_S = 2.0
+"""With inotify: a safety net for a missed notification."""
+COMMIT_RECHECKS_S = (0.005, 0.02, 0.05, 0)
+RETRY_AFTER_FAILED_SAVE_S = 1.0
+DISPATCH_GRACE_MS = 300_000
+HEALTHY_RECHECK_S, UNHEALTHY_RECHECK_S = 60, 2
+
+
+class Reactor:
+    def __init__(self, ctx: Context, *, grace_seconds: float | None = None) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.identity = process_identity()
+        self.grace_seconds = (
+            settings.reactor.shutdown_grace_s if grace_seconds is None else grace_seconds
+        )
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.timers: list[tuple[float, str, str]] = []
+        self.timers_dirty = True
+        self.firing: set[tuple[str, str]] = set()
+        self.deferred: dict[str, float] = {}
+        self.supervisor: Supervisor | None = None
+        self._gateway: Any = None
+        self._gateway_healthy = True
+        self._gateway_checked_at = float("-inf")
+        self._health_probe: asyncio.Future | None = None
+        self._db: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+        self.writer = EventWriter(ctx)
+        knobs = settings.reactor
+        self.handlers = Handlers(
+            writer=self.writer,
+            load=ctx.log.repository.get,
+            db=self.db,
+            owner=self.identity,
+            settings=knobs,
+            executors={
+                "shell": ShellExecutor(
+                    shell_path=settings.shell,
+                    artifacts_dir=settings.artifacts_dir,
+                    limit=knobs.max_concurrent_runs,
+                    stopping=self.stopping,
+                ),
+                "agent": AgentTurnExecutor(
+                    self.gateway,
+                    openclaw_home=settings.openclaw_home,
+                    limit=knobs.max_concurrent_turns,
+                    activity_poll_s=knobs.activity_poll_s,
+                ),
+            },
+            sender=RoutingSender(ChatSender(self.gateway), HookSender()),
+            gateway_up=self.gateway_up,
+            watch_group=self._watch_group,
+            on_defer=self._defer,
+            on_change=self.reload_timers,
+            stopping=self.stopping,
+        )
+        config = openclaw_files.dispatch_config(settings.dispatch_config_dir) if hasattr(openclaw_files, "dispatch_config") else {}  # TEMP
+        self.follower = DispatchFollower(
+            self.handlers,
+            gateway=self.gateway,
+            brand=brand(config),
+            startup_grace_ms=int(config.get("startupGraceMs", DISPATCH_GRACE_MS)),
+            overload_grace_s=knobs.overload_grace_s,
+            shell_path=settings.shell,
+        )
+
+    # Lifecycle
+
+    async def serve(self) -> None:
+        self.ctx.catch_up()
+        self.supervisor = Supervisor()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, self.stop)
+        log.info(
+            "ocsched daemon %s started; database %s", self.identity, self.ctx.settings.database
+        )
+        await self.handlers.recover()
+        knobs = self.ctx.settings.reactor
+        background = [
+            asyncio.create_task(self.watch()),
+            asyncio.create_task(self.every(knobs.sweep_every_s, self.handlers.sweep)),
+            asyncio.create_task(self.every(knobs.prune_every_s, self.handlers.prune)),
+            asyncio.create_task(self.every(knobs.dispatch_follow_s, self.follower.follow)),
+        ]
+        try:
+            await self.loop()
+        finally:
+            for task in background:
+                task.cancel()
+            await self.shutdown()
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: no new runs; waiting for running ones")
+        self.stopping.set()
+        self.wake.set()
+
+    async def shutdown(self) -> None:
+        running = self.handlers.running
+        if running:
+            await asyncio.wait(list(running.values()), timeout=self.grace_seconds)
+        for task in list(running.values()):
+            task.cancel()
+        if running:
+            await asyncio.wait(list(running.values()), timeout=5)
+        await self.writer.drain()
+        await self.handlers.recover(abandoned_by=self.identity)
+        if self.supervisor is not None:
+            self.supervisor.close()
+        if self._gateway is not None:
+            await self._gateway.close()
+        log.info("stopped")
+
+    async def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` now and then every `seconds`, until stopping."""
+        while not self.stopping.is_set():
+            try:
+                await action()
+            except Exception as error:  # noqa: BLE001 - a failed pass must not stop the daemon
+                log.error("error in %s: %s: %s", action.__name__, type(error).__name__, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    # The clock
+
+    async def loop(self) -> None:
+        while not self.stopping.is_set():
+            if self.timers_dirty:
+                self.load_timers()
+            delay = self.fire_due()
+            self.wake.clear()
+            if delay is not None and delay <= 0:
+                # More is due: let this batch's decisions be written (and its runs start)
+                # before deciding the next, rather than competing with the writer.
+                await asyncio.sleep(0)
+                await self.writer.drain()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+
+    def reload_timers(self) -> None:
+        self.timers_dirty = True
+        self.wake.set()
+
+    def load_timers(self) -> None:
+        """Timers due before a horizon, read through the read models' indexes; a reload
+        timer at the horizon fetches the next stretch. Ten thousand jobs due next year cost
+        nothing until then."""
+        db = self.db()
+        now = time.time()
+        horizon = now + TIMER_HORIZON_S
+        until = to_ts(datetime.fromtimestamp(horizon, UTC))
+        timers = [(_epoch(t["next_run_at"]), "job", t["id"]) for t in views.job_timers(db, until)]
+        timers += [
+            (_epoch(t["scheduled_for"]), "dispatch", t["id"])
+            for t in views.dispatch_timers(db, until)
+        ]
+        timers += [
+            (_epoch(t["next_attempt_at"]), "delivery", t["id"])
+            for t in views.delivery_timers(db, until)
+        ]
+        timers.append((horizon, "reload", ""))
+        self.deferred = {key: due for key, due in self.deferred.items() if due > now}
+        timers = [
+            (max(due, self.deferred.get(f"{kind}/{key}", 0)), kind, key)
+            for due, kind, key in timers
+        ]
+        heapq.heapify(timers)
+        self.timers = timers
+        self.timers_dirty = False
+
+    def fire_due(self) -> float | None:
+        """Hand what is due to its handler, at most `FIRE_BATCH` at a time so the first runs
+        start while the rest are being decided; returns seconds until the next timer (0:
+        more is due, None: nothing). A timer whose firing is still in progress is not fired
+        again when a reload brings it back before its decision is in the read models."""
+        now = time.time()
+        fired = 0
+        handlers = {
+            "job": self.handlers.fire_job,
+            "dispatch": self.handlers.fire_dispatch,
+            "delivery": self.handlers.fire_delivery,
+        }
+        while self.timers and self.timers[0][0] <= now:
+            if fired >= FIRE_BATCH:
+                return 0
+            _, kind, key = heapq.heappop(self.timers)
+            if kind == "reload":
+                self.timers_dirty = True
+                continue
+            if (kind, key) in self.firing:
+                continue
+            self.firing.add((kind, key))
+            task = asyncio.create_task(handlers[kind](key))
+            task.add_done_callback(lambda _, timer=(kind, key): self.firing.discard(timer))
+            task.add_done_callback(report_failure)
+            fired += 1
+        return self.timers[0][0] - now if self.timers else None
+
+    def _defer(self, timer: str, seconds: float) -> None:
+        self.deferred[timer] = time.time() + seconds
+        self.timers_dirty = True
+
+    async def watch(self) -> None:
+        """Notice events appended by other processes, catch the read models up, reload the
+        timers. SQLite has no push: inotify on the `-wal` file says when someone wrote, and
+        `PRAGMA data_version` whether a commit landed (re-checked briefly, as the commit
+        frame may still be on its way); without inotify, and for PostgreSQL, it polls."""
+        written = asyncio.Event()
+        database = self.ctx.settings.database
+        watcher = None
+        if not self.ctx.settings.uses_postgres:
+            watcher = FileWriteWatcher(
+                os.path.dirname(os.path.abspath(database)),
+                os.path.basename(database) + "-wal",
+                written,
+            )
+            if not watcher.start(asyncio.get_running_loop()):
+                watcher = None
+        fallback = IDLE_POLL_S if watcher else POLL_S
+        try:
+            while not self.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(written.wait(), fallback)
+                written.clear()
+                for pause in COMMIT_RECHECKS_S:
+                    if self._log_moved():
+                        await self.writer.catch_up()
+                        self.handlers.stop_cancelled()
+                        spawn(self.follower.follow_quickly())
+                        self.reload_timers()
+                        break
+                    await asyncio.sleep(pause)
+        finally:
+            if watcher is not None:
+                watcher.stop(asyncio.get_running_loop())
+
+    def _log_moved(self) -> bool:
+        if self.ctx.settings.uses_postgres:
+            head = self.ctx.log.recorder.max_notification_id()
+        else:
+            head = self.db().execute("PRAGMA data_version").fetchone()["data_version"]
+        moved, self._data_version = head != self._data_version, head
+        return moved
+
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = views.open_views(self.ctx.settings.read_model_path, event_table=False)
+            assert self._db is not None
+        return self._db
+
+    def _watch_group(self, group: int, running: bool) -> None:
+        if self.supervisor is None:
+            return
+        if running:
+            self.supervisor.watch(group)
+        else:
+            self.supervisor.forget(group)
+
+    # The gateway
+
+    def gateway(self) -> Any:
+        if self._gateway is None:
+            from ocsched.adapters.gateway import GatewayClient, GatewaySettings
+
+            settings = GatewaySettings.from_environment(self.ctx.settings.gateway_environment)
+            self._gateway = GatewayClient(settings)
+        return self._gateway
+
+    async def gateway_up(self) -> bool:
+        """Whether the gateway answers `/health`, re-probed at most every minute while it
+        does and every 2 s while it does not; a burst of due jobs shares one probe."""
+        now = time.monotonic()
+        recheck = HEALTHY_RECHECK_S if self._gateway_healthy else UNHEALTHY_RECHECK_S
+        if now - self._gateway_checked_at > recheck:
+            if self._health_probe is None or self._health_probe.done():
+                self._health_probe = asyncio.ensure_future(self.gateway().health())
+            healthy = await self._health_probe
+            if self._gateway_checked_at < now:
+                self._gateway_checked_at = time.monotonic()
+                if not healthy and self._gateway_healthy:
+                    log.warning(
+                        "gateway unreachable -- agent jobs are deferred; shell jobs continue"
+                    )
+                self._gateway_healthy = healthy
+        return self._gateway_healthy
+
+
+def _epoch(ts: str) -> float:
+    return from_ts(ts).timestamp()

@@ -1,0 +1,37 @@
+"""What a reaction may look up: the read models and the log, read-only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .plan import Row
+
+
+class Facts(Protocol):
+    """Read-only lookups a reaction needs beyond its arguments. The daemon answers them
+    from its read models, its repository and the runs it is executing."""
+
+    def job(self, job_id: str) -> Row | None: ...
+
+    def children(self, job_id: str) -> list[Row]: ...
+
+    def dispatch_backlog(self, job_id: str) -> int: ...
+
+    def alias(self, name: str) -> Row | None: ...
+
+    def pending_approvals(self, job_id: str) -> int: ...
+
+    def queued_runs(self, job_id: str) -> list[Row]: ...
+
+    def active_runs_of(self, job_id: str, pool: str | None) -> list[Row]:
+        """Runs of this job or pool that the read models show active (any daemon)."""
+        ...
+
+    def own_runs(self) -> Mapping[str, Row]:
+        """This daemon's admitted, unfinished runs: run id -> job row."""
+        ...
+
+    def load(self, aggregate_id: str) -> Any:
+        """An aggregate from the log, as of now."""
+        ...

@@ -1,0 +1,294 @@
+"""Reactions: rows and facts in, a plan out — no daemon, no clock, no processes.
+
+Facts come from a real store in a temp directory, filled through the same service
+functions the CLI uses; a reaction's plan is then saved the way the daemon saves it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ocsched.adapters.settings import Settings
+from ocsched.commands.context import Context
+from ocsched.commands.jobs import add_job, run_now
+from ocsched.commands.reactor.facts import DaemonFacts
+from ocsched.domain.reactions import approvals, firing, outcome, pruning
+from ocsched.domain.reactions.outcome import Outcome
+from ocsched.domain.reactions.plan import Defer, Plan, StartRun, reactor_meta
+from ocsched.domain.run import Run
+from ocsched.domain.schedule import to_ts
+from ocsched.projections import views
+
+from .conftest import shell_job
+
+OWNER = "testhost:1:1"
+NOW = datetime(2026, 12, 5, 3, 0, 0, tzinfo=UTC)
+
+
+class Store:
+    """A scheduler home with its log and read models, as the daemon sees them."""
+
+    def __init__(self, home: Path) -> None:
+        env = {"HOME": str(home), "SCHEDULER_HOME": str(home / "scheduler")}
+        self.ctx = Context(settings=Settings.from_environment(env), actor="tester", now=NOW)
+        self.own: dict[str, dict] = {}
+        self.facts = DaemonFacts(self.db, self.ctx.log.repository.get, self.own)
+
+    def db(self):
+        return self.ctx.views()
+
+    def add(self, **fields) -> dict:
+        return add_job(self.ctx, shell_job(**fields))
+
+    def job(self, job_id: str) -> dict:
+        row = views.job(self.db(), job_id)
+        assert row is not None
+        return row
+
+    def save(self, plan: Plan) -> None:
+        self.ctx.save(*plan.records)
+
+    def run(self, run_id: str) -> dict:
+        row = views.run(self.db(), run_id)
+        assert row is not None
+        return row
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    store = Store(tmp_path)
+    yield store
+    store.ctx.close()
+
+
+def due_job(store: Store, **fields) -> dict:
+    """A job whose clock slot came due a second before NOW."""
+    job = store.add(**fields)
+    row = dict(store.job(job["id"]))
+    row["next_run_at"] = to_ts(NOW - timedelta(seconds=1))
+    return row
+
+
+def fire(store: Store, job: dict, *, gateway_up: bool = True) -> Plan:
+    return firing.fire_slot(job, gateway_up=gateway_up, owner=OWNER, now=NOW, facts=store.facts)
+
+
+def started(store: Store, plan: Plan) -> Run:
+    """Save a plan that starts a run, and mark the run started as the executor would."""
+    store.save(plan)
+    (start,) = [e for e in plan.effects if isinstance(e, StartRun)]
+    run = start.run
+    run.start(123, 123, reactor_meta(OWNER, run.id), NOW, {})
+    store.ctx.save(run)
+    return run
+
+
+def conclude(store: Store, run: Run, job: dict, result: Outcome) -> Plan:
+    return outcome.conclude(
+        run, job, result, retry_base_s=30, owner=OWNER, now=NOW, facts=store.facts
+    )
+
+
+def one_shot(store: Store) -> dict:
+    """A used-up-after-one-run job whose moment came a second before NOW."""
+    job = store.add(
+        schedule_cron=None,
+        schedule_kind="at",
+        schedule_at="2026-12-05 02:59:59",
+        delete_after_run=True,
+    )
+    return store.job(job["id"])
+
+
+# Firing and admission
+
+
+def test_a_due_slot_schedules_one_run_and_moves_the_jobs_next_slot(store):
+    job = due_job(store, schedule_cron="0 3 * * *")
+    plan = fire(store, job)
+    (run,) = plan.records
+    assert isinstance(run, Run) and run.trigger == "clock"
+    assert [type(e) for e in plan.effects] == [StartRun]
+    scheduled = run.pending_events[0]
+    assert scheduled.job_changes == {"next_run_at": "2026-12-06 03:00:00"}
+    assert scheduled.meta.cause == f"clock/{job['id']}/{job['next_run_at']}"
+
+
+def test_the_same_slot_always_gets_the_same_run_id(store):
+    job = due_job(store)
+    assert fire(store, job).records[0].id == fire(store, job).records[0].id
+
+
+def test_a_slot_not_yet_due_or_a_disabled_job_plans_nothing(store):
+    job = due_job(store)
+    assert not firing.fire_slot(
+        job, gateway_up=True, owner=OWNER, now=NOW - timedelta(minutes=1), facts=store.facts
+    )
+    assert not fire(store, {**job, "enabled": 0})
+
+
+def test_an_agent_job_waits_for_the_gateway_and_a_shell_job_does_not(store):
+    agent = due_job(
+        store, session_target="isolated", payload_message="hi", delivery_opt_out_reason="test"
+    )
+    plan = fire(store, agent, gateway_up=False)
+    assert plan.records == [] and plan.effects == [Defer(f"job/{agent['id']}", 60)]
+    assert fire(store, due_job(store), gateway_up=False).records
+
+
+def test_a_busy_job_skips_its_slot_and_says_why(store):
+    job = due_job(store, overlap_policy="skip")
+    store.own["other-run"] = job
+    (run,) = fire(store, job).records
+    finished = run.pending_events[-1]
+    assert finished.status == "skipped"
+    assert finished.outcome == {"summary": "Skipped: previous run still running: other-run"}
+
+
+def test_a_busy_queue_job_holds_its_run_behind_the_busy_one(store):
+    job = due_job(store, overlap_policy="queue")
+    store.own["other-run"] = job
+    plan = fire(store, job)
+    (run,) = plan.records
+    assert run.status == "queued" and plan.effects == []
+    assert run.pending_events[-1].behind == "other-run"
+
+
+def test_allow_starts_beside_a_busy_run_but_a_busy_pool_always_skips(store):
+    job = due_job(store, overlap_policy="allow", resource_pool="gpu")
+    store.own["mine"] = job
+    assert fire(store, job).effects
+    other = due_job(store, overlap_policy="allow", resource_pool="gpu")
+    (run,) = fire(store, other).records
+    assert run.pending_events[-1].outcome["summary"].startswith("Skipped: resource pool gpu busy")
+
+
+def test_a_manual_dispatch_runs_a_disabled_job_but_a_chain_dispatch_is_cancelled(store):
+    job = store.add(enabled=False)
+    dispatch = run_now(store.ctx, job["id"])
+    row = views.dispatch(store.db(), dispatch["dispatch_id"])
+
+    def fire_as(kind: str) -> Plan:
+        aggregate = store.ctx.log.repository.get(dispatch["dispatch_id"])
+        return firing.fire_dispatch(
+            {**row, "dispatch_kind": kind},
+            aggregate,
+            store.job(job["id"]),
+            gateway_up=True,
+            owner=OWNER,
+            now=NOW,
+            facts=store.facts,
+        )
+
+    plan = fire_as("manual")
+    assert plan.records[0].trigger == "manual" and [type(e) for e in plan.effects] == [StartRun]
+    (cancelled,) = fire_as("chain").records
+    assert cancelled.pending_events[-1].reason == "job is disabled"
+
+
+# Outcomes
+
+
+def test_an_error_with_retries_left_plans_a_retry_and_leaves_the_error_count(store):
+    job = due_job(store, max_retries=2)
+    run = started(store, fire(store, job))
+    plan = conclude(store, run, job, Outcome("error", {"error_message": "boom"}, "boom"))
+    finished, retry = plan.records[0], plan.records[1]
+    assert retry.kind == "retry" and retry.retry_count == 1
+    assert retry.scheduled_for == to_ts(NOW + timedelta(seconds=30))
+    changes = finished.pending_events[-1].job_changes
+    assert "consecutive_errors" not in changes and changes["last_status"] == "error"
+
+
+def test_a_final_error_counts_and_backs_the_next_slot_off(store):
+    job = due_job(store, schedule_cron="* * * * * *", max_retries=0)
+    run = started(store, fire(store, job))
+    plan = conclude(store, run, job, Outcome("error", {}, "boom"))
+    changes = plan.records[0].pending_events[-1].job_changes
+    assert changes["consecutive_errors"] == 1
+    assert changes["next_run_at"] == to_ts(NOW + timedelta(seconds=30))
+
+
+def test_a_finished_parent_dispatches_its_matching_children_once_each(store):
+    parent = due_job(store)
+    child = store.add(
+        schedule_cron=None,
+        parent_id=parent["id"],
+        trigger_on="success",
+        trigger_condition="contains:ready",
+    )
+    store.add(schedule_cron=None, parent_id=parent["id"], trigger_on="failure")
+    run = started(store, fire(store, parent))
+    plan = conclude(store, run, parent, Outcome("ok", {}, "all ready"))
+    chained = [r for r in plan.records if type(r).__name__ == "Dispatch"]
+    assert [(d.job_id, d.kind, d.source_run_id) for d in chained] == [
+        (child["id"], "chain", run.id)
+    ]
+
+
+def test_a_one_shot_job_ends_with_its_run(store):
+    row = one_shot(store)
+    run = started(store, fire(store, row))
+    plan = conclude(store, run, row, Outcome("ok", {}, "done"))
+    ended = [r for r in plan.records if type(r).__name__ == "Job"]
+    assert [type(e).__name__ for e in ended[0].pending_events] == ["Deleted"]
+
+
+def test_a_crash_under_at_least_once_plans_a_replay(store):
+    job = due_job(store, delivery_guarantee="at-least-once")
+    run = started(store, fire(store, job))
+    plan = outcome.recover_crashed(run, job, owner=OWNER, now=NOW, facts=store.facts)
+    finished, replay = plan.records
+    assert finished.pending_events[-1].status == "crashed"
+    assert replay.kind == "replay" and replay.source_run_id == run.id
+
+
+def test_a_crash_under_at_most_once_disables_a_one_shot_job_instead_of_deleting_it(store):
+    row = one_shot(store)
+    run = started(store, fire(store, row))
+    plan = outcome.recover_crashed(run, row, owner=OWNER, now=NOW, facts=store.facts)
+    ended = [r for r in plan.records if type(r).__name__ == "Job"]
+    assert [type(e).__name__ for e in ended[0].pending_events] == ["Disabled"]
+
+
+def test_a_finished_run_plans_nothing_more(store):
+    job = due_job(store)
+    run = started(store, fire(store, job))
+    store.save(conclude(store, run, job, Outcome("ok")))
+    assert not conclude(store, run, job, Outcome("ok"))
+
+
+def test_a_shell_failure_is_delivered_to_the_jobs_target(store):
+    job = due_job(store, delivery_mode="announce", delivery_channel="telegram", delivery_to="42")
+    run = started(store, fire(store, job))
+    plan = conclude(store, run, job, Outcome("error", {"error_message": "exit 1"}, "it broke"))
+    (delivery,) = [r for r in plan.records if type(r).__name__ == "Delivery"]
+    assert delivery.target == "42" and delivery.chunks == ["it broke"]
+
+
+# Approvals and pruning
+
+
+def test_an_unanswered_approval_takes_its_automatic_answer_after_the_timeout():
+    row = {"id": "a1", "requested_at": to_ts(NOW - timedelta(hours=2)), "approval_timeout_s": 3600}
+    assert approvals.approval_expired(row, NOW)
+    assert not approvals.approval_expired({**row, "approval_timeout_s": 3 * 3600}, NOW)
+
+
+def test_pruning_removes_orphans_and_used_up_jobs_but_keeps_live_ones():
+    base = {
+        "parent_id": None,
+        "enabled": 0,
+        "delete_after_run": 0,
+        "ttl_hours": None,
+        "last_status": "ok",
+        "last_run_at": to_ts(NOW - timedelta(hours=30)),
+    }
+    live = {"p"}
+    assert pruning.prune_rule({**base, "parent_id": "gone"}, live, NOW) == "orphan"
+    assert pruning.prune_rule({**base, "delete_after_run": 1}, live, NOW) == "used-up"
+    assert pruning.prune_rule({**base, "ttl_hours": 24}, live, NOW) == "ttl"
+    assert pruning.prune_rule({**base, "enabled": 1, "delete_after_run": 1}, live, NOW) is None
+    assert pruning.prune_rule({**base, "parent_id": "p"}, live, NOW) is None
