@@ -102,7 +102,7 @@ class Reactor:
             on_change=self.reload_timers,
             stopping=self.stopping,
         )
-        config = openclaw_files.dispatch_config(settings.dispatch_config_dir) if hasattr(openclaw_files, "dispatch_config") else {}  # TEMP
+        config = openclaw_files.dispatch_config(settings.dispatch_config_dir)
         self.follower = DispatchFollower(
             self.handlers,
             gateway=self.gateway,
