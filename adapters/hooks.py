@@ -7,27 +7,10 @@ command that emits one never waits for it.
 
 from __future__ import annotations
 
-import os
-import socket
-
 import aiohttp
 
 HOOK_CHANNELS = ("loki", "webhook")
 TIMEOUT_S = 3.0
-
-
-def hook_targets() -> list[tuple[str, str]]:
-    """(channel, url) for each configured hook: `LOKI_PUSH_URL`, `DISPATCH_WEBHOOK_URL`."""
-    targets = []
-    if os.environ.get("LOKI_PUSH_URL"):
-        targets.append(("loki", os.environ["LOKI_PUSH_URL"]))
-    if os.environ.get("DISPATCH_WEBHOOK_URL"):
-        targets.append(("webhook", os.environ["DISPATCH_WEBHOOK_URL"]))
-    return targets
-
-
-def hook_host() -> str:
-    return os.environ.get("DISPATCH_HOST") or socket.gethostname()
 
 
 class HookError(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Callable
 
 from ocsched.domain.shell_output import ShellResult
@@ -13,24 +12,17 @@ from ocsched.domain.shell_output import ShellResult
 KILL_GRACE_SECONDS = 2.0
 
 
-def default_shell() -> str:
-    configured = os.environ.get("SCHEDULER_SHELL")
-    if configured:
-        return configured
-    return "/bin/zsh" if sys.platform == "darwin" else "/bin/bash"
-
-
 async def run_shell(
     command: str,
     *,
     timeout_ms: int,
-    shell: str | None = None,
+    shell: str,
     on_start: Callable[[int], None] | None = None,
 ) -> ShellResult:
     """Run `<shell> -c <command>`; `on_start(pid)` is called once it runs. The process is
     the leader of a new process group, so a timeout or a cancel reaches its children too."""
     process = await asyncio.create_subprocess_exec(
-        shell or default_shell(),
+        shell,
         "-c",
         command,
         stdin=asyncio.subprocess.DEVNULL,
