@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import os
@@ -241,7 +242,7 @@ class Reactor:
                 continue
             self.firing.add((kind, key))
             task = asyncio.create_task(handlers[kind](key))
-            task.add_done_callback(lambda _, timer=(kind, key): self.firing.discard(timer))
+            task.add_done_callback(functools.partial(_forget, self.firing, (kind, key)))
             task.add_done_callback(report_failure)
             fired += 1
         return self.timers[0][0] - now if self.timers else None
@@ -333,6 +334,10 @@ class Reactor:
                     )
                 self._gateway_healthy = healthy
         return self._gateway_healthy
+
+
+def _forget(firing: set[tuple[str, str]], timer: tuple[str, str], _: asyncio.Task) -> None:
+    firing.discard(timer)
 
 
 def _epoch(ts: str) -> float:
