@@ -486,7 +486,8 @@ class GatewayClient:
             connection.pending.pop(request_id, None)
 
     def _error_from(self, frame: Json) -> GatewayError:
-        error = frame.get("error") if isinstance(frame.get("error"), dict) else {}
+        raw_error = frame.get("error")
+        error: Json = raw_error if isinstance(raw_error, dict) else {}
         retry_after = error.get("retryAfterMs")
         details = error.get("details")
         return GatewayError(
@@ -599,7 +600,8 @@ class GatewayClient:
                 break
         if not frame.get("ok"):
             raise self._connect_error(frame)
-        hello = frame.get("payload") if isinstance(frame.get("payload"), dict) else {}
+        payload = frame.get("payload")
+        hello: Json = payload if isinstance(payload, dict) else {}
         if hello.get("type") != "hello-ok" or hello.get("protocol") != PROTOCOL_VERSION:
             raise GatewayError(
                 "PROTOCOL",

@@ -39,12 +39,12 @@ class FileWriteWatcher:
         except (OSError, AttributeError):
             return False
         self._fd = fd
-        loop.add_reader(fd, self._readable)
+        loop.add_reader(fd, self._readable, fd)
         return True
 
-    def _readable(self) -> None:
+    def _readable(self, fd: int) -> None:
         try:
-            data = os.read(self._fd, 65536)
+            data = os.read(fd, 65536)
         except BlockingIOError:
             return
         offset = 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .argv import Argv
 from .context import Context
 from .output import CommandError, print_json, render_table, short_id
+
+if TYPE_CHECKING:
+    from ocsched.domain.approval import Approval
+    from ocsched.domain.dispatch import Dispatch
 
 
 def decide_approval(
@@ -20,8 +24,8 @@ def decide_approval(
     if not pending:
         raise CommandError(f"No pending approval for job: {job_id}")
     row = pending[-1]
-    approval = ctx.log.repository.get(row["id"])
-    dispatch = ctx.log.repository.get(row["dispatch_id"])
+    approval: Approval = ctx.log.repository.get(row["id"])
+    dispatch: Dispatch = ctx.log.repository.get(row["dispatch_id"])
     meta = ctx.meta()
     if approve:
         approval.approve(ctx.actor, meta, ctx.now)

@@ -44,8 +44,9 @@ def remove_alias(ctx: Context, name: str) -> None:
 
     from ocsched.domain.delivery import Alias, alias_id
 
+    alias: Alias | None
     try:
-        alias: Alias = ctx.log.repository.get(alias_id(name))
+        alias = ctx.log.repository.get(alias_id(name))
     except AggregateNotFoundError:
         alias = None
     if alias is None or alias.removed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .argv import Argv
 from .context import ConcurrentChange, Context
@@ -16,6 +16,9 @@ ADD_USAGE = (
 )
 UPDATE_USAGE = "Usage: jobs update <id> <json> [--dry-run] [--profile <id>]"
 VALIDATE_USAGE = "Usage: jobs validate <json>"
+
+if TYPE_CHECKING:
+    from ocsched.domain.job import Job
 
 
 # Service functions: usable from Python, one per behaviour.
@@ -197,13 +200,13 @@ def job_tree(ctx: Context) -> list[dict[str, Any]]:
 # Helpers of the service functions.
 
 
-def _load_job(ctx: Context, job_id: str):
+def _load_job(ctx: Context, job_id: str) -> Job:
     from eventsourcing.application import AggregateNotFoundError
 
     from ocsched.domain.job import Job
 
     try:
-        job = ctx.log.repository.get(job_id)
+        job: object = ctx.log.repository.get(job_id)
     except AggregateNotFoundError:
         raise CommandError(f"Job not found: {job_id}") from None
     if not isinstance(job, Job) or job.deleted:
@@ -231,7 +234,11 @@ def _apply_one_shot(ctx: Context, spec: dict, at: str | None, within: str | None
     from ocsched.domain.schedule import parse_datetime, parse_duration, to_ts
 
     try:
-        when = ctx.now + parse_duration(within) if within is not None else parse_datetime(at)
+        if within is not None:
+            when = ctx.now + parse_duration(within)
+        else:
+            assert at is not None, "the caller passes --at or --in"
+            when = parse_datetime(at)
     except DomainError as error:
         raise CommandError(f"--at/--in error: {error}") from None
     spec["schedule_kind"] = "at"

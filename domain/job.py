@@ -10,7 +10,7 @@ from eventsourcing.domain import event
 
 from .aggregate import Aggregate, EventMeta
 from .errors import NotFound
-from .job_spec import AT_JOB_SENTINEL_CRON, JobSpec
+from .job_spec import AT_JOB_SENTINEL_CRON, JobSpec, PayloadKind
 from .schedule import next_run_at
 
 
@@ -122,7 +122,11 @@ class Job(Aggregate):
 SCHEDULE_FIELDS = frozenset(
     {"schedule_kind", "schedule_at", "schedule_cron", "schedule_tz", "parent_id"}
 )
-DERIVED_PAYLOAD_KIND = {"main": "systemEvent", "shell": "shellCommand", "isolated": "agentTurn"}
+DERIVED_PAYLOAD_KIND: dict[str, PayloadKind] = {
+    "main": "systemEvent",
+    "shell": "shellCommand",
+    "isolated": "agentTurn",
+}
 INPUT_ONLY_FIELDS = ("next_run_at", "run_now")
 
 

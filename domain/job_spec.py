@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Sequence
 from functools import cache
 from typing import Annotated, Literal
 
@@ -28,6 +29,7 @@ def at_least(minimum: int) -> Meta:
 
 
 TrustLevel = Literal["untrusted", "restricted", "supervised", "autonomous"]
+PayloadKind = Literal["systemEvent", "agentTurn", "shellCommand"]
 
 
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -42,7 +44,7 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=False):
     schedule_tz: Annotated[str, text(128)] = "UTC"
     session_target: Literal["main", "isolated", "shell"] = "isolated"
     agent_id: Annotated[str, text(128)] = "main"
-    payload_kind: Literal["systemEvent", "agentTurn", "shellCommand"] | None = None
+    payload_kind: PayloadKind | None = None
     payload_message: Annotated[str, text(100000)]
     payload_model: Annotated[str, text(256)] | None = None
     payload_thinking: Annotated[str, text(64)] | None = None
@@ -135,7 +137,7 @@ class FieldInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     nullable: bool = False
     default: object = None
     enum: list | None = None
-    min: int | None = None
+    min: int | float | None = None
     maxLength: int | None = None  # noqa: N815 - the anchor's schema key
     required: bool = False
 
@@ -169,7 +171,7 @@ def _describe(hint: object, default: object) -> FieldInfo:
     kinds = [member for member in members if member is not type(None)]
     field.nullable = len(kinds) < len(members)
     kind = kinds[0]
-    metadata: tuple = ()
+    metadata: Sequence[Meta] = ()
     if typing.get_origin(kind) is typing.Annotated:
         kind, *metadata = typing.get_args(kind)
     if typing.get_origin(kind) is Literal:

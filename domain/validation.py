@@ -18,6 +18,7 @@ import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeGuard
 
 import msgspec
 
@@ -310,7 +311,7 @@ def _rule_cron_expression(c: _Check) -> None:
     cron = c["schedule_cron"]
     if not _is_set(cron):
         return
-    _check_text("schedule_cron", cron)
+    cron = _text("schedule_cron", cron)
     if " ".join(cron.split()) == AT_JOB_SENTINEL_CRON:
         being_set = any(c.touched(f) for f in ("schedule_cron", "schedule_kind", "parent_id"))
         if not c.is_child and c["schedule_kind"] != "at" and being_set:
@@ -319,8 +320,8 @@ def _rule_cron_expression(c: _Check) -> None:
             )
         return
     # The job's zone is part of the cron check: a bad zone fails here, not at rule 14.
-    _check_timezone(c["schedule_tz"])
-    _parse_cron(cron, c["schedule_tz"])
+    tz = _check_timezone(c["schedule_tz"])
+    _parse_cron(cron, tz)
 
 
 def _rule_schedule_at(c: _Check) -> None:
@@ -525,9 +526,14 @@ def _check_converts(record: dict) -> None:
 
 
 def _check_text(field: str, value: object) -> None:
-    info = job_fields()[field]
-    if value is None and info.nullable:
+    if value is None and job_fields()[field].nullable:
         return
+    _text(field, value)
+
+
+def _text(field: str, value: object) -> str:
+    """The value of a text field that must be given, checked; returned as the text it is."""
+    info = job_fields()[field]
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string")
     if not value.strip():
@@ -536,12 +542,14 @@ def _check_text(field: str, value: object) -> None:
         raise ValidationError(f"{field} contains unsupported control characters")
     if info.maxLength is not None and len(value) > info.maxLength:
         raise ValidationError(f"{field} exceeds max length of {info.maxLength}")
+    return value
 
 
 def _check_enum(field: str, value: object) -> None:
     info = job_fields()[field]
     if value is None and info.nullable:
         return
+    assert info.enum is not None, f"{field} is not an enum field"
     if not (isinstance(value, str) and value in info.enum):
         raise ValidationError(f"{field} must be one of: {', '.join(info.enum)}")
 
@@ -596,7 +604,7 @@ def _reject_constant(name: str) -> object:
 def _check_trigger_condition(condition: object) -> None:
     if condition is None:
         return
-    _check_text("trigger_condition", condition)
+    condition = _text("trigger_condition", condition)
     if condition.startswith("contains:"):
         if not condition.removeprefix("contains:"):
             raise ValidationError("trigger_condition contains: pattern cannot be empty")
@@ -612,13 +620,14 @@ def _check_trigger_condition(condition: object) -> None:
         raise ValidationError(f"Invalid trigger_condition regex: {error}") from None
 
 
-def _check_timezone(tz: object) -> None:
+def _check_timezone(tz: object) -> str:
     if not isinstance(tz, str):
         raise ValidationError("schedule_tz must be a string")
     try:
         zone(tz)
     except OSError:  # zone() lets IsADirectoryError through for names like "America"
         raise ValidationError(f'schedule_tz "{tz}" is not a valid IANA timezone') from None
+    return tz
 
 
 def _parse_cron(expression: str, tz: str) -> None:
@@ -649,11 +658,11 @@ def _is_set(value: object) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

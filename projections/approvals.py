@@ -32,7 +32,7 @@ def create_tables(db: Any) -> None:
 
 
 def requested(event: Approval.Requested):
-    row = {name: None for name in COLUMNS}
+    row: dict[str, Any] = {name: None for name in COLUMNS}
     row.update(
         id=event.originator_id,
         job_id=event.job_id,

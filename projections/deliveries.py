@@ -46,7 +46,7 @@ def create_tables(db: Any) -> None:
 
 def requested(event: Delivery.Requested):
     stamp = to_ts(event.timestamp)
-    row = {name: None for name in DELIVERY_COLUMNS}
+    row: dict[str, Any] = {name: None for name in DELIVERY_COLUMNS}
     row.update(
         id=event.originator_id,
         run_id=event.run_id,

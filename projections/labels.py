@@ -71,7 +71,7 @@ def create_tables(db: Any) -> None:
 
 def enqueued(event: Label.Enqueued):
     stamp = iso(event.timestamp)
-    row = {name: None for name in COLUMNS}
+    row: dict[str, Any] = {name: None for name in COLUMNS}
     row.update({name: event.settings.get(name) for name in SETTINGS})
     row.update(
         label=event.label,

@@ -67,7 +67,7 @@ def create_tables(db: Any) -> None:
 
 def scheduled(event: Run.Scheduled):
     stamp = to_ts(event.timestamp)
-    row = {name: None for name in COLUMNS}
+    row: dict[str, Any] = {name: None for name in COLUMNS}
     row.update(
         id=event.originator_id,
         job_id=event.job_id,

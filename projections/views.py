@@ -117,7 +117,9 @@ def finished_among(connection: sqlite3.Connection, run_ids: list[str]) -> list[d
     ).fetchall()
 
 
-def children(connection: sqlite3.Connection, job_id: str) -> list[dict]:
+def children(connection: sqlite3.Connection | None, job_id: str) -> list[dict]:
+    if connection is None:
+        return []
     return connection.execute(
         "SELECT * FROM jobs WHERE parent_id = ? ORDER BY created_at, rowid", (job_id,)
     ).fetchall()
