@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from .output import UsageError
 
 
@@ -29,6 +31,25 @@ class Argv:
                 del self.args[index]
                 return arg[len(name) + 1 :]
         return None
+
+    def loose_option(self, name: str) -> str | Literal[True] | None:
+        """The dispatch CLI's reading (spec §31.1): `--name value` or `--name=value`;
+        `--name` followed by nothing or by another `--` token is True; the last occurrence
+        wins; None when absent. Never a usage error: the command decides."""
+        found: str | Literal[True] | None = None
+        index = 0
+        while index < len(self.args):
+            arg = self.args[index]
+            if arg.startswith(name + "="):
+                found = arg[len(name) + 1 :]
+                del self.args[index]
+            elif arg == name:
+                following = self.args[index + 1 : index + 2]
+                found = following[0] if following and not following[0].startswith("--") else True
+                del self.args[index : index + 1 + (found is not True)]
+            else:
+                index += 1
+        return found
 
     def positionals(self, minimum: int, maximum: int | None = None) -> list[str]:
         """The remaining arguments; unknown options and a wrong count are usage errors."""

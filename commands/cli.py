@@ -163,7 +163,9 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
     try:
         _handler(target)(ctx, rest)
         return 0
-    except (CommandError, DomainError) as error:
+    except CommandError as error:
+        return _fail(str(error), json_mode, error.exit_code)
+    except DomainError as error:
         return _fail(str(error), json_mode)
     except KeyboardInterrupt:
         return 130
@@ -193,7 +195,7 @@ def _describe_unexpected(error: Exception) -> str:
     return f"Internal error ({type(error).__name__}): {error} (set OCSCHED_DEBUG=1 for details)"
 
 
-def _fail(message: str, json_mode: bool) -> int:
+def _fail(message: str, json_mode: bool, exit_code: int = 1) -> int:
     # One line, and printable whatever user text the message echoes.
     message = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     if json_mode:
@@ -202,7 +204,7 @@ def _fail(message: str, json_mode: bool) -> int:
         print_json({"ok": False, "error": message})
     else:
         print(message, file=sys.stderr)
-    return 1
+    return exit_code
 
 
 def run() -> None:

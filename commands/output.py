@@ -8,7 +8,12 @@ from typing import Any
 
 
 class CommandError(Exception):
-    """A failure to report as one line and exit status 1."""
+    """A failure to report as one line, with exit status `exit_code` (1 unless a command's
+    contract says otherwise, e.g. 2 for the dispatch CLI's argument errors, spec §31.1)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class UsageError(CommandError):

@@ -105,8 +105,8 @@ def _summarize_deal_report(text: str) -> str | None:
     title = next((line for line in lines if re.search(r"deal scanner", line, re.I)), None)
     baseline = next((line for line in lines if re.match(r"^Baseline:", line, re.I)), None)
     no_deals = next((line for line in lines if re.search(r"no deals", line, re.I)), None)
-    items = [_deal_item(line) for line in lines if re.match(r"^#\d+", line)]
-    items = [item for item in items if item][:MAX_ITEMS]
+    deals = [_deal_item(line) for line in lines if re.match(r"^#\d+", line)]
+    items = [item for item in deals if item][:MAX_ITEMS]
     parts = []
     if title:
         parts.append(as_sentence(re.sub(r"^[^\w#]+", "", title)))
@@ -127,8 +127,8 @@ def _summarize_structured(lines: list[str]) -> str | None:
         return as_sentence(compact)
     heading = others[0] if others else None
     context = " ".join(others[1:3])
-    highlights = [_shorten(ITEM_MARKER.sub("", line), 110) for line in items[:MAX_ITEMS]]
-    highlights = [highlight.rstrip(".;") for highlight in highlights if highlight]
+    shortened = [_shorten(ITEM_MARKER.sub("", line), 110) for line in items[:MAX_ITEMS]]
+    highlights = [highlight.rstrip(".;") for highlight in shortened if highlight]
     parts = [as_sentence(heading), as_sentence(truncate(context, 180))]
     if highlights:
         parts.append(f"Highlights: {'; '.join(highlights)}.")

@@ -1,0 +1,136 @@
+"""The dispatch CLI's reads of the labels read model (spec §31.2), and the ledger's shape.
+
+Rows come from `projections/labels.py`; the ledger's entries have camelCase keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from .context import Context
+from .output import CommandError
+
+NO_SESSION = "No session found for this label"
+
+
+class LedgerEntry(msgspec.Struct, kw_only=True, rename="camel"):
+    """A labels row as a `labels.json` entry (spec §31.2)."""
+
+    label: str
+    session_key: str | None
+    run_id: str | None
+    agent: str | None
+    mode: str | None
+    model: str | None
+    thinking: str | None
+    origin: str | None
+    deliver_to: str | None
+    deliver_channel: str | None
+    delivery_mode: str | None
+    spawned_at: str | None
+    timeout_seconds: int | None
+    idle_threshold_seconds: int | None
+    status: str | None
+    summary: str | None
+    error: str | None
+    completion: dict[str, Any] | None
+    sha: str | None
+    retry_count: int | None
+    last_ping: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> LedgerEntry:
+        return cls(
+            label=row["label"],
+            session_key=row["session_key"],
+            run_id=row["run_id"],
+            agent=row["agent"],
+            mode=row["mode"],
+            model=row["model"],
+            thinking=row["thinking"],
+            origin=row["origin"],
+            deliver_to=row["deliver_to"],
+            deliver_channel=row["deliver_channel"],
+            delivery_mode=row["delivery_mode"],
+            spawned_at=row["spawned_at"],
+            timeout_seconds=row["timeout_seconds"],
+            idle_threshold_seconds=row["idle_threshold_seconds"],
+            status=row["status"],
+            summary=row["summary"] or None,
+            error=row["error"] or None,
+            completion=json.loads(row["completion"]) if row["completion"] else None,
+            sha=row["sha"],
+            retry_count=row["retry_count"],
+            last_ping=row["last_ping"],
+            updated_at=row["updated_at"],
+        )
+
+
+def label_row(ctx: Context, label: str) -> dict[str, Any] | None:
+    """The label's newest dispatch; None for a label never enqueued (or no store yet)."""
+    connection = ctx.views()
+    if connection is None:
+        return None
+    return connection.execute("SELECT * FROM labels WHERE label = ?", (label,)).fetchone()
+
+
+def known_label_row(ctx: Context, label: str) -> dict[str, Any]:
+    """The label's newest dispatch; a label never enqueued is an error (exit status 1)."""
+    row = label_row(ctx, label)
+    if row is None:
+        raise CommandError(f'No session found for label "{label}"')
+    return row
+
+
+def running_rows(ctx: Context) -> list[dict[str, Any]]:
+    """Running dispatches that were enqueued here (not imported history), oldest first."""
+    connection = ctx.views()
+    if connection is None:
+        return []
+    return connection.execute(
+        "SELECT * FROM labels WHERE status = 'running' AND imported = 0 ORDER BY spawned_at"
+    ).fetchall()
+
+
+def newest_rows(ctx: Context, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """`list`: the newest labels first, optionally of one status."""
+    connection = ctx.views()
+    if connection is None:
+        return []
+    where, values = ("WHERE status = ?", [status]) if status else ("", [])
+    return connection.execute(
+        f"SELECT * FROM labels {where} ORDER BY updated_at DESC LIMIT ?", [*values, limit]
+    ).fetchall()
+
+
+_IMPORTED_FIELDS = {
+    "agent": "agent",
+    "mode": "mode",
+    "model": "model",
+    "thinking": "thinking",
+    "origin": "origin",
+    "deliverTo": "deliver_to",
+    "deliverChannel": "deliver_channel",
+    "deliveryMode": "delivery_mode",
+    "verifyCmd": "verify_cmd",
+    "timeoutSeconds": "timeout_seconds",
+    "idleThresholdSeconds": "idle_threshold_seconds",
+    "taskPrompt": "task_prompt",
+    "spawnedAt": "spawned_at",
+    "status": "status",
+    "summary": "summary",
+    "error": "error",
+}
+
+
+def imported_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """A `labels.json` entry as the settings of an imported `Label.Enqueued`."""
+    settings = {ours: entry.get(theirs) for theirs, ours in _IMPORTED_FIELDS.items()}
+    settings["imported"] = True  # history: never announced, delivered or followed again
+    if settings["status"] not in ("running", "done", "error", "interrupted"):
+        settings["status"] = "error" if settings["status"] else "running"
+    return settings
