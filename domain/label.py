@@ -13,6 +13,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from .aggregate import Aggregate, EventMeta
+from .dispatch_rules.auto_resolution import INTERRUPTED_SUMMARY, idle_threshold_ms
 from .errors import DomainError
 
 
@@ -206,14 +207,11 @@ def resolution(
     else:
         updated = session.get("updatedAt")
         last = updated if isinstance(updated, (int, float)) else spawned_ms
-        idle_ms = max((timeout_s or 600) * 1000, 600_000)
+        idle_ms = idle_threshold_ms(timeout_s)
         if now_ms - last >= idle_ms:
             reason = f"session idle {int((now_ms - last) // 60000)}min (completed)"
         elif age >= (monitor_timeout_min or 60) * 60_000:
             reason = f"monitor timeout of {monitor_timeout_min or 60}min reached"
         else:
             return None
-    summary = (
-        f"Auto-resolved: session went idle without calling done. Work may be incomplete. ({reason})"
-    )
-    return "interrupted", None, summary
+    return "interrupted", None, INTERRUPTED_SUMMARY.format(reason=reason)

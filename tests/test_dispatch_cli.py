@@ -290,9 +290,15 @@ def test_hooks_are_retried_until_the_webhook_accepts_them(scheduler, daemons, ga
         (hook,) = received
         assert (hook["event"], hook["label"]) == ("dispatch.started", "fix-bug")
         assert hook["session_key"] == out.json["sessionKey"]
-        deliveries = scheduler.ok("--json", "deliveries", "list").json
-        (record,) = [d for d in deliveries if d["channel"] == "webhook"]
-        assert (record["status"], record["attempts"]) == ("delivered", 3)
+
+        def delivered():
+            deliveries = scheduler.ok("--json", "deliveries", "list").json
+            (record,) = [d for d in deliveries if d["channel"] == "webhook"]
+            return record if record["status"] == "delivered" else None
+
+        # The webhook answered before the daemon recorded the send: wait for the record.
+        record = wait_until(delivered, timeout=10, what="the delivery's record")
+        assert record["attempts"] == 3
     finally:
         server.shutdown()
 
@@ -301,7 +307,7 @@ def test_an_overloaded_dispatch_is_retried_once_across_a_restart(scheduler, daem
     import signal
     import time
 
-    from ocsched.adapters.fake_gateway import OVERLOADED_ERROR
+    from ocsched.testing.fake_gateway import OVERLOADED_ERROR
 
     scheduler.env.update(OCSCHED_DISPATCH_FOLLOW_S="0.5", OCSCHED_OVERLOAD_GRACE_S="2")
     gateway.agent_error = OVERLOADED_ERROR
