@@ -152,7 +152,7 @@ class ThreadedFakeGateway:
         import asyncio
         import threading
 
-        from ocsched.adapters.fake_gateway import FakeGateway
+        from ocsched.testing.fake_gateway import FakeGateway
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

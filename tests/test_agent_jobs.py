@@ -88,7 +88,7 @@ def test_a_killed_daemon_never_starts_a_second_turn(scheduler, daemons, gateway)
 
 
 def test_an_overloaded_gateway_fails_the_run_and_retries_it(scheduler, daemons, gateway):
-    from ocsched.adapters.fake_gateway import OVERLOADED_ERROR
+    from ocsched.testing.fake_gateway import OVERLOADED_ERROR
 
     scheduler.env["OCSCHED_RETRY_BASE_S"] = "1"
     gateway.agent_error = OVERLOADED_ERROR

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from ocsched.adapters.fake_gateway import OVERLOADED_ERROR, FakeGateway
 from ocsched.adapters.gateway import (
     GatewayAuthError,
     GatewayClient,
@@ -24,6 +23,7 @@ from ocsched.adapters.gateway import (
     GatewaySettings,
     GatewayUnavailable,
 )
+from ocsched.testing.fake_gateway import OVERLOADED_ERROR, FakeGateway
 
 TOKEN = "tok-5ecret-9f3a1c77"
 ENV_SETTINGS = dict(token=TOKEN, token_source="OPENCLAW_GATEWAY_TOKEN")
@@ -556,7 +556,7 @@ def test_the_url_setting_gives_both_http_and_ws_urls(monkeypatch: pytest.MonkeyP
 
 
 def test_the_fake_runs_as_a_process_until_sigterm():
-    command = [sys.executable, "-m", "ocsched.adapters.fake_gateway", "--token", TOKEN]
+    command = [sys.executable, "-m", "ocsched.testing.fake_gateway", "--token", TOKEN]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

@@ -9,7 +9,7 @@ HTTP (`/health`, `/tools/invoke`, `/v1/chat/completions`, `/sessions/<key>`).
 Switches are plain attributes that can change while it runs. Every WS request and HTTP
 request is recorded in `calls`. As a process:
 
-    python -m ocsched.adapters.fake_gateway --port 18789 --token T [--reply-delay S]
+    python -m ocsched.testing.fake_gateway --port 18789 --token T [--reply-delay S]
 
 prints its URL and serves until SIGTERM.
 """
@@ -958,7 +958,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m ocsched.adapters.fake_gateway",
+        prog="python -m ocsched.testing.fake_gateway",
         description="Serve a fake OpenClaw gateway until SIGTERM; prints its URL.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -11,7 +11,7 @@ replies, <= 2 s with 200 ms replies. openclaw-scheduler needs 0.76 s and 41.3 s,
 runs the turns one after another; here they run concurrently, bounded by
 `OCSCHED_MAX_CONCURRENT_TURNS` (`--max-turns`; unset: the daemon's default, printed).
 
-The fake (`ocsched.adapters.fake_gateway.FakeGateway`) is served from a background thread
+The fake (`ocsched.testing.fake_gateway.FakeGateway`) is served from a background thread
 of this process, on its own event loop, so its record can be read: `turns()` (turns run,
 not idempotent replays), the distinct idempotency keys of the `agent` calls, the `/health`
 probes, and, from a subclass that wraps each turn, the peak number of turns in flight and
@@ -64,7 +64,7 @@ TURNS_ENV = "OCSCHED_MAX_CONCURRENT_TURNS"
 def counting_fake_class():
     """`FakeGateway` with each turn wrapped (in flight, peak, first start, last end) and
     the arrival time of each `/health` probe."""
-    from ocsched.adapters.fake_gateway import FakeGateway
+    from ocsched.testing.fake_gateway import FakeGateway
 
     class CountingFake(FakeGateway):
         def __init__(self, **options: Any) -> None:
