@@ -1,18 +1,35 @@
-"""Shared fixtures: a private scheduler home per test and a way to run the real CLI."""
+"""Shared fixtures: a private scheduler home per test and a way to run the real CLI.
+
+`scheduler.run/ok/add` call the CLI's `main(argv)` in this process, with the scheduler's
+environment applied for the call and stdout/stderr captured as a child's pipes would be:
+a command costs milliseconds instead of a process start. `scheduler.process(...)` runs
+`python -m ocsched` instead, and so does every call of a test marked `process_cli`: for
+what only a process shows (signals, the bytes on a real pipe, a terminal).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import traceback
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 OCSCHED = [sys.executable, "-m", "ocsched"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "process_cli: the `scheduler` fixture runs every command as a process"
+    )
 
 
 @dataclass
@@ -29,8 +46,9 @@ class Result:
 class Scheduler:
     """The `ocsched` CLI as a user runs it, in its own SCHEDULER_HOME."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, in_process: bool = True) -> None:
         self.home = home
+        self.in_process = in_process
         self.env = {**os.environ, "SCHEDULER_HOME": str(home), "OCSCHED_ACTOR": "tester"}
         self.env.pop("SCHEDULER_DB", None)
 
@@ -39,6 +57,11 @@ class Scheduler:
         return self.home / "ocsched.db"
 
     def run(self, *args: str, env: dict | None = None, stdin: str | None = None) -> Result:
+        runner = self.call if self.in_process else self.process
+        return runner(*args, env=env, stdin=stdin)
+
+    def process(self, *args: str, env: dict | None = None, stdin: str | None = None) -> Result:
+        """`python -m ocsched ...` as a child process."""
         completed = subprocess.run(
             [*OCSCHED, *args],
             env={**self.env, **(env or {})},
@@ -48,6 +71,33 @@ class Scheduler:
             timeout=60,
         )
         return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def call(self, *args: str, env: dict | None = None, stdin: str | None = None) -> Result:
+        """`main(argv)` in this process, given what a child process would get: this
+        scheduler's environment, stdin (empty unless given: pytest gives a child
+        /dev/null), and UTF-8 pipes for stdout and stderr, read back as
+        `subprocess.run(text=True)` reads them."""
+        from ocsched.commands.cli import main
+
+        environment = {**self.env, **(env or {})}
+        # A pipe has no terminal size: shutil.get_terminal_size() falls back to 80 columns
+        # in a child, while here it would ask the terminal pytest may run in.
+        environment.setdefault("COLUMNS", "80")
+        stdout, stderr = _Pipe("strict"), _Pipe("backslashreplace")
+        with (
+            _environment(environment),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            _stdin(stdin or ""),
+        ):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:
+                code = _exit_status(exit_.code)
+            except Exception:  # as the interpreter would: a traceback and status 1
+                traceback.print_exc()
+                code = 1
+        return Result(code, stdout.text(), stderr.text())
 
     def ok(self, *args: str, env: dict | None = None) -> Result:
         result = self.run(*args, env=env)
@@ -60,13 +110,69 @@ class Scheduler:
     def event_count(self) -> int:
         if not self.db_path.exists():
             return 0
-        with sqlite3.connect(self.db_path) as connection:
+        with contextlib.closing(sqlite3.connect(self.db_path)) as connection:
             return connection.execute("SELECT count(*) FROM stored_events").fetchone()[0]
 
 
+class _Pipe(io.TextIOWrapper):
+    """A child's stdout or stderr pipe: UTF-8 text over bytes (a character UTF-8 cannot
+    encode fails on stdout as it would in the child), and not a terminal."""
+
+    def __init__(self, errors: str) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", errors=errors, write_through=True)
+
+    def text(self) -> str:
+        self.flush()
+        data = self.buffer.getvalue().decode("utf-8")
+        return data.replace("\r\n", "\n").replace("\r", "\n")  # as text=True reads it
+
+
+def _exit_status(code: object) -> int:
+    """The status `sys.exit(code)` gives a process (which prints a message to stderr)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _environment(environment: Mapping[str, str]) -> Iterator[None]:
+    """os.environ is exactly `environment` inside the block, and as it was after it."""
+    saved = dict(os.environ)
+    _replace_environment(environment)
+    try:
+        yield
+    finally:
+        _replace_environment(saved)
+
+
+def _replace_environment(environment: Mapping[str, str]) -> None:
+    for name in [name for name in os.environ if name not in environment]:
+        del os.environ[name]
+    for name, value in environment.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _stdin(text: str) -> Iterator[None]:
+    saved = sys.stdin
+    sys.stdin = io.StringIO(text)
+    try:
+        yield
+    finally:
+        sys.stdin = saved
+
+
 @pytest.fixture
-def scheduler(tmp_path: Path) -> Scheduler:
-    return Scheduler(tmp_path / "home")
+def scheduler(tmp_path: Path, request: pytest.FixtureRequest) -> Scheduler:
+    """Commands run in process unless the test is marked `process_cli` (with
+    `@pytest.mark.process_cli`, or `pytestmark` for a whole module);
+    `scheduler.process(...)` is always a process."""
+    as_process = request.node.get_closest_marker("process_cli") is not None
+    return Scheduler(tmp_path / "home", in_process=not as_process)
 
 
 def shell_job(**fields) -> dict:
@@ -105,13 +211,26 @@ class Daemon:
         return self.log_path.read_text()
 
     def stop(self, sig: int = 15) -> int:
+        self.signal(sig)
+        return self.wait()
+
+    def signal(self, sig: int) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
+
+    def wait(self, kill_after: float | None = None) -> int:
+        """The exit status; with `kill_after`, SIGKILL when the daemon has not exited by
+        then (its supervisor kills the runs' process groups)."""
         try:
-            code = self.process.wait(timeout=30)
+            try:
+                return self.process.wait(timeout=30 if kill_after is None else kill_after)
+            except subprocess.TimeoutExpired:
+                if kill_after is None:
+                    raise
+                self.process.kill()
+                return self.process.wait(timeout=30)
         finally:
             self._log.close()
-        return code
 
 
 def wait_until(condition, timeout: float = 15.0, what: str = "the condition"):
@@ -140,8 +259,12 @@ def daemons(scheduler):
             return daemon
 
     yield Starter()
+    # All at once, and without sitting out the shutdown grace of a run still going: the
+    # test is over (a test about stopping calls `stop()` itself).
     for daemon in started:
-        daemon.stop()
+        daemon.signal(15)
+    for daemon in started:
+        daemon.wait(kill_after=1)
 
 
 class ThreadedFakeGateway:

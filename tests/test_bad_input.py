@@ -1,7 +1,7 @@
 """Bad input on the jobs commands: one line, exit status 1, and nothing written.
 
-The parametrized tests run the real CLI in a process. The property tests feed random job
-specs through `main()` in-process (fast enough for hundreds of examples) and through a few
+The tests run the real CLI's `main()` in this process (the `scheduler` fixture). The
+property tests feed random job specs through it (hundreds of examples) and through a few
 real processes, and check that every answer is either a stored job or a one-line refusal
 that left the event log as it was.
 """
@@ -9,8 +9,6 @@ that left the event log as it was.
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ocsched.commands.cli import main
 from ocsched.domain.job_spec import JobSpec, job_fields
 
 from .conftest import Result, Scheduler, shell_job
@@ -61,19 +58,11 @@ def assert_rejected(scheduler: Scheduler, *args: str) -> str:
     return plain
 
 
-@pytest.fixture(scope="module")
-def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A scheduler home where the real CLI added one valid job (made once per module)."""
-    template = Scheduler(tmp_path_factory.mktemp("seeded") / "home")
-    return template.home, template.add(shell_job())["id"]
-
-
 @pytest.fixture
-def seeded(scheduler: Scheduler, seeded_home: tuple[Path, str]) -> tuple[Scheduler, str]:
+def seeded(scheduler: Scheduler) -> tuple[Scheduler, str]:
     """The `scheduler` fixture holding one valid job, so "nothing written" has something to
-    compare; a copy of the seeded home, as adding the job in every test costs a process."""
-    home, job_id = seeded_home
-    shutil.copytree(home, scheduler.home)
+    compare."""
+    job_id = scheduler.add(shell_job())["id"]
     assert scheduler.event_count() == 1
     return scheduler, job_id
 
@@ -356,39 +345,16 @@ def job_patches(draw: st.DrawFn) -> dict[str, Any]:
     return patch
 
 
-class InProcessCli:
-    """`main(argv)` of the real CLI, called in this process with a private SCHEDULER_HOME."""
-
-    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.home = home
-        self.capsys = capsys
-        self.events = Scheduler(home)
-
-    def run(self, *args: str) -> Result:
-        self.capsys.readouterr()
-        status = main(list(args))
-        out, err = self.capsys.readouterr()
-        return Result(status, out, err)
-
-    def event_count(self) -> int:
-        return self.events.event_count()
-
-    def get(self, job_id: str) -> dict[str, Any]:
-        result = self.run("--json", "jobs", "get", job_id)
-        assert result.returncode == 0, result
-        return json.loads(result.stdout)
-
-
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> InProcessCli:
-    monkeypatch.setenv("SCHEDULER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OCSCHED_ACTOR", "tester")
-    monkeypatch.delenv("SCHEDULER_DB", raising=False)
-    monkeypatch.delenv("OCSCHED_DEBUG", raising=False)
-    cli = InProcessCli(tmp_path / "home", capsys)
-    seed = cli.run("--json", "jobs", "add", json.dumps(shell_job(id=SEED_ID)))
-    assert seed.returncode == 0, seed
-    return cli
+def cli(scheduler: Scheduler) -> Scheduler:
+    """The in-process CLI (one home for all of a property test's examples), holding a job
+    to update."""
+    scheduler.add(shell_job(id=SEED_ID))
+    return scheduler
+
+
+def stored(cli: Scheduler, job_id: str) -> dict[str, Any]:
+    return cli.ok("--json", "jobs", "get", job_id).json
 
 
 def assert_refused(result: Result) -> None:
@@ -424,14 +390,14 @@ def test_a_random_spec_is_either_stored_whole_or_refused_in_one_line(cli, spec):
     reply = json.loads(result.stdout)
     assert reply["ok"] is True
     assert cli.event_count() == before + 1
-    assert cli.get(reply["job"]["id"]) == reply["job"]
+    assert stored(cli, reply["job"]["id"]) == reply["job"]
     assert_is_a_valid_job(reply["job"])
 
 
 @PROPERTY_SETTINGS
 @given(patch=job_patches())
 def test_a_random_update_is_either_applied_whole_or_refused_in_one_line(cli, patch):
-    stored = cli.get(SEED_ID)
+    before_update = stored(cli, SEED_ID)
     before = cli.event_count()
     result = cli.run("--json", "jobs", "update", SEED_ID, json.dumps(patch))
     event(f"exit status {result.returncode}")
@@ -439,13 +405,13 @@ def test_a_random_update_is_either_applied_whole_or_refused_in_one_line(cli, pat
     if result.returncode == 1:
         assert_refused(result)
         assert cli.event_count() == before
-        assert cli.get(SEED_ID) == stored
+        assert stored(cli, SEED_ID) == before_update
         return
     assert result.stderr == ""
     reply = json.loads(result.stdout)
     assert reply["ok"] is True
     assert cli.event_count() in (before, before + 1)
-    assert cli.get(SEED_ID) == reply["job"]
+    assert stored(cli, SEED_ID) == reply["job"]
     assert_is_a_valid_job(reply["job"])
 
 
@@ -458,7 +424,7 @@ def test_a_random_update_is_either_applied_whole_or_refused_in_one_line(cli, pat
 def test_no_random_spec_makes_a_real_process_print_a_traceback(scheduler, spec, json_mode):
     before = scheduler.event_count()
     args = ["jobs", "add", json.dumps(spec)]
-    result = scheduler.run(*(["--json", *args] if json_mode else args))
+    result = scheduler.process(*(["--json", *args] if json_mode else args))
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode in (0, 1), result
     if result.returncode == 1:

@@ -67,21 +67,22 @@ def test_events_tail_shows_the_newest_events_of_all_jobs(scheduler):
 
 def test_events_tail_follow_prints_events_appended_later(scheduler):
     scheduler.add(shell_job(name="first"))
-    follower = subprocess.Popen(
+    # A process: `--follow` never returns.
+    with subprocess.Popen(
         [*OCSCHED, "events", "tail", "--follow"],
         env=scheduler.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert "Job.Created" in follower.stdout.readline()
-        job = scheduler.add(shell_job(name="second"))
-        line = follower.stdout.readline()
-        assert job["id"][:8] in line and "Job.Created" in line
-    finally:
-        follower.terminate()
-        follower.wait(timeout=10)
+    ) as follower:
+        try:
+            assert "Job.Created" in follower.stdout.readline()
+            job = scheduler.add(shell_job(name="second"))
+            line = follower.stdout.readline()
+            assert job["id"][:8] in line and "Job.Created" in line
+        finally:
+            follower.terminate()
+            follower.wait(timeout=10)
 
 
 def test_failed_commands_leave_the_log_untouched(scheduler):
@@ -104,18 +105,19 @@ def test_failed_commands_leave_the_log_untouched(scheduler):
 
 def test_events_tail_follow_json_streams_one_object_per_line(scheduler):
     scheduler.add(shell_job(name="first"))
-    follower = subprocess.Popen(
+    # A process: `--follow` never returns.
+    with subprocess.Popen(
         [*OCSCHED, "--json", "events", "tail", "--follow"],
         env=scheduler.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert json.loads(follower.stdout.readline())["type"] == "Job.Created"
-        job = scheduler.add(shell_job(name="second"))
-        record = json.loads(follower.stdout.readline())
-        assert (record["aggregate_id"], record["type"]) == (job["id"], "Job.Created")
-    finally:
-        follower.terminate()
-        follower.wait(timeout=10)
+    ) as follower:
+        try:
+            assert json.loads(follower.stdout.readline())["type"] == "Job.Created"
+            job = scheduler.add(shell_job(name="second"))
+            record = json.loads(follower.stdout.readline())
+            assert (record["aggregate_id"], record["type"]) == (job["id"], "Job.Created")
+        finally:
+            follower.terminate()
+            follower.wait(timeout=10)

@@ -1,4 +1,4 @@
-"""The jobs commands as a user runs them: real processes on a real SQLite file."""
+"""The jobs commands as a user runs them: the real CLI (in process) on a real SQLite file."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from ocsched.projections import NAMES
 
 from .conftest import shell_job
@@ -99,3 +101,25 @@ def test_rebuild_of_an_unknown_projection_fails(scheduler):
 def _rows(path) -> list[tuple]:
     with sqlite3.connect(path) as connection:
         return connection.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+
+
+# The `scheduler` fixture runs commands in this process; what it answers must be what a
+# process answers, byte for byte (status, stdout, stderr).
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("version",),
+        ("frobnicate",),
+        ("--json", "frobnicate"),
+        ("--actor",),
+        ("jobs", "get", "nope"),
+        ("--json", "jobs", "get", "nope\udc80"),
+        ("jobs", "get", "nope\udc80"),
+        ("jobs", "add", "{nope"),
+        ("--json", "schema", "jobs"),
+    ],
+)
+def test_the_in_process_cli_answers_as_a_process_does(scheduler, args):
+    scheduler.add(shell_job(id="seed"))
+    assert scheduler.call(*args) == scheduler.process(*args)
