@@ -6,9 +6,8 @@ clock, a database or a process.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .schedule import next_run_at, to_ts
 
@@ -16,6 +15,9 @@ BACKOFF_SECONDS = (30, 60, 300, 900, 3600)
 """Delay after 1, 2, 3, 4, and 5 or more consecutive errors (spec §14.2)."""
 
 RETRY_BASE_SECONDS = 30
+
+if TYPE_CHECKING:
+    import regex
 
 
 def backoff(consecutive_errors: int) -> timedelta:
@@ -75,27 +77,77 @@ def ends_job(job: dict[str, Any], status: str) -> str | None:
     return None
 
 
-def trigger_matches(condition: str | None, content: str) -> bool:
+REGEX_TIMEOUT_S = 0.1
+"""How long a `regex:` trigger condition may search one run's output (spec §15.2)."""
+
+
+class TriggerTimeout(Exception):
+    """A `regex:` condition did not finish within its bound; it counts as no match."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        super().__init__(f"trigger_condition regex timed out after {round(after_s * 1000)} ms")
+
+
+def compile_condition_regex(pattern: str) -> regex.Pattern[str]:
+    """A `regex:` condition's pattern, compiled by the engine that evaluates it: `regex`
+    (whose searches take a timeout) in version 0 behaviour, the syntax `re` accepts.
+    Raises ValueError with the engine's message when it does not compile. Imported here,
+    not at the top: ~10 ms that only jobs with a regex condition should pay."""
+    import regex
+
+    try:
+        return regex.compile(pattern, regex.V0)
+    except (regex.error, OverflowError, RecursionError) as error:
+        raise ValueError(str(error)) from None
+
+
+def trigger_matches(
+    condition: str | None, content: str, *, timeout_s: float = REGEX_TIMEOUT_S
+) -> bool:
     """`contains:<text>` (case-sensitive) or `regex:<pattern>` (unanchored search); none
-    matches everything; a pattern that does not compile matches nothing."""
+    matches everything; a pattern that does not compile matches nothing. A pattern's search
+    is bounded (catastrophic backtracking would stall the daemon): past `timeout_s` it
+    raises TriggerTimeout, which the caller records as no match with its reason."""
     if not condition:
         return True
     if condition.startswith("contains:"):
         return condition[len("contains:") :] in content
     if condition.startswith("regex:"):
         try:
-            return re.search(condition[len("regex:") :], content) is not None
-        except re.error:
+            pattern = compile_condition_regex(condition[len("regex:") :])
+        except ValueError:
             return False
+        try:
+            return pattern.search(content, timeout=timeout_s) is not None
+        except TimeoutError:
+            raise TriggerTimeout(timeout_s) from None
     return False
+
+
+class ChainTriggers(NamedTuple):
+    """The children a parent's outcome fires, and those whose condition could not be
+    decided, each with the reason (for the plan's notes)."""
+
+    fire: list[dict[str, Any]]
+    skipped: list[tuple[dict[str, Any], str]]
 
 
 def children_to_fire(
     parent: dict[str, Any], children: list[dict[str, Any]], status: str, content: str
-) -> list[dict[str, Any]]:
+) -> ChainTriggers:
     """Spec §15.2: enabled children whose trigger fits the parent's final status, the first
-    `max_trigger_fanout` of them (in creation order), whose condition matches."""
+    `max_trigger_fanout` of them (in creation order), whose condition matches. A condition
+    that timed out does not match; the child is returned among `skipped`, with why."""
     wanted = ("success", "complete") if status == "ok" else ("failure", "complete")
     candidates = [c for c in children if c.get("enabled") and c.get("trigger_on") in wanted]
     candidates = candidates[: parent.get("max_trigger_fanout") or 25]
-    return [c for c in candidates if trigger_matches(c.get("trigger_condition"), content)]
+    fire: list[dict[str, Any]] = []
+    skipped: list[tuple[dict[str, Any], str]] = []
+    for child in candidates:
+        try:
+            if trigger_matches(child.get("trigger_condition"), content):
+                fire.append(child)
+        except TriggerTimeout as timeout:
+            skipped.append((child, str(timeout)))
+    return ChainTriggers(fire, skipped)

@@ -31,6 +31,7 @@ from .job_spec import (
     flag_fields,
     job_fields,
 )
+from .policies import compile_condition_regex
 from .schedule import check_cron, parse_datetime, to_ts, zone
 
 # Keys a spec may carry besides the JobSpec fields (spec §4.5); they are not stored.
@@ -614,9 +615,9 @@ def _check_trigger_condition(condition: object) -> None:
     pattern = condition.removeprefix("regex:")
     if not pattern:
         raise ValidationError("trigger_condition regex pattern cannot be empty")
-    try:
-        re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as error:
+    try:  # by the engine the daemon evaluates it with (policies.trigger_matches)
+        compile_condition_regex(pattern)
+    except ValueError as error:
         raise ValidationError(f"Invalid trigger_condition regex: {error}") from None
 
 

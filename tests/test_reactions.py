@@ -292,3 +292,29 @@ def test_pruning_removes_orphans_and_used_up_jobs_but_keeps_live_ones():
     assert pruning.prune_rule({**base, "ttl_hours": 24}, live, NOW) == "ttl"
     assert pruning.prune_rule({**base, "enabled": 1, "delete_after_run": 1}, live, NOW) is None
     assert pruning.prune_rule({**base, "parent_id": "p"}, live, NOW) is None
+
+
+# Regex trigger conditions that do not finish (issue 9, item 5)
+
+
+def test_a_regex_condition_that_times_out_triggers_nothing_and_says_why(store):
+    parent = due_job(store)
+    child = store.add(
+        schedule_cron=None,
+        parent_id=parent["id"],
+        trigger_on="success",
+        trigger_condition="regex:(a+)+$",
+    )
+    other = store.add(
+        schedule_cron=None,
+        parent_id=parent["id"],
+        trigger_on="success",
+        trigger_condition="regex:a",
+    )
+    run = started(store, fire(store, parent))
+    plan = conclude(store, run, parent, Outcome("ok", {}, "a" * 5000 + "b"))
+    chained = [r for r in plan.records if type(r).__name__ == "Dispatch"]
+    assert [d.job_id for d in chained] == [other["id"]]
+    assert plan.notes == [
+        f"not triggering {child['id']}: trigger_condition regex timed out after 100 ms"
+    ]

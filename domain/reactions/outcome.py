@@ -138,9 +138,12 @@ def _chain_dispatches(
     run: Run, job: Row, outcome: Outcome, meta: EventMeta, now: datetime, facts: Facts
 ) -> tuple[list[Dispatch], list[str]]:
     """Spec §15: a dispatch per child to fire, after its trigger delay, unless its backlog
-    is full or the chain has grown deeper than the limit since it was checked."""
+    is full or the chain has grown deeper than the limit since it was checked. A child
+    whose condition could not be decided (a regex that timed out) is a note, not a fire."""
     dispatches, notes = [], []
-    for child in children_to_fire(job, facts.children(job["id"]), outcome.status, outcome.content):
+    triggers = children_to_fire(job, facts.children(job["id"]), outcome.status, outcome.content)
+    notes += [f"not triggering {child['id']}: {reason}" for child, reason in triggers.skipped]
+    for child in triggers.fire:
         if facts.dispatch_backlog(child["id"]) >= child["max_queued_dispatches"]:
             continue
         if ancestors(child, facts) > MAX_CHAIN_DEPTH:
