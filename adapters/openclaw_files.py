@@ -8,6 +8,9 @@ gateway token fallback) and its own `config.json`.
 
 Nothing here reads the environment: each function takes the OpenClaw home directory
 (`Settings.openclaw_home`) or the dispatch config directory (`Settings.dispatch_config_dir`).
+Every path built from an agent id is resolved and checked to stay under `<home>/agents`
+(`agent_file`); the fixed names (`openclaw.json`, `credentials/…`, `config.json`) may be
+links to wherever the user keeps them.
 """
 
 from __future__ import annotations
@@ -21,15 +24,37 @@ from pathlib import Path
 from typing import Any
 
 
+class OutsideRoot(OSError):
+    """A path built from an id that would leave its root (`..`, a separator, a link that
+    points elsewhere). An OSError, so the best-effort callers log it and go on."""
+
+
+def within(root: Path, path: Path) -> Path:
+    """`path` if, with every link and `..` resolved, it lies strictly under `root` (itself
+    resolved: a home that is a link is fine); else OutsideRoot."""
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if resolved == resolved_root or not resolved.is_relative_to(resolved_root):
+        raise OutsideRoot(f"refusing {path}: it resolves to {resolved}, outside {resolved_root}")
+    return path
+
+
+def agent_file(home: Path, agent_id: str, *parts: str) -> Path:
+    """`<home>/agents/<agent id>/<parts…>`, checked to stay under `<home>/agents`. Agent ids
+    are validated when a job or dispatch is recorded (domain/safe_names.py); this is the
+    second line, for ids recorded before that check and for links."""
+    return within(home / "agents", home / "agents" / agent_id / Path(*parts))
+
+
 def sessions_store(home: Path, agent_id: str) -> Path:
-    return home / "agents" / agent_id / "sessions" / "sessions.json"
+    return agent_file(home, agent_id, "sessions", "sessions.json")
 
 
 def sync_credentials(home: Path, agent_id: str) -> None:
     """Copy `credentials/auth-profiles.json` into the agent's directory, if it exists."""
     source = home / "credentials" / "auth-profiles.json"
     if source.is_file():
-        target = home / "agents" / agent_id / "agent" / "auth-profiles.json"
+        target = agent_file(home, agent_id, "agent", "auth-profiles.json")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
@@ -80,8 +105,12 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 def detect_origin(home: Path, agent_id: str, now_ms: int) -> str | None:
     """Spec §31.4.1: the delivery target of the agent's most recent non-subagent session
     updated in the last 10 minutes, group chats first, then unknown, then direct."""
+    try:
+        store = _read(sessions_store(home, agent_id))
+    except OutsideRoot:  # a fallback: no store to read is no origin
+        return None
     candidates = []
-    for key, entry in _read(sessions_store(home, agent_id)).items():
+    for key, entry in store.items():
         if not isinstance(entry, dict) or not key.startswith(f"agent:{agent_id}:"):
             continue
         target = (entry.get("deliveryContext") or {}).get("to")

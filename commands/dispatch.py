@@ -18,6 +18,8 @@ from typing import Any
 from ocsched.adapters.openclaw_files import dispatch_config
 from ocsched.domain.dispatch_rules.brand import brand, brand_line
 from ocsched.domain.dispatch_rules.done_guards import done_output
+from ocsched.domain.errors import ValidationError
+from ocsched.domain.safe_names import check_path_segment
 
 from . import dispatch_service as service
 from . import dispatch_status as state
@@ -145,13 +147,14 @@ def parse_enqueue(argv: Argv, config: dict[str, Any]) -> service.EnqueueRequest:
     idle_threshold = _positive_int(
         "--idle-threshold", argv.loose_option("--idle-threshold"), DEFAULT_IDLE_THRESHOLD_S
     )
+    agent = _agent(argv)
     session_key = argv.loose_option("--session-key")
     monitor = argv.loose_option("--monitor")
     payload_kind = argv.loose_option("--payload-kind")
     return service.EnqueueRequest(
         label=label,
         prompt=prompt,
-        agent=str(argv.loose_option("--agent") or "main"),
+        agent=agent,
         timeout_s=timeout_s,
         monitor_timeout_min=monitor_timeout,
         idle_threshold_s=idle_threshold,
@@ -167,6 +170,15 @@ def parse_enqueue(argv: Argv, config: dict[str, Any]) -> service.EnqueueRequest:
         thinking=_text(argv, "--thinking"),
         verify_cmd=_text(argv, "--verify-cmd"),
     )
+
+
+def _agent(argv: Argv) -> str:
+    """`--agent` (main): it names a folder in the OpenClaw home, so a safe name only."""
+    agent = str(argv.loose_option("--agent") or "main")
+    try:
+        return check_path_segment("--agent", agent)
+    except ValidationError as error:
+        raise argument_error(str(error)) from None
 
 
 def parse_done(argv: Argv) -> service.DoneRequest:

@@ -32,6 +32,7 @@ from .job_spec import (
     job_fields,
 )
 from .policies import compile_condition_regex
+from .safe_names import check_path_segment
 from .schedule import check_cron, parse_datetime, to_ts, zone
 
 # Keys a spec may carry besides the JobSpec fields (spec §4.5); they are not stored.
@@ -254,8 +255,10 @@ def _check_required_text(c: _Check, field: str) -> None:
 
 
 def _rule_agent_id(c: _Check) -> None:
+    """The anchor's text rules, then one of ours: the id names a folder in the OpenClaw
+    home, so it must be a safe path segment (safe_names)."""
     if c.touched("agent_id"):
-        _check_text("agent_id", c["agent_id"])
+        check_path_segment("agent_id", _text("agent_id", c["agent_id"]))
 
 
 def _rule_target_and_payload(c: _Check) -> None:
