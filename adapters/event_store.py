@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.application import Application
@@ -12,9 +14,61 @@ MAPPER_TOPIC = "ocsched.adapters.msgspec_mapper:MsgspecMapper"
 
 
 class EventLog(Application):
-    """Saves aggregates' events and reads them back; the only writer of the log."""
+    """Saves aggregates' events and reads them back; the only writer of the log.
+
+    `max_position` and `read_after` are what projections read (their `EventSource`)."""
 
     name = "ocsched"
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def read_after(
+        self, position: int, limit: int, topics: Collection[str]
+    ) -> list[tuple[int, str, Any]]:
+        """Up to `limit` events after `position`, in log order, as (notification id, topic,
+        event). An event whose topic is not in `topics` is not decoded: its event is None."""
+        decoders: dict[str, Any] = {}
+        decoder = self.mapper.decoder  # type: ignore[attr-defined]  # MsgspecMapper
+        page = []
+        for notification_id, topic, originator_id, version, state in self._stored_after(
+            position, limit
+        ):
+            decode = decoders.get(topic)
+            if decode is None:
+                decode = decoders[topic] = decoder(topic) if topic in topics else _not_decoded
+            page.append((notification_id, topic, decode(originator_id, version, state)))
+        return page
+
+    def _stored_after(self, position: int, limit: int) -> list[tuple]:
+        """(notification id, topic, originator id, version, state) rows after `position`.
+        On SQLite as plain rows, without building the library's `Notification` objects
+        (a third of the cost of reading)."""
+        from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+        recorder = self.recorder
+        if (
+            isinstance(recorder, SQLiteApplicationRecorder)
+            and recorder.datastore.originator_id_type == "text"
+        ):
+            statement = (
+                "SELECT rowid, topic, originator_id, originator_version, state"
+                f" FROM {recorder.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.sqlite_cursor.row_factory = None
+                cursor.execute(statement, (position, limit))
+                return cursor.fetchall()
+        notifications = recorder.select_notifications(
+            start=position, limit=limit, inclusive_of_start=False
+        )
+        return [
+            (n.id, n.topic, n.originator_id, n.originator_version, n.state) for n in notifications
+        ]
+
+
+def _not_decoded(originator_id: Any, version: int, state: bytes) -> None:
+    return None
 
 
 def persistence_env(settings: Settings) -> dict[str, str]:

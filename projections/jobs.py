@@ -55,7 +55,8 @@ def created(event: Job.Created):
 
 def updated(event: Job.Updated):
     values = {name: change.new for name, change in event.changes.items()}
-    yield Update(TABLE, event.originator_id, {**values, "updated_at": to_ts(event.timestamp)})
+    values["updated_at"] = to_ts(event.timestamp)
+    yield Update(TABLE, event.originator_id, values)
 
 
 def enabled(event: Job.Enabled):

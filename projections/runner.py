@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from ..adapters.event_store import EventLog
 from .projection import Projection
+from .source import EventSource
 from .store import ReadModelStore
 
 PAGE_SIZE = 1000
+REBUILD_PAGE_SIZE = 50_000
+"""A rebuild applies larger pages: fewer commits and tracking writes, and more changes of
+one row merged into one statement. A page holds the write lock while it is applied
+(~0.5 s at 100,000 events/s)."""
 
 
 def all_projections() -> tuple[Projection, ...]:
@@ -32,25 +40,50 @@ def by_name(name: str) -> Projection:
     raise KeyError(f"Unknown projection: {name}. Known: {names}")
 
 
-def catch_up(log: EventLog, store: ReadModelStore, projections=None) -> int:
+def catch_up(
+    log: EventSource,
+    store: ReadModelStore,
+    projections: Iterable[Projection] | None = None,
+    page_size: int = PAGE_SIZE,
+) -> int:
     """Apply every event not yet applied; returns how many events were read. Each page of
     the log is read once and applied to all projections in one transaction."""
     chosen = list(projections or all_projections())
     for projection in chosen:
         store.ensure_tables(projection)
-    read_page = _page_reader(log, frozenset().union(*(p.topics for p in chosen)))
+    topics = frozenset().union(*(p.topics for p in chosen))
+
+    def read(position: int, limit: int) -> Sequence[tuple[int, str, Any]]:
+        return log.read_after(position, limit, topics)
+
     consumed = 0
-    while applied := store.apply(chosen, read_page):
+    while True:
+        with _collector_paused():
+            applied = store.apply(chosen, read, page_size)
         consumed += applied
-        if applied < PAGE_SIZE:
-            break
-    return consumed
+        if applied < page_size:
+            return consumed
 
 
-def rebuild(log: EventLog, store: ReadModelStore, projection: Projection) -> int:
+def rebuild(log: EventSource, store: ReadModelStore, projection: Projection) -> int:
     """Drop the projection's tables and replay the whole log into fresh ones."""
     store.drop(projection)
-    return catch_up(log, store, [projection])
+    return catch_up(log, store, [projection], page_size=REBUILD_PAGE_SIZE)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A page's events and rows are many small objects that die with the page (freed by
+    reference counting); the cyclic collector would scan them over and over while they
+    live (it took half the time of decoding). It runs again after the page."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True)
@@ -64,19 +97,6 @@ class ProjectionStatus:
         return self.head - self.position
 
 
-def status(log: EventLog, store: ReadModelStore) -> list[ProjectionStatus]:
-    head = log.recorder.max_notification_id() or 0
+def status(log: EventSource, store: ReadModelStore) -> list[ProjectionStatus]:
+    head = log.max_position()
     return [ProjectionStatus(p.name, store.position(p.name), head) for p in all_projections()]
-
-
-def _page_reader(log: EventLog, topics: frozenset[str]):
-    def read_page(position: int) -> list:
-        notifications = log.recorder.select_notifications(
-            start=position, limit=PAGE_SIZE, inclusive_of_start=False
-        )
-        return [
-            (n.id, log.mapper.to_domain_event(n) if n.topic in topics else None)
-            for n in notifications
-        ]
-
-    return read_page

@@ -3,14 +3,21 @@
 Rows and the tracking position of a page of events are written in one transaction
 (the library's single-row tracking refuses a position that does not move forward), so
 each event is applied exactly once even with several processes catching up at once.
+
+Within a page, later changes of a row are merged into its earlier statement where that
+cannot change the result (`_RowWriter`), runs of one statement go to `executemany`, and
+None is written as a NULL literal (`_row_statement`); what that gives a rebuild is in
+README's Performance table (scripts/bench/cli.py).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from itertools import compress, repeat
+from operator import is_, not_
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -22,10 +29,14 @@ from eventsourcing.sqlite import (
     SQLiteTrackingRecorder,
 )
 
-from .projection import Projection
+from .projection import Handler, Projection
 from .rows import Delete, KeepNewest, RowChange, Update, Upsert
 
 VERSIONS_TABLE = "read_model_versions"
+READ_CHUNK = 5000
+"""Events decoded at a time within a page."""
+MAX_PENDING_CHANGES = 20_000
+"""Row changes held (merged) before they are written, within a page."""
 
 
 class ReadModelConnectionPool(SQLiteConnectionPool):
@@ -62,6 +73,8 @@ class ReadModelStore(SQLiteTrackingRecorder):
         super().__init__(datastore)
         self.create_table()
         self._ensured: set[str] = set()
+        self._key_columns: dict[str, str | None] = {}
+        """table -> its primary key column if changes of a row may be merged (see _RowWriter)."""
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -99,6 +112,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
             cursor.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,))
 
     def _drop(self, cursor: SQLiteCursor, projection: Projection) -> None:
+        self._key_columns.clear()
         for table in projection.tables:
             cursor.execute(f"DROP TABLE IF EXISTS [{table}]")
         cursor.execute("DELETE FROM tracking WHERE application_name = ?", (projection.name,))
@@ -106,11 +120,18 @@ class ReadModelStore(SQLiteTrackingRecorder):
     def position(self, name: str) -> int:
         return self.max_tracking_id(name) or 0
 
-    def apply(self, projections: list[Projection], read_page: Any) -> int:
-        """Apply the next page of events to every projection behind the log, rows and new
-        positions in one transaction. `read_page(position)` returns (notification_id,
-        event or None) pairs after `position`; None marks an event no projection handles.
-        Returns how many events were read (0 when all are up to date)."""
+    def apply(
+        self,
+        projections: list[Projection],
+        read: Callable[[int, int], Sequence[tuple[int, str, Any]]],
+        page_size: int,
+    ) -> int:
+        """Apply the next page of up to `page_size` events to every projection behind the
+        log, rows and new positions in one transaction. `read(position, limit)` returns
+        (notification_id, topic, event or None) triples after `position`; None marks an
+        event no projection handles. Returns how many events were read (0 when all are up
+        to date). A large page is read in chunks, so its decoded events need not all be in
+        memory at once."""
         names = [p.name for p in projections]
         with self.datastore.transaction(commit=True) as cursor:
             # Writing first takes the write lock, so the positions read next are current.
@@ -124,21 +145,157 @@ class ReadModelStore(SQLiteTrackingRecorder):
                 names,
             )
             positions = {row[0]: row[1] for row in cursor.fetchall()}
-            page = read_page(min(positions.values()))
-            if not page:
-                return 0
-            for notification_id, event in page:
-                if event is None:
-                    continue
-                for projection in projections:
-                    if notification_id > positions[projection.name] and projection.handles(event):
-                        for change in projection.changes(event):
-                            _write(cursor, change)
-            last = page[-1][0]
+            last = min(positions.values())
+            routes = _routes(projections, positions)
+            rows = _RowWriter(cursor.sqlite_cursor, self._key_columns)
+            consumed = 0
+            while consumed < page_size:
+                limit = min(READ_CHUNK, page_size - consumed)
+                chunk = read(last, limit)
+                changes: list[RowChange] = []
+                extend = changes.extend
+                for notification_id, topic, event in chunk:
+                    for after, handler in routes.get(topic, ()):
+                        if notification_id > after:
+                            extend(handler(event))
+                rows.write(changes)
+                if chunk:
+                    consumed += len(chunk)
+                    last = chunk[-1][0]
+                if len(chunk) < limit:
+                    break
+                if len(rows.entries) >= MAX_PENDING_CHANGES:
+                    rows.flush()
+            rows.flush()
             for name in names:
                 if last > positions[name]:
                     self._insert_tracking(cursor, Tracking(name, last))
-            return len(page)
+            return consumed
+
+
+def _routes(
+    projections: list[Projection], positions: dict[str, int]
+) -> dict[str, list[tuple[int, Handler]]]:
+    """topic -> (position, handler) of each projection that reads it, in projection order."""
+    routes: dict[str, list[tuple[int, Handler]]] = {}
+    for projection in projections:
+        position = positions[projection.name]
+        for topic, handler in projection.by_topic.items():
+            routes.setdefault(topic, []).append((position, handler))
+    return routes
+
+
+class _Pending:
+    """An Upsert or Update of one row (by its primary key) that later changes of the same
+    row may still be merged into."""
+
+    __slots__ = ("kind", "table", "pk", "key", "values", "epoch")
+
+    def __init__(self, kind: type, table: str, pk: str, key: Any, values: dict, epoch: int):
+        self.kind, self.table, self.pk, self.key = kind, table, pk, key
+        self.values, self.epoch = values, epoch
+
+    def statement(self) -> tuple[str, Sequence[Any]]:
+        return _row_statement(self.kind, self.table, self.pk, self.key, self.values)
+
+
+class _RowWriter:
+    """The row changes of one page, written in order when the page ends, with later changes
+    of a row merged into an earlier Upsert or Update of the same row: a job updated nine
+    times in a page is written once. A run of statements with the same SQL goes to SQLite
+    as one `executemany`.
+
+    Merging moves an Update earlier, past changes of other rows, so it is done only where
+    that cannot matter: keyed by the table's primary key, in a table with no other unique
+    index, and never across a change that reads or matches other rows of the table
+    (`KeepNewest`, or an Update or Delete keyed by another column): such a change starts a
+    new epoch of its table, and merges stay within one. Inserts and deletes keep their
+    order, so rowids are the ones one statement per change would give."""
+
+    def __init__(self, cursor: sqlite3.Cursor, key_columns: dict[str, str | None]) -> None:
+        self.cursor = cursor
+        self.key_columns = key_columns
+        self.entries: list[_Pending | RowChange] = []
+        self.latest: dict[tuple[str, Any], _Pending] = {}
+        self.epochs: dict[str, int] = {}
+
+    def write(self, changes: Iterable[RowChange]) -> None:
+        key_columns, latest_of, epochs = self.key_columns, self.latest, self.epochs
+        for change in changes:
+            table = change.table
+            if table in key_columns:
+                key_column = key_columns[table]
+            else:
+                key_column = key_columns[table] = _mergeable_key(self.cursor.connection, table)
+            if key_column is None or isinstance(change, KeepNewest) or change.pk != key_column:
+                pass  # reads or matches rows by something other than their key: below
+            elif isinstance(change, Update):
+                values = change.values
+                if key_column not in values:  # (an Update that changes the key is not merged)
+                    key = change.key
+                    latest = latest_of.get((table, key))
+                    if latest is not None and latest.epoch == epochs.get(table, 0):
+                        latest.values.update(values)  # Upsert or Update, then Update
+                    else:
+                        self._add(Update, table, key_column, key, values)
+                    continue
+            elif isinstance(change, Upsert):
+                values = change.row
+                row_key = values.get(key_column)
+                if row_key is not None:
+                    latest = latest_of.get((table, row_key))
+                    if (
+                        latest is not None
+                        and latest.epoch == epochs.get(table, 0)
+                        and latest.kind is Upsert
+                    ):
+                        latest.values.update(values)  # Upsert, then Upsert
+                    else:  # (Update, then Upsert is not one statement: a missing row differs)
+                        self._add(Upsert, table, key_column, row_key, values)
+                    continue
+            else:  # a Delete by key
+                latest_of.pop((table, change.key), None)
+                self.entries.append(change)
+                continue
+            epochs[table] = epochs.get(table, 0) + 1  # a new epoch: no merge reaches past it
+            self.entries.append(change)
+
+    def _add(self, kind: type, table: str, pk: str, key: Any, values: dict) -> None:
+        pending = _Pending(kind, table, pk, key, dict(values), self.epochs.get(table, 0))
+        self.entries.append(pending)
+        self.latest[(table, key)] = pending
+
+    def flush(self) -> None:
+        """Write the page's changes (merged) in order; the writer is then empty."""
+        sql = ""
+        batch: list[Sequence[Any]] = []
+        for entry in self.entries:
+            if type(entry) is _Pending:
+                statement, parameters = entry.statement()
+            else:
+                statement, parameters = _STATEMENTS[type(entry)](entry)
+            if statement != sql:
+                self._execute(sql, batch)
+                sql, batch = statement, []
+            batch.append(parameters)
+        self._execute(sql, batch)
+        self.entries, self.latest, self.epochs = [], {}, {}
+
+    def _execute(self, sql: str, batch: list[Sequence[Any]]) -> None:
+        if len(batch) == 1:
+            self.cursor.execute(sql, batch[0])
+        elif batch:
+            self.cursor.executemany(sql, batch)
+
+
+def _mergeable_key(connection: sqlite3.Connection, table: str) -> str | None:
+    """The table's primary key column, if it has a one-column key and no other unique
+    index; else None."""
+    key = [row[1] for row in connection.execute(f"PRAGMA table_info([{table}])") if row[5]]
+    unique = [row for row in connection.execute(f"PRAGMA index_list([{table}])") if row[2]]
+    if len(key) != 1 or any(row[3] != "pk" for row in unique):
+        return None
+    return key[0]
 
 
 def _sqlite_utils_view(cursor: SQLiteCursor, sqlite_utils: Any) -> Any:
@@ -147,42 +304,117 @@ def _sqlite_utils_view(cursor: SQLiteCursor, sqlite_utils: Any) -> Any:
     )
 
 
-def _write(cursor: SQLiteCursor, change: RowChange) -> None:
-    if isinstance(change, Upsert):
-        sql = _upsert_sql(change.table, change.pk, tuple(change.row))
-        cursor.execute(sql, _values(change.row.values()))
-    elif isinstance(change, Update):
-        sql = _update_sql(change.table, change.pk, tuple(change.values))
-        cursor.execute(sql, [*_values(change.values.values()), change.key])
-    elif isinstance(change, Delete):
-        cursor.execute(f"DELETE FROM [{change.table}] WHERE [{change.pk}] = ?", (change.key,))
-    elif isinstance(change, KeepNewest):
-        group, order = change.group_column, change.order_column
-        cursor.execute(
-            f"DELETE FROM [{change.table}] WHERE [{group}] = ?"
-            " AND status NOT IN ('pending', 'queued', 'running') AND rowid NOT IN"
-            f" (SELECT rowid FROM [{change.table}] WHERE [{group}] = ?"
-            f" ORDER BY [{order}] DESC, rowid DESC LIMIT ?)",
-            (change.group_value, change.group_value, change.keep),
+def _upsert(change: Upsert) -> tuple[str, list[Any]]:
+    return _row_statement(Upsert, change.table, change.pk, None, change.row)
+
+
+def _update(change: Update) -> tuple[str, list[Any]]:
+    return _row_statement(Update, change.table, change.pk, change.key, change.values)
+
+
+def _row_statement(
+    kind: type, table: str, pk: str, key: Any, row: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters of an Upsert of `row`, or an Update of `row` where pk = key.
+
+    A None is written as a NULL literal rather than bound: binding None costs the sqlite3
+    module an adapter lookup, three times a text value (most of the time of writing a jobs
+    row, half of whose columns are null). Each pattern of NULLs is a statement of its own,
+    so one shape of row gets at most MAX_NULL_PATTERNS of them; beyond those, None is
+    bound."""
+    columns = tuple(row)
+    shape = _shapes.get((kind, table, pk, columns))
+    if shape is None:
+        if len(_shapes) >= 1024:
+            _shapes.clear()
+        shape = _shapes[kind, table, pk, columns] = _Shape(kind, table, pk, columns)
+    parameters = _values(row.values())
+    nulls = bytes(map(is_, parameters, repeat(None)))
+    sql = shape.sql(nulls) if 1 in nulls else shape.plain
+    if sql is not shape.plain:
+        parameters = list(compress(parameters, map(not_, nulls)))
+    if kind is Update:
+        parameters.append(key)
+    return sql, parameters
+
+
+MAX_NULL_PATTERNS = 16
+
+
+class _Shape:
+    """The statements of an Upsert or Update of one set of columns."""
+
+    __slots__ = ("kind", "table", "pk", "columns", "plain", "by_nulls")
+
+    def __init__(self, kind: type, table: str, pk: str, columns: tuple[str, ...]) -> None:
+        self.kind, self.table, self.pk, self.columns = kind, table, pk, columns
+        self.by_nulls: dict[bytes, str] = {}
+        self.plain = self._sql(bytes(len(columns)))
+
+    def sql(self, nulls: bytes) -> str:
+        """The statement with NULL where `nulls` has a 1 (else the plain one)."""
+        sql = self.by_nulls.get(nulls)
+        if sql is None:
+            if len(self.by_nulls) >= MAX_NULL_PATTERNS:
+                return self.plain
+            sql = self.by_nulls[nulls] = self._sql(nulls)
+        return sql
+
+    def _sql(self, nulls: bytes) -> str:
+        table, pk, columns = self.table, self.pk, self.columns
+        marks = ["NULL" if null else "?" for null in nulls]
+        if self.kind is Update:
+            assignments = ", ".join(f"[{c}] = {m}" for c, m in zip(columns, marks, strict=True))
+            return f"UPDATE [{table}] SET {assignments} WHERE [{pk}] = ?"
+        names = ", ".join(f"[{c}]" for c in columns)
+        updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c != pk)
+        return (
+            f"INSERT INTO [{table}] ({names}) VALUES ({', '.join(marks)}) "
+            f"ON CONFLICT([{pk}]) DO UPDATE SET {updates}"
         )
 
 
-@lru_cache(maxsize=512)
-def _upsert_sql(table: str, pk: str, columns: tuple[str, ...]) -> str:
-    names = ", ".join(f"[{c}]" for c in columns)
-    marks = ", ".join("?" for _ in columns)
-    updates = ", ".join(f"[{c}] = excluded.[{c}]" for c in columns if c != pk)
+_shapes: dict[tuple, _Shape] = {}
+
+
+def _delete(change: Delete) -> tuple[str, tuple[Any, ...]]:
+    return _delete_sql(change.table, change.pk), (change.key,)
+
+
+def _keep_newest(change: KeepNewest) -> tuple[str, tuple[Any, ...]]:
+    sql = _keep_newest_sql(change.table, change.group_column, change.order_column)
+    return sql, (change.group_value, change.group_value, change.keep)
+
+
+_STATEMENTS: dict[type, Callable[[Any], tuple[str, Sequence[Any]]]] = {
+    Upsert: _upsert,
+    Update: _update,
+    Delete: _delete,
+    KeepNewest: _keep_newest,
+}
+
+
+@lru_cache(maxsize=128)
+def _delete_sql(table: str, pk: str) -> str:
+    return f"DELETE FROM [{table}] WHERE [{pk}] = ?"
+
+
+@lru_cache(maxsize=128)
+def _keep_newest_sql(table: str, group: str, order: str) -> str:
     return (
-        f"INSERT INTO [{table}] ({names}) VALUES ({marks}) "
-        f"ON CONFLICT([{pk}]) DO UPDATE SET {updates}"
+        f"DELETE FROM [{table}] WHERE [{group}] = ?"
+        " AND status NOT IN ('pending', 'queued', 'running') AND rowid NOT IN"
+        f" (SELECT rowid FROM [{table}] WHERE [{group}] = ?"
+        f" ORDER BY [{order}] DESC, rowid DESC LIMIT ?)"
     )
 
 
-@lru_cache(maxsize=512)
-def _update_sql(table: str, pk: str, columns: tuple[str, ...]) -> str:
-    assignments = ", ".join(f"[{c}] = ?" for c in columns)
-    return f"UPDATE [{table}] SET {assignments} WHERE [{pk}] = ?"
+_PLAIN_TYPES = frozenset((str, int, float, bool, bytes, type(None)))
 
 
 def _values(values: Iterable[Any]) -> list[Any]:
+    """Column values for SQLite: dicts and lists as JSON text."""
+    values = list(values)
+    if _PLAIN_TYPES.issuperset(map(type, values)):  # checked in C: most rows are plain
+        return values
     return [json.dumps(v) if isinstance(v, (dict, list)) else v for v in values]
