@@ -214,6 +214,8 @@ def _shell_fields(outcome: ShellOutcome, paths: tuple[str, str]) -> dict[str, An
 
 def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str]) -> None:
     """Write streams too large to keep in the run record to the artifacts directory."""
+    from .settings import write_artifact
+
     if not (outcome.offload_stdout or outcome.offload_stderr):
         return
     stdout, stderr, _ = stream_texts(result)
@@ -222,8 +224,7 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
         (outcome.offload_stderr, stderr, paths[1]),
     ):
         if wanted:
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            Path(path).write_text(text, encoding="utf-8")
+            write_artifact(path, text)  # folders 0700, file 0600, whatever the umask
 
 
 def _limits(job: dict[str, Any]) -> OutputLimits:

@@ -6,8 +6,10 @@ daemon); everything else receives the object. No other module reads `os.environ`
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -176,13 +178,135 @@ def _milliseconds(env: Mapping[str, str], name: str, default_s: float, floor_s: 
         return default_s
 
 
-def prepare_private_file(path: str) -> None:
-    """Create the file's directory (0700) and the file itself (0600) if missing.
+# Private files (issue 9): modes enforced on every open, not only on creation.
 
-    SQLite gives its -wal and -shm files the mode of the database file.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+log = logging.getLogger("ocsched")
+
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def tighten(path: str | os.PathLike[str], allowed: int) -> bool:
+    """Clear the permission bits of an existing `path` that `allowed` does not grant (never
+    adds one: a read-only 0444 file becomes 0400), with one warning line when it changed
+    something. Missing: nothing to do. Returns whether it changed the mode."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return False
+    if not mode & ~allowed:
+        return False
+    try:
+        os.chmod(path, mode & allowed)
+    except OSError as error:
+        log.warning("could not tighten permissions of %s (%04o): %s", path, mode, error.strerror)
+        return False
+    log.warning("tightened permissions of %s from %04o to %04o", path, mode, mode & allowed)
+    return True
+
+
+def private_directory(path: str | os.PathLike[str], *, tighten_existing: bool = True) -> Path:
+    """`path` as a directory only its owner can use: every missing directory on the way
+    is created 0700 whatever the umask (`mkdir(mode=…)` gives the parents the umask's
+    mode); an existing `path` is tightened to 0700 unless `tighten_existing` is false."""
+    directory = Path(os.path.abspath(path))
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=PRIVATE_DIRECTORY)
+        except FileExistsError:  # another process made it first: tighten it below
+            continue
+        os.chmod(created, PRIVATE_DIRECTORY)  # the umask may have taken the owner's bits
+    if tighten_existing:
+        tighten(path, PRIVATE_DIRECTORY)
+    return Path(path)
+
+
+def open_private_file(path: str | os.PathLike[str], *, truncate: bool) -> int | None:
+    """A new `path` created 0600 whatever the umask, and its descriptor (open for writing).
+    An existing one is tightened to 0600 and, with `truncate`, opened emptied; without,
+    left unopened (None): a store that is read-only stays so."""
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        tighten(path, PRIVATE_FILE)
+        return os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC) if truncate else None
+    try:
+        os.fchmod(descriptor, PRIVATE_FILE)  # the umask may have taken the owner's bits
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def prepare_private_file(path: str) -> None:
+    """Before SQLite opens `path`: its missing directories created 0700 and the file 0600
+    (whatever the umask); an existing file, and its -wal/-shm/-journal, tightened to 0600.
+    SQLite gives the files it creates beside the database the database's mode. Existing
+    directories are `secure_store`'s: it knows which of them are the scheduler's."""
+    private_directory(os.path.dirname(os.path.abspath(path)), tighten_existing=False)
+    descriptor = open_private_file(path, truncate=False)
+    if descriptor is not None:
+        os.close(descriptor)
+    for suffix in SQLITE_COMPANIONS:
+        tighten(path + suffix, PRIVATE_FILE)
+
+
+def secure_store(settings: Settings) -> None:
+    """On every open of the store, by reads too (issue 9): the scheduler home and the
+    folders of the store in it 0700; the SQLite files (and -wal/-shm) 0600; the artifacts
+    folder and its `runs` 0700, and, when `runs` had to be tightened (a store from before
+    this rule), every run folder (0700) and file (0600) in it. Creates nothing. A folder
+    outside the home that the user named (`SCHEDULER_DB=/tmp/x.db`,
+    `SCHEDULER_ARTIFACTS_DIR=~/out`) is not ours to change: only what we put in it is."""
+    home = Path(os.path.abspath(settings.home))
+    tighten(home, PRIVATE_DIRECTORY)
+    files = [] if settings.uses_postgres else [settings.database]
+    files.append(settings.read_model_path)
+    for file in dict.fromkeys(files):
+        directory = Path(os.path.dirname(os.path.abspath(file)))
+        if directory != home and directory.is_relative_to(home):
+            tighten(directory, PRIVATE_DIRECTORY)
+        for suffix in ("", *SQLITE_COMPANIONS):
+            tighten(file + suffix, PRIVATE_FILE)
+    artifacts = Path(os.path.abspath(settings.artifacts_dir))
+    if settings.artifacts is None or artifacts.is_relative_to(home):
+        tighten(artifacts, PRIVATE_DIRECTORY)
+    if tighten(artifacts / "runs", PRIVATE_DIRECTORY):
+        _tighten_tree(artifacts / "runs")
+
+
+def _tighten_tree(root: Path) -> None:
+    for directory, folders, names in os.walk(root):
+        for folder in folders:
+            tighten(os.path.join(directory, folder), PRIVATE_DIRECTORY)
+        for name in names:
+            tighten(os.path.join(directory, name), PRIVATE_FILE)
+
+
+def write_artifact(path: str, text: str) -> None:
+    """Write a run's offloaded output to `<artifacts>/runs/<run id>/<name>`: missing folders
+    created 0700 and the file 0600 whatever the umask, `runs` and the run's folder
+    tightened. The run id must be one safe path segment and the file must resolve under
+    the artifacts folder (issue 9); else OutsideRoot, an OSError."""
+    from ocsched.domain.safe_names import is_safe_segment
+
+    from .openclaw_files import OutsideRoot, within
+
+    file = Path(path)
+    run_folder = file.parent
+    runs = run_folder.parent
+    if runs.name != "runs" or not is_safe_segment(run_folder.name):
+        raise OutsideRoot(f"refusing {path}: not <artifacts>/runs/<run id>/<file>")
+    private_directory(runs.parent, tighten_existing=False)
+    private_directory(runs)
+    private_directory(run_folder)
+    within(runs.parent, file)
+    descriptor = open_private_file(file, truncate=True)
+    assert descriptor is not None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(text)

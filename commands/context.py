@@ -46,6 +46,7 @@ class Context:
     _log: EventLog | None = None
     _store: ReadModelStore | None = None
     _views: sqlite3.Connection | None = None
+    _secured: bool = False
 
     def meta(self, origin: str | None = None, cause: str | None = None) -> EventMeta:
         from ocsched.domain.aggregate import EventMeta
@@ -57,11 +58,21 @@ class Context:
             cause=cause,
         )
 
+    def _secure(self) -> None:
+        """Modes are enforced on every open of the store, by a read as by a write: once
+        per invocation, before the first file is opened (`secure_store`)."""
+        if not self._secured:
+            from ocsched.adapters.settings import secure_store
+
+            self._secured = True
+            secure_store(self.settings)
+
     @property
     def log(self) -> EventLog:
         if self._log is None:
             from ocsched.adapters.event_store import open_event_log
 
+            self._secure()
             self._log = open_event_log(self.settings)
         return self._log
 
@@ -71,6 +82,7 @@ class Context:
             from ocsched.adapters.settings import prepare_private_file
             from ocsched.projections.store import ReadModelStore
 
+            self._secure()
             prepare_private_file(self.settings.read_model_path)
             self._store = ReadModelStore(self.settings.read_model_path)
         return self._store
@@ -100,6 +112,7 @@ class Context:
     def views(self) -> sqlite3.Connection | None:
         """A read-only connection to fresh read models; None when nothing exists yet."""
         if self._views is None:
+            self._secure()
             path = self.settings.read_model_path
             same_file = not self.settings.uses_postgres
             self._views = views.open_views(path, event_table=same_file)

@@ -4,16 +4,24 @@ on every open."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import msgspec
 import pytest
 
 from ocsched.adapters import openclaw_files
+from ocsched.adapters.executors import RunOrder, ShellExecutor
+from ocsched.adapters.settings import PRIVATE_FILE, prepare_private_file, tighten, write_artifact
 from ocsched.domain.errors import ValidationError
+from ocsched.domain.job_spec import JobSpec
 from ocsched.domain.policies import REGEX_TIMEOUT_S, TriggerTimeout, trigger_matches
 from ocsched.domain.safe_names import check_path_segment
 
@@ -140,3 +148,116 @@ def test_the_executor_logs_an_unsafe_stored_agent_and_writes_nothing(tmp_path, c
         _apply_auth_profile(home, job, "agent:x:main")
     assert "auth profile for job j1 not applied" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["openclaw"]
+
+
+# Modes on every open (item 7)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def loosen_store(scheduler) -> list[str]:
+    """Make an existing store world-readable, as an older version or a careless copy left
+    it; the lines a command must print while it tightens it again."""
+    home, database = scheduler.home, scheduler.db_path
+    os.chmod(home, 0o755)
+    lines = [f"tightened permissions of {home} from 0755 to 0700"]
+    for file in (database, *(Path(f"{database}{s}") for s in ("-wal", "-shm"))):
+        if file.exists():
+            os.chmod(file, 0o644)
+            lines.append(f"tightened permissions of {file} from 0644 to 0600")
+    return lines
+
+
+def assert_private(scheduler) -> None:
+    assert mode(scheduler.home) == 0o700
+    for file in scheduler.home.glob("ocsched.db*"):
+        assert mode(file) == 0o600, file
+
+
+def test_an_existing_open_store_is_tightened_by_a_read_and_by_a_write(scheduler):
+    scheduler.add(shell_job())
+    expected = loosen_store(scheduler)
+    read = scheduler.process("jobs", "list", "--json")
+    assert read.returncode == 0, read.stderr
+    assert read.stderr.splitlines() == expected
+    assert_private(scheduler)
+    assert scheduler.process("jobs", "list").stderr == ""  # once tightened, silent
+
+    expected = loosen_store(scheduler)
+    write = scheduler.process("jobs", "add", json.dumps(shell_job(name="second")))
+    assert write.returncode == 0, write.stderr
+    assert write.stderr.splitlines() == expected
+    assert_private(scheduler)
+
+
+def test_a_read_only_file_is_tightened_without_becoming_writable(tmp_path, caplog):
+    file = tmp_path / "ocsched.db"
+    file.write_text("")
+    os.chmod(file, 0o444)
+    with caplog.at_level(logging.WARNING, logger="ocsched"):
+        assert tighten(file, PRIVATE_FILE)
+    assert mode(file) == 0o400
+    assert caplog.messages == [f"tightened permissions of {file} from 0444 to 0400"]
+
+
+def test_a_new_store_is_private_under_umask_0(tmp_path):
+    home = tmp_path / "a" / "b" / "scheduler"
+    saved = os.umask(0)
+    try:
+        prepare_private_file(str(home / "ocsched.db"))
+    finally:
+        os.umask(saved)
+    assert [mode(p) for p in (tmp_path / "a", tmp_path / "a" / "b", home)] == [0o700] * 3
+    assert mode(home / "ocsched.db") == 0o600
+
+
+def test_offloaded_output_is_private_under_umask_0(tmp_path):
+    """A real shell run whose output is over the offload threshold, through the executor."""
+    artifacts = tmp_path / "store" / "artifacts"
+    executor = ShellExecutor(
+        shell_path="/bin/bash", artifacts_dir=artifacts, limit=1, stopping=asyncio.Event()
+    )
+    command = "head -c 300 /dev/zero | tr '\\0' x"
+    spec = JobSpec(name="big", payload_message=command, run_timeout_ms=10_000)
+    job = msgspec.structs.asdict(spec) | {"output_offload_threshold_bytes": 128}
+    saved = os.umask(0)
+    try:
+        outcome = asyncio.run(executor.execute(RunOrder("run-1", job), lambda started: None))
+    finally:
+        os.umask(saved)
+    assert outcome is not None and outcome.status == "ok"
+    stdout = artifacts / "runs" / "run-1" / "stdout.txt"
+    assert stdout.read_text() == "x" * 300
+    assert outcome.fields["shell_stdout_path"] == str(stdout)
+    folders = [tmp_path / "store", artifacts, artifacts / "runs", artifacts / "runs" / "run-1"]
+    assert [mode(p) for p in folders] == [0o700] * 4
+    assert mode(stdout) == 0o600
+
+
+def test_artifacts_left_open_by_an_older_version_are_tightened_on_open(scheduler):
+    scheduler.add(shell_job())
+    run_folder = scheduler.home / "artifacts" / "runs" / "r1"
+    run_folder.mkdir(parents=True)
+    (run_folder / "stdout.txt").write_text("x")
+    for path, loose in ((scheduler.home / "artifacts", 0o777), (run_folder.parent, 0o777),
+                        (run_folder, 0o777), (run_folder / "stdout.txt", 0o666)):  # fmt: skip
+        os.chmod(path, loose)
+    result = scheduler.process("jobs", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"tightened permissions of {run_folder / 'stdout.txt'} from 0666 to 0600" in (
+        result.stderr.splitlines()
+    )
+    assert [mode(p) for p in (scheduler.home / "artifacts", run_folder.parent, run_folder)] == [
+        0o700
+    ] * 3
+    assert mode(run_folder / "stdout.txt") == 0o600
+
+
+def test_an_artifact_path_outside_runs_is_refused(tmp_path):
+    with pytest.raises(OSError, match="refusing"):
+        write_artifact(str(tmp_path / "artifacts" / "runs" / ".." / "x" / "stdout.txt"), "x")
+    with pytest.raises(OSError, match="refusing"):
+        write_artifact(str(tmp_path / "artifacts" / "runs" / ".hidden" / "stdout.txt"), "x")
+    assert not (tmp_path / "artifacts" / "x").exists()
