@@ -44,6 +44,12 @@ class Supervisor:
     def forget(self, process_group: int) -> None:
         self._send(f"-{process_group}")
 
+    def update(self, changes: list[tuple[int, bool]]) -> None:
+        """Several groups in one write, in order: `(group, True)` to watch, `False` to
+        forget."""
+        if changes:
+            self._send("\n".join(f"{'+' if watch else '-'}{group}" for group, watch in changes))
+
     def close(self) -> None:
         """A clean stop: the daemon has dealt with its runs itself."""
         self._send("bye")
