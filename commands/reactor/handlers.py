@@ -14,6 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import StoredEvent
+
 from ocsched.adapters import shell
 from ocsched.adapters.executors import RunExecutor, RunOrder, Started
 from ocsched.adapters.process_identity import owner_is_dead
@@ -54,6 +57,9 @@ class Handlers:
         on_defer: Callable[[str, float], None],
         on_change: Callable[[], None],
         stopping: asyncio.Event,
+        moves_timers: Callable[[list[Any]], bool] = lambda records: True,
+        on_timers_moved: Callable[[], None] = lambda: None,
+        on_progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.writer = writer
         self.load = load
@@ -66,10 +72,19 @@ class Handlers:
         self.watch_group = watch_group
         self.on_defer = on_defer
         self.on_change = on_change
+        """Something this daemon could not record: its timers may be wrong."""
+        self.moves_timers = moves_timers
+        """Whether records about to be saved (still holding their events) move timers."""
+        self.on_timers_moved = on_timers_moved
+        """Records that move timers were saved."""
+        self.on_progress = on_progress
+        """A run admitted by this daemon has begun or ended."""
         self.stopping = stopping
         self.own: dict[str, Row] = {}
         """Runs this daemon admitted and has not finished: run id -> job row."""
         self.running: dict[str, asyncio.Task] = {}
+        self.not_begun: set[str] = set()
+        """Runs started here that have not begun yet (no process, no accepted turn)."""
         self.groups: dict[str, int] = {}
         self.concluding: set[str] = set()
         self.sending: set[str] = set()
@@ -77,16 +92,24 @@ class Handlers:
 
     # Save, then act
 
-    async def apply(self, plan: Plan) -> bool:
+    async def apply(self, plan: Plan, joining: asyncio.Future | None = None) -> bool:
         """Save the plan's records in one transaction; then log its notes and perform its
         effects. Runs it starts are reserved while the save is under way, so a second
-        decision for the same job sees them busy; a failed save releases them."""
+        decision for the same job sees them busy; a failed save releases them.
+
+        `joining`: a queued save the plan depends on (a run's `Run.Started`); when it is
+        not being written yet the plan joins its transaction, else the plan is saved only
+        after it succeeded."""
         starts = [effect for effect in plan.effects if isinstance(effect, StartRun)]
         for start in starts:
             self.own.setdefault(start.run.id, start.job)
         try:
+            if joining is not None and not self.writer.join(joining, *plan.records):
+                await joining  # being written: the plan follows it, if it succeeds
+                joining = None
+            moves_timers = bool(plan.records) and self.moves_timers(plan.records)
             if plan.records:
-                await self.writer.save(*plan.records)
+                await (joining if joining is not None else self.writer.queue(*plan.records))
         except Conflict:
             saved = False
         except Exception as error:  # noqa: BLE001 - a failed save must not stop the daemon
@@ -94,6 +117,8 @@ class Handlers:
             saved = False
         else:
             saved = True
+            if moves_timers:
+                self.on_timers_moved()
         if not saved:
             for start in starts:
                 if start.run.id not in self.running:
@@ -174,6 +199,7 @@ class Handlers:
     def start(self, effect: StartRun) -> None:
         run, job = effect.run, effect.job
         self.own[run.id] = job
+        self.not_begun.add(run.id)
         task = asyncio.create_task(self._carry_out(run, job, effect.start_changes))
         self.running[run.id] = task
         task.add_done_callback(lambda _: self._finished(run, job))
@@ -186,9 +212,10 @@ class Handlers:
         if agent:
             key = run.session_key or session_key(job)
             order = RunOrder(run.id, job, prompt=self._prompt(run, job), session_key=key)
-        started: list[asyncio.Task] = []
+        started: list[asyncio.Future] = []
 
         def on_started(info: Started) -> None:
+            self._begun(run.id)
             if info.process_group is not None:
                 self.groups[run.id] = info.process_group
                 self.watch_group(info.process_group, True)
@@ -202,17 +229,34 @@ class Handlers:
                     start_changes,
                     session_key=info.session_key,
                 )
-                started.append(asyncio.create_task(self.writer.save(run)))
+                started.append(self.writer.queue(run))
 
-        result = await executor.execute(order, on_started)
-        saves = await asyncio.gather(*started, return_exceptions=True)
-        if result is None:
-            return
-        if any(isinstance(save, BaseException) for save in saves):
-            run = self.load(run.id)  # the start was not recorded: conclude from the log
-        await self.conclude(run, job, result)
+        try:
+            result = await executor.execute(order, on_started)
+        finally:
+            self._begun(run.id)
+        # A run that ended before its `Run.Started` was written records both at once.
+        joining = started[-1] if started and self.writer.is_queued(started[-1]) else None
+        if result is None or joining is None:
+            saves = await asyncio.gather(*started, return_exceptions=True)
+            if result is None:
+                return
+            if any(isinstance(save, BaseException) for save in saves):
+                run = self.load(run.id)  # the start was not recorded: conclude from the log
+        await self.conclude(run, job, result, joining)
 
-    async def conclude(self, run: Run, job: Row, result: Outcome) -> None:
+    @property
+    def waiting(self) -> int:
+        return len(self.not_begun)
+
+    def _begun(self, run_id: str) -> None:
+        if run_id in self.not_begun:
+            self.not_begun.discard(run_id)
+            self.on_progress()
+
+    async def conclude(
+        self, run: Run, job: Row, result: Outcome, joining: asyncio.Future | None = None
+    ) -> None:
         self.concluding.add(run.id)
         plan = outcome.conclude(
             run,
@@ -223,19 +267,19 @@ class Handlers:
             now=self.now(),
             facts=self.facts,
         )
-        if plan and not await self.apply(plan):
+        if plan and not await self.apply(plan, joining):
             log.info("run %s: outcome already recorded elsewhere", run.id)
 
     def _finished(self, run: Run, job: Row) -> None:
         self.concluding.discard(run.id)
         self.running.pop(run.id, None)
         self.own.pop(run.id, None)
+        self._begun(run.id)
         group = self.groups.pop(run.id, None)
         if group is not None:
             self.watch_group(group, False)
-        if not self.stopping.is_set():
+        if not self.stopping.is_set() and self.facts.queued_runs(job["id"]):
             spawn(self.start_queued(job["id"]))
-        self.on_change()
 
     async def start_queued(self, job_id: str) -> None:
         await self.apply(firing.start_queued(views.job(self.db(), job_id), self.facts))
@@ -365,6 +409,53 @@ class Handlers:
             return
         log.info("run %s of job %s: resuming the agent turn", row["id"], row["job_id"])
         self.start(StartRun(run, job))
+
+
+class AggregateLoader:
+    """`load(id)`: an aggregate from its events, as the library's `Repository.get` builds
+    it (the log has no snapshots and no cache). With SQLite the events are read through a
+    plain read-only connection: the library's read goes through its connection pool and a
+    transaction, three quarters of the time of loading a job."""
+
+    def __init__(self, log: Any, database: str | None) -> None:
+        from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+        self.log = log
+        self._select: str | None = None
+        self._db: sqlite3.Connection | None = None
+        recorder = log.recorder
+        if database and isinstance(recorder, SQLiteApplicationRecorder):
+            self._database = database
+            self._select = (
+                "SELECT originator_version, topic, state"
+                f" FROM {recorder.events_table_name}"
+                " WHERE originator_id = ? ORDER BY originator_version"
+            )
+
+    def __call__(self, aggregate_id: str) -> Any:
+        aggregate = None
+        for event in self._events(aggregate_id):
+            aggregate = event.mutate(aggregate)
+        if aggregate is None:
+            raise AggregateNotFoundError(aggregate_id)
+        return aggregate
+
+    def _events(self, aggregate_id: str) -> Any:
+        if self._select is None:
+            return self.log.events.get(aggregate_id)
+        if self._db is None:
+            self._db = sqlite3.connect(f"file:{self._database}?mode=ro", uri=True, timeout=5)
+        to_event = self.log.mapper.to_domain_event
+        rows = self._db.execute(self._select, (aggregate_id,)).fetchall()
+        return [
+            to_event(StoredEvent(aggregate_id, version, topic, state))
+            for version, topic, state in rows
+        ]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 async def kill_and_wait(group: int) -> None:

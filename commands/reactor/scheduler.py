@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import logging
 import os
@@ -36,13 +35,20 @@ from ocsched.projections import views
 
 from ..context import Context
 from .following import DispatchFollower
-from .handlers import Handlers, report_failure, spawn
+from .handlers import AggregateLoader, Handlers, spawn
 from .writer import EventWriter
 
 log = logging.getLogger("ocsched")
 
 TIMER_HORIZON_S = 300
 FIRE_BATCH = 64
+BACKLOG = 2 * FIRE_BATCH
+"""Runs decided or admitted but not yet begun, beyond which due timers wait: enough to
+keep every execution slot busy while the next decisions are written, few enough that a
+burst of ten thousand is not ten thousand pending decisions in memory."""
+BACKLOG_WAIT_S = 0.25
+"""A full backlog that does not move (long runs in every slot) still lets a batch through
+this often."""
 POLL_S = 0.04
 """Without inotify (or with PostgreSQL): how often to look for other processes' events."""
 IDLE_POLL_S = 2.0
@@ -66,6 +72,11 @@ class Reactor:
         self.timers: list[tuple[float, str, str]] = []
         self.timers_dirty = True
         self.firing: set[tuple[str, str]] = set()
+        self.deciding = 0
+        self.refire: set[tuple[str, str]] = set()
+        self._reload_after_catch_up: asyncio.Task | None = None
+        self._reload_wanted = False
+        self._group_changes: dict[tuple[int, bool], None] = {}
         self.deferred: dict[str, float] = {}
         self.supervisor: Supervisor | None = None
         self._gateway: Any = None
@@ -75,10 +86,13 @@ class Reactor:
         self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
         self.writer = EventWriter(ctx)
+        self.loader = AggregateLoader(
+            ctx.log, None if settings.uses_postgres else settings.database
+        )
         knobs = settings.reactor
         self.handlers = Handlers(
             writer=self.writer,
-            load=ctx.log.repository.get,
+            load=self.loader,
             db=self.db,
             owner=self.identity,
             settings=knobs,
@@ -101,6 +115,9 @@ class Reactor:
             watch_group=self._watch_group,
             on_defer=self._defer,
             on_change=self.reload_timers,
+            moves_timers=self._moves_timers,
+            on_timers_moved=self._timers_moved,
+            on_progress=self._progress,
             stopping=self.stopping,
         )
         config = openclaw_files.dispatch_config(settings.dispatch_config_dir)
@@ -159,6 +176,7 @@ class Reactor:
             self.supervisor.close()
         if self._gateway is not None:
             await self._gateway.close()
+        self.loader.close()
         log.info("stopped")
 
     async def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
@@ -180,13 +198,24 @@ class Reactor:
             delay = self.fire_due()
             self.wake.clear()
             if delay is not None and delay <= 0:
-                # More is due: let this batch's decisions be written (and its runs start)
-                # before deciding the next, rather than competing with the writer.
-                await asyncio.sleep(0)
-                await self.writer.drain()
-                continue
+                if self.backlog() < BACKLOG:
+                    # Let this batch be decided (its saves queued) before the next.
+                    await asyncio.sleep(0)
+                    continue
+                # More is due but enough is waiting to run: wait for runs to begin.
+                delay = BACKLOG_WAIT_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), delay)
+
+    def backlog(self) -> int:
+        """Timers being decided, and runs admitted that have not begun."""
+        return self.deciding + self.handlers.waiting
+
+    def _progress(self) -> None:
+        """A run began, or a decision was made: due timers held back by a full backlog
+        may go on."""
+        if self.timers and self.timers[0][0] <= time.time() and self.backlog() < BACKLOG:
+            self.wake.set()
 
     def reload_timers(self) -> None:
         self.timers_dirty = True
@@ -226,26 +255,64 @@ class Reactor:
         again when a reload brings it back before its decision is in the read models."""
         now = time.time()
         fired = 0
-        handlers = {
-            "job": self.handlers.fire_job,
-            "dispatch": self.handlers.fire_dispatch,
-            "delivery": self.handlers.fire_delivery,
-        }
         while self.timers and self.timers[0][0] <= now:
-            if fired >= FIRE_BATCH:
+            if fired >= FIRE_BATCH or self.backlog() >= BACKLOG:
                 return 0
             _, kind, key = heapq.heappop(self.timers)
             if kind == "reload":
                 self.timers_dirty = True
                 continue
             if (kind, key) in self.firing:
+                self.refire.add((kind, key))
                 continue
             self.firing.add((kind, key))
-            task = asyncio.create_task(handlers[kind](key))
-            task.add_done_callback(functools.partial(_forget, self.firing, (kind, key)))
-            task.add_done_callback(report_failure)
+            self.deciding += 1
+            spawn(self._fire(kind, key))
             fired += 1
         return self.timers[0][0] - now if self.timers else None
+
+    async def _fire(self, kind: str, key: str) -> None:
+        """Decide a due timer. It may fire again once its decision is in the read models:
+        a reload before that would bring back the row it fired from."""
+        handler = {
+            "job": self.handlers.fire_job,
+            "dispatch": self.handlers.fire_dispatch,
+            "delivery": self.handlers.fire_delivery,
+        }[kind]
+        try:
+            await handler(key)
+        finally:
+            self.deciding -= 1
+            self._progress()
+        try:
+            await self.writer.settled()
+        finally:
+            self.firing.discard((kind, key))
+            if (kind, key) in self.refire:
+                # A reload brought it back meanwhile, from a row that may since have
+                # moved: look at the row again.
+                self.refire.discard((kind, key))
+                heapq.heappush(self.timers, (time.time(), kind, key))
+                self.wake.set()
+
+    def _moves_timers(self, records: list[Any]) -> bool:
+        """Whether a plan about to be saved may add a timer or move one earlier (asked
+        while its records still hold their new events)."""
+        horizon = time.time() + TIMER_HORIZON_S
+        return any(_may_add_timer(e, horizon) for r in records for e in r.pending_events)
+
+    def _timers_moved(self) -> None:
+        """A plan that moves timers was saved: reload them once the read models have it
+        (one reload for all the plans saved meanwhile)."""
+        self._reload_wanted = True
+        if self._reload_after_catch_up is None or self._reload_after_catch_up.done():
+            self._reload_after_catch_up = asyncio.create_task(self._reload_when_settled())
+
+    async def _reload_when_settled(self) -> None:
+        while self._reload_wanted:
+            self._reload_wanted = False
+            await self.writer.settled()
+            self.reload_timers()
 
     def _defer(self, timer: str, seconds: float) -> None:
         self.deferred[timer] = time.time() + seconds
@@ -274,7 +341,7 @@ class Reactor:
                     await asyncio.wait_for(written.wait(), fallback)
                 written.clear()
                 for pause in COMMIT_RECHECKS_S:
-                    if self._log_moved():
+                    if (head := self._head_moved()) and await self.writer.foreign(head):
                         await self.writer.catch_up()
                         self.handlers.stop_cancelled()
                         spawn(self.follower.follow_quickly())
@@ -285,13 +352,18 @@ class Reactor:
             if watcher is not None:
                 watcher.stop(asyncio.get_running_loop())
 
-    def _log_moved(self) -> bool:
-        if self.ctx.settings.uses_postgres:
-            head = self.ctx.log.recorder.max_notification_id()
-        else:
-            head = self.db().execute("PRAGMA data_version").fetchone()["data_version"]
-        moved, self._data_version = head != self._data_version, head
-        return moved
+    def _head_moved(self) -> int | None:
+        """The log's head, when it may hold events of another process the daemon has not
+        reacted to (the writer tells); else None. With SQLite, `PRAGMA data_version` (a
+        counter in shared memory) first tells whether any connection but this one
+        committed since the last look: the daemon's own writes and catch-ups move it too."""
+        if not self.ctx.settings.uses_postgres:
+            version = self.db().execute("PRAGMA data_version").fetchone()["data_version"]
+            if version == self._data_version:
+                return None
+            self._data_version = version
+        head = self.ctx.log.recorder.max_notification_id() or 0
+        return head if head > self.writer.seen else None
 
     def db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -300,12 +372,22 @@ class Reactor:
         return self._db
 
     def _watch_group(self, group: int, running: bool) -> None:
+        """Tell the watchdog about a run's process group, with the other changes of this
+        turn of the event loop in one write (one wake-up of the watchdog, not two per
+        run); a group that started and ended within the turn is not sent at all."""
         if self.supervisor is None:
             return
-        if running:
-            self.supervisor.watch(group)
-        else:
-            self.supervisor.forget(group)
+        if not running and (group, True) in self._group_changes:
+            self._group_changes.pop((group, True))
+            return
+        self._group_changes[(group, running)] = None
+        if len(self._group_changes) == 1:
+            asyncio.get_running_loop().call_soon(self._send_group_changes)
+
+    def _send_group_changes(self) -> None:
+        changes, self._group_changes = list(self._group_changes), {}
+        if self.supervisor is not None:
+            self.supervisor.update(changes)
 
     # The gateway
 
@@ -336,8 +418,24 @@ class Reactor:
         return self._gateway_healthy
 
 
-def _forget(firing: set[tuple[str, str]], timer: tuple[str, str], _: asyncio.Task) -> None:
-    firing.discard(timer)
+TIMER_NEUTRAL_EVENTS = frozenset(
+    {"Deleted", "Disabled", "Claimed", "Cancelled", "Held", "ChunkSent", "Queued", "Started"}
+)
+"""Events that end, hold or leave a timer where it is, never add one or move it earlier."""
+
+
+def _may_add_timer(event: Any, horizon: float) -> bool:
+    """Whether a saved event may add a timer before `horizon` or move one earlier: a run
+    event whose `job_changes` set a `next_run_at` by then; any event not known to be
+    neutral (a new dispatch, delivery or retry, a job created, changed or enabled)."""
+    name = type(event).__name__
+    if name in TIMER_NEUTRAL_EVENTS:
+        return False
+    changes = getattr(event, "job_changes", None)
+    if isinstance(changes, dict):
+        upcoming = changes.get("next_run_at")
+        return bool(upcoming) and _epoch(upcoming) <= horizon
+    return True
 
 
 def _epoch(ts: str) -> float:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
 from ocsched.commands.context import Context
+
+log = logging.getLogger("ocsched")
+
+CATCH_UP_EVERY_S = 0.1
+"""Under a steady stream of saves, how often the read models are caught up at least."""
 
 
 class Conflict(Exception):
@@ -15,66 +22,166 @@ class Conflict(Exception):
 
 
 class EventWriter:
-    """`await writer.save(*aggregates)` appends their events. Saves that arrive while a
-    batch is being written go together into the next one, so a thousand runs finishing
-    at once cost a few transactions, not a thousand. The read models are caught up after
-    each batch (while the callers go on), so what the reactor reads a moment later
-    includes its own decisions; its own active runs it tracks in memory."""
+    """`await writer.save(*aggregates)` appends their events and returns once they are
+    durable. Saves that arrive while a batch is being written go together into the next
+    one, so a thousand runs finishing at once cost a few transactions, not a thousand.
+
+    The read models are caught up when the saves pause, and at least every
+    `CATCH_UP_EVERY_S` while they do not: the daemon tracks its own runs in memory, so
+    only what it reads back (a job's row, a timer) has to wait for them, through
+    `settled()`; a larger page also merges a run's row changes into fewer statements.
+    Writing and catching up take turns in one worker thread at a time.
+
+    `seen` is the newest event id up to which every event is this writer's own or was
+    reported to `foreign()`: a log head beyond it means another process appended."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future]] = []
+        self.seen = 0
+        self._pending: list[tuple[list[Any], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
+        self._written = 0
+        """Batches written so far."""
+        self._projected = 0
+        """Batches the read models are known to include (those written before the start of
+        the last catch-up that ended)."""
+        self._catch_up_asked = False
+        self._waiters: list[asyncio.Future] = []
+        """Each answered by the end of a catch-up that starts after it asked."""
+        self._writing: asyncio.Future | None = None
+        self._caught_up_at = 0.0
 
     async def save(self, *aggregates: Any) -> None:
+        await self.queue(*aggregates)
+
+    def queue(self, *aggregates: Any) -> asyncio.Future:
+        """Queue a save; the future is done when it is durable (or failed)."""
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((aggregates, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await future
+        self._pending.append(([*aggregates], future))
+        self._start()
+        return future
+
+    def is_queued(self, queued: asyncio.Future) -> bool:
+        """Whether a queued save is still waiting to be written (it may be joined)."""
+        return any(future is queued for _, future in self._pending)
+
+    def join(self, queued: asyncio.Future, *aggregates: Any) -> bool:
+        """Add aggregates to a queued save that is not being written yet, so that all its
+        events are saved in one transaction or none is; False when it is too late."""
+        for group, future in self._pending:
+            if future is queued:
+                group.extend(aggregates)
+                return True
+        return False
 
     async def catch_up(self) -> None:
         """Bring the read models up to date with events other processes appended."""
-        await self.save()
+        self._catch_up_asked = True
+        await self._next_catch_up()
+
+    async def settled(self) -> None:
+        """Return once the read models include every event saved before this call."""
+        if self._projected < self._written:
+            await self._next_catch_up()
+
+    async def foreign(self, head: int) -> bool:
+        """Whether the log's head `head` holds events this writer did not write: after a
+        batch under way has reported its ids. Events up to `head` then count as seen."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+        if head <= self.seen:
+            return False
+        self.seen = head
+        return True
 
     async def drain(self) -> None:
         while self._flusher is not None and not self._flusher.done():
             await self._flusher
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            results = await asyncio.to_thread(self._write, [aggs for aggs, _ in batch])
-            # Callers go on (a run may start) as soon as the events are durable; the read
-            # models catch up meanwhile, before the next batch is written.
-            catching_up = asyncio.ensure_future(asyncio.to_thread(self.ctx.catch_up))
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(None)
-            await catching_up
+    def _start(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
 
-    def _write(self, groups: list[tuple[Any, ...]]) -> list[BaseException | None]:
+    async def _next_catch_up(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._start()
+        await waiter
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._pending:
+                batch, self._pending = self._pending, []
+                self._writing = writing = loop.create_future()
+                try:
+                    results, written = await asyncio.to_thread(self._write, [a for a, _ in batch])
+                    for first, last in written:
+                        if first <= self.seen + 1:
+                            self.seen = max(self.seen, last)
+                finally:
+                    self._writing = None
+                    writing.set_result(None)
+                if written:
+                    self._written += 1
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(None)
+                recently = time.monotonic() - self._caught_up_at < CATCH_UP_EVERY_S
+                if self._pending and recently:
+                    continue
+            if not (self._projected < self._written or self._catch_up_asked or self._waiters):
+                if not self._pending:
+                    return
+                continue
+            target, self._catch_up_asked = self._written, False
+            waiters, self._waiters = self._waiters, []
+            try:
+                await asyncio.to_thread(self.ctx.catch_up)
+            except Exception as error:  # noqa: BLE001 - the next catch-up tries again
+                log.error("catching up the read models: %s: %s", type(error).__name__, error)
+            self._caught_up_at = time.monotonic()
+            self._projected = max(self._projected, target)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _write(
+        self, groups: list[list[Any]]
+    ) -> tuple[list[BaseException | None], list[tuple[int, int]]]:
+        """Each group's events, all groups in one transaction; when that conflicts, each
+        group in a transaction of its own. Returns each group's error (or None) and the
+        ranges of notification ids written."""
         # Collect first: a failed save would otherwise lose the aggregates' new events.
         events = [[e for a in group for e in a.collect_events()] for group in groups]
         results: list[BaseException | None] = [None] * len(groups)
+        written: list[tuple[int, int]] = []
         try:
             if any(events):
-                self.ctx.log.save(*(e for group in events for e in group))
+                written.append(self._put([e for group in events for e in group]))
         except IntegrityError:
-            results = [self._write_one(group) for group in events]
+            results = [self._write_one(group, written) for group in events]
         except Exception as error:  # noqa: BLE001 - handed to each waiting caller
             results = [error] * len(groups)
-        return results
+        return results, written
 
-    def _write_one(self, events: list[Any]) -> BaseException | None:
+    def _write_one(self, events: list[Any], written: list[tuple[int, int]]) -> BaseException | None:
         try:
-            self.ctx.log.save(*events)
+            if events:
+                written.append(self._put(events))
         except IntegrityError:
             return Conflict()
         except Exception as error:  # noqa: BLE001
             return error
         return None
+
+    def _put(self, events: list[Any]) -> tuple[int, int]:
+        """Append events in one transaction through the event store (`Application.save`
+        without its per-object protocol checks, which cost more than the insert)."""
+        recordings = self.ctx.log.events.put(events)
+        ids = [r.notification.id for r in recordings]
+        return (min(ids), max(ids)) if ids else (0, -1)
