@@ -34,7 +34,7 @@ OCSCHED = str(Path(sys.executable).with_name("ocsched"))
 
 PROFILED_DAEMON = r"""
 import cProfile, sys, time
-from ocsched.commands import writer
+from ocsched.commands.reactor import writer
 
 main_profile = cProfile.Profile()
 writer_profile = cProfile.Profile()

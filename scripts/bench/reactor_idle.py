@@ -1,9 +1,11 @@
 """Reactor idle benchmark: what a daemon costs while nothing is due.
 
-    .venv/bin/python scripts/bench/reactor_idle.py [--jobs 10000] [--seconds 60] [--settle 5]
+    .venv/bin/python scripts/bench/reactor_idle.py [--jobs 100000] [--seconds 60] [--settle 5]
 
-Targets on the 2-core reference machine, with 10,000 enabled cron jobs that are not due
-(`0 0 1 1 *`): CPU <= 0.3 % of one core and RSS <= 100 MiB over a 60 s window.
+Targets on the 2-core reference machine, with enabled cron jobs that are not due
+(`0 0 1 1 *`), over a 60 s window: 100,000 jobs (issue 8, the default): CPU <= 0.1 % of
+one core and RSS <= 150 MiB; 10,000 jobs: CPU <= 0.3 % and RSS <= 100 MiB. Seeding
+100,000 jobs takes most of a minute.
 
 Method: the jobs are seeded through the library before the daemon starts; the daemon is
 given `--settle` seconds to start, catch up and load its timers, then watched for
@@ -22,8 +24,12 @@ from pathlib import Path
 
 from daemon_harness import BenchHome, Daemon, cpu_seconds, print_table, seed_jobs, shell_spec
 
-TARGET_CPU_PERCENT = 0.3
-TARGET_RSS_MIB = 100
+TARGETS = {10_000: (0.3, 100), 100_000: (0.1, 150)}
+"""Jobs held -> (CPU % of one core, max RSS MiB); a count between two: the larger's."""
+
+
+def targets(jobs: int) -> tuple[float, int]:
+    return next((t for n, t in sorted(TARGETS.items()) if jobs <= n), TARGETS[max(TARGETS)])
 
 
 def rss_kib(pid: int) -> int:
@@ -62,7 +68,7 @@ def watch(pids: list[int], seconds: float) -> tuple[dict[int, float], dict[int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the window")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
     options = parser.parse_args()
@@ -77,12 +83,13 @@ def main() -> None:
             watchdogs = children(daemon.pid)
             cpu, peak = watch([daemon.pid, *watchdogs], options.seconds)
             daemon_rss = peak[daemon.pid]
-    cpu_over = "" if cpu[daemon.pid] <= TARGET_CPU_PERCENT else "  MISSED"
-    rss_over = "" if peak[daemon.pid] <= TARGET_RSS_MIB * 1024 else "  MISSED"
+    target_cpu, target_rss = targets(options.jobs)
+    cpu_over = "" if cpu[daemon.pid] <= target_cpu else "  MISSED"
+    rss_over = "" if peak[daemon.pid] <= target_rss * 1024 else "  MISSED"
     name = f"idle daemon, {options.jobs:,} cron jobs, {options.seconds:g} s"
     rows = [
-        (f"{name}: CPU", f"{cpu[daemon.pid]:.2f} %", f"<= {TARGET_CPU_PERCENT} %{cpu_over}"),
-        (f"{name}: max RSS", f"{daemon_rss / 1024:.1f} MiB", f"<= {TARGET_RSS_MIB} MiB{rss_over}"),
+        (f"{name}: CPU", f"{cpu[daemon.pid]:.2f} %", f"<= {target_cpu} %{cpu_over}"),
+        (f"{name}: max RSS", f"{daemon_rss / 1024:.1f} MiB", f"<= {target_rss} MiB{rss_over}"),
         ("daemon start -> 'started' logged", f"{daemon.startup_seconds * 1000:.0f} ms", ""),
     ]
     for pid in watchdogs:
