@@ -144,8 +144,11 @@ class AgentTurnExecutor:
                         thinking=job["payload_thinking"],
                         timeout_s=timeout_s,
                         on_accepted=accepted,
+                        wait_s=timeout_s + AGENT_GRACE_S,
                     ),
-                    timeout_s + AGENT_GRACE_S,
+                    # A backstop: by its own deadline the client has the outcome, a
+                    # definite failure, or an error saying the outcome is unknown.
+                    timeout_s + AGENT_GRACE_S + 5,
                 )
             )
             idle_limit_s = 2 * (job["payload_timeout_seconds"] or 120)

@@ -4,6 +4,11 @@ port (spec §30; `shared/notes/openclaw-gateway.md` §5, §7–§9).
 One `GatewayClient` holds one aiohttp session and one WebSocket, opened on first use and
 reopened (with backoff) after it drops. The token is never part of an error, a repr or a
 log line: messages name the setting it came from instead.
+
+An `agent` turn is idempotent by its key (notes §8.2: the same key returns the same run,
+never a second one), so the client asks again through drops, connection failures and
+retryable refusals until the turn's own deadline, then asks `agent.wait`; only a definite
+failure, or a deadline with no answer (an error that says the outcome is unknown), fails.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import inspect
 import json
 import logging
 import os
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +54,16 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 DEFAULT_TICK_MS = 30000
 DEFAULT_AGENT_TIMEOUT_S = 600
 AGENT_WAIT_GRACE_S = 30.0
+AGENT_SETTLE_S = 10.0
+"""The end of an `agent` call's wait (at most a quarter of it) kept for `agent.wait` when
+the turn's outcome is still unknown."""
+AGENT_FETCH_S = 1.0
+"""Of that, what is kept to fetch the final answer of a turn `agent.wait` saw end."""
+TURN_STATUSES = frozenset({"ok", "error", "timeout"})
+RESEND_BACKOFF_MAX_S = 1.0
+"""The longest pause before asking again after a dropped connection (a refusal or a failed
+connect backs off up to `backoff_max_s`): a drop says nothing about the gateway's load,
+and reconnecting backs off on its own."""
 ERROR_BODY_CHARS = 500
 REDACTED = "***"
 
@@ -175,6 +191,15 @@ class GatewaySettings:
 
 class _Dropped(Exception):
     """The connection a request was sent on closed before its answer came."""
+
+
+class _Unanswered(Exception):
+    """A request asked again and again got no answer before its time was up; `problem`
+    says what happened to the last try."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
 
 
 @dataclass(eq=False)
@@ -334,9 +359,17 @@ class GatewayClient:
 
         `timeout_s` is the run's deadline, sent to the gateway (whole seconds); the client
         waits `wait_s` for the final frame (default: that deadline, or 600 s, plus 30 s).
-        `on_accepted(payload)` is called once when the gateway accepts the turn. A dropped
-        connection is repaired and the request re-sent: the idempotency key makes the
-        gateway return the same run instead of starting another.
+        `on_accepted(payload)` is called once when the gateway accepts the turn.
+
+        Until the last `AGENT_SETTLE_S` (at most a quarter) of `wait_s`, the request is sent
+        again, with the same idempotency key and backoff, through dropped connections,
+        connection failures and retryable refusals (5xx, `UNAVAILABLE`, overload): the key
+        makes the gateway return the same run, never start another. Then, with the outcome
+        still unknown (whether or not the turn was accepted: the run id is the key),
+        `agent.wait` asks for the run; a turn it saw end is fetched once more by its key (or
+        rebuilt from the wait's answer). Raises `GatewayError` for a definite failure (a
+        non-retryable refusal, or the turn's own error answer), and `GatewayUnavailable`
+        with code `OUTCOME_UNKNOWN` when nothing settled it by the deadline.
         """
         params: Json = {"message": message, "idempotencyKey": idempotency_key}
         optional = {
@@ -350,14 +383,135 @@ class GatewayClient:
         params.update(extra or {})
         if wait_s is None:
             wait_s = (timeout_s or DEFAULT_AGENT_TIMEOUT_S) + AGENT_WAIT_GRACE_S
-        return await self.call(
-            "agent",
-            params,
-            expect_final=True,
-            timeout_s=wait_s,
-            resend_on_drop=True,
-            on_accepted=on_accepted,
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        accepted = False
+
+        async def notify(payload: Json) -> None:
+            nonlocal accepted
+            if accepted:
+                return
+            accepted = True
+            if on_accepted is not None:
+                result = on_accepted(payload)
+                if inspect.isawaitable(result):
+                    await result
+
+        ask_until = deadline - min(AGENT_SETTLE_S, wait_s / 4)
+        try:
+            return await self._ask("agent", params, ask_until, expect_final=True, notify=notify)
+        except _Unanswered as unanswered:
+            problem = unanswered.problem
+        waited = await self._wait_for_run(idempotency_key, deadline)
+        if waited.get("status") not in TURN_STATUSES or not waited.get("endedAt"):
+            raise self._outcome_unknown(idempotency_key, wait_s, accepted, problem, waited)
+        try:  # a turn that has ended: its stored final, at once, by the same key
+            fetch_until = max(deadline, loop.time() + AGENT_FETCH_S / 2)
+            return await self._ask("agent", params, fetch_until, expect_final=True, notify=notify)
+        except _Unanswered:
+            return self._final_from_wait(idempotency_key, waited)
+
+    async def _wait_for_run(self, run_id: str, deadline: float) -> Json:
+        """`agent.wait` for a turn whose outcome is unknown, asked again through faults
+        until `deadline` (its wait ends `AGENT_FETCH_S` before); with no answer,
+        `{"status": None, "problem": …}`."""
+
+        def wait_params(remaining: float) -> Json:
+            budget_ms = int(max(0.0, remaining - AGENT_FETCH_S) * 1000)
+            return {"runId": run_id, "timeoutMs": budget_ms}
+
+        try:
+            waited = await self._ask("agent.wait", wait_params, deadline)
+        except _Unanswered as unanswered:
+            return {"status": None, "problem": unanswered.problem}
+        except GatewayError as error:
+            return {"status": None, "problem": error.message}
+        if not isinstance(waited, dict):
+            return {"status": None, "problem": "an answer that is not an object"}
+        return waited
+
+    def _outcome_unknown(
+        self, key: str, wait_s: float, accepted: bool, problem: str, waited: Json
+    ) -> GatewayUnavailable:
+        if waited.get("status") is None:
+            seen = f"agent.wait got no answer either ({waited.get('problem')})"
+        elif waited.get("status") in ("timeout", "pending"):
+            seen = "agent.wait says it has not ended"
+        else:
+            seen = f"agent.wait answered status {waited.get('status')!r}"
+        fate = "accepted the turn but gave" if accepted else "gave"
+        return GatewayUnavailable(
+            self.settings.redact(
+                f"The outcome of agent turn {key} is unknown: the gateway at "
+                f"{self.settings.url} {fate} no final answer within {wait_s:g}s "
+                f"(last: {problem}), and {seen}"
+            ),
+            code="OUTCOME_UNKNOWN",
         )
+
+    def _final_from_wait(self, key: str, waited: Json) -> Json:
+        """The final payload of a turn `agent.wait` saw end (notes §8.3), when the stored
+        final itself could not be fetched: status, and the reply text of a turn that ended
+        ok; an error ending is its definite failure."""
+        status = waited.get("status")
+        if status == "error":
+            message = str(waited.get("error") or "the agent turn failed")
+            raise GatewayError("UNAVAILABLE", self.settings.redact(message), payload=waited)
+        final: Json = {"runId": key, "status": status, "summary": waited.get("error")}
+        if status == "ok":
+            reply = (waited.get("terminalReply") or {}).get("text")
+            final.update(summary="completed", result={"payloads": [{"text": reply or ""}]})
+        return final
+
+    async def _ask(
+        self,
+        method: str,
+        params: Json | Callable[[float], Json],
+        until: float,
+        *,
+        expect_final: bool = False,
+        notify: Callable[[Json], Awaitable[None]] | None = None,
+    ) -> Any:
+        """Send `method` (params, or a function of the seconds left that makes them) and
+        return the answer's payload, sending it again, with jittered backoff (at least a
+        refusal's `retryAfterMs`; drops and refusals each double their own delay, a
+        drop's up to `RESEND_BACKOFF_MAX_S`), through dropped connections, connection
+        failures and retryable refusals until the loop time `until`; then `_Unanswered`.
+        A definite failure is raised as it comes: a non-retryable error, or a turn's own
+        error answer (a payload with the run's status)."""
+        loop = asyncio.get_running_loop()
+        epoch = self._epoch
+        delays = {"drop": self.backoff_initial_s, "refusal": self.backoff_initial_s}
+        problem = "no answer"
+        while (remaining := until - loop.time()) > 0:
+            retry_after_ms: int | None = None
+            cause, longest = "refusal", self.backoff_max_s
+            sent = params(remaining) if callable(params) else params
+            try:
+                async with asyncio.timeout(remaining):
+                    connection = await self._live_connection()
+                    return await self._exchange(
+                        connection, method, sent, expect_final, notify or _ignore
+                    )
+            except TimeoutError:
+                problem = "no answer in time" if problem == "no answer" else problem
+                break
+            except _Dropped:
+                problem = "the connection dropped"
+                cause, longest = "drop", RESEND_BACKOFF_MAX_S
+            except GatewayError as error:
+                if not error.retryable or _turn_ended(error):
+                    raise
+                problem, retry_after_ms = error.message, error.retry_after_ms
+            if epoch != self._epoch:
+                raise GatewayUnavailable(f"The client was closed during {method}")
+            delay = delays[cause]
+            delays[cause] = min(delay * 2, longest)
+            pause = max(delay * random.uniform(0.5, 1.0), (retry_after_ms or 0) / 1000)
+            pause = min(pause, self.backoff_max_s, max(0.0, until - loop.time()))
+            log.info("gateway %s: %s; asking again in %.2fs", method, problem, pause)
+            await asyncio.sleep(pause)
+        raise _Unanswered(problem)
 
     async def agent_wait(self, run_id: str, timeout_ms: int = 30000) -> Json:
         """`status:"timeout"` without `endedAt` means only that the wait ran out."""
@@ -853,6 +1007,19 @@ async def _receive_frame(ws: aiohttp.ClientWebSocketResponse) -> Json:
             raise GatewayUnavailable(
                 f"The gateway closed the connection during the handshake (code {ws.close_code})"
             )
+
+
+async def _ignore(payload: Json) -> None:
+    """An interim answer nobody is waiting for."""
+
+
+def _turn_ended(error: GatewayError) -> bool:
+    """Whether an error answer is an agent turn's own ending (its final frame, with the
+    run's status), not a refusal of the request."""
+    payload = error.payload
+    return isinstance(payload, dict) and (
+        payload.get("status") in TURN_STATUSES or "runId" in payload
+    )
 
 
 def _auth_reason(message: str) -> str:

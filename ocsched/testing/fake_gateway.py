@@ -7,11 +7,25 @@ idempotency, `agent.wait`, `sessions.patch`, `sessions.list`, `chat.history`, ev
 HTTP (`/health`, `/tools/invoke`, `/v1/chat/completions`, `/sessions/<key>`).
 
 Switches are plain attributes that can change while it runs. Every WS request and HTTP
-request is recorded in `calls`. As a process:
+request is recorded in `calls`, and every turn run under its idempotency key
+(`turns_by_key`, `turn_statuses`).
+
+Faults (`set_faults`): a fraction of WebSocket connects, WebSocket requests and
+authenticated HTTP requests (never the probes) fail, drawn from a seeded generator: a 5xx
+answer or a 529/overload answer (both refusals: nothing is accepted or run), the socket
+dropped before the request is handled or after it took effect (for `agent`: after the
+accepted frame, and the turn goes on), or an answer `slow_s` late.
+
+As a process:
 
     python -m ocsched.testing.fake_gateway --port 18789 --token T [--reply-delay S]
+        [--fault-rate 0.3 --fault-seed 7 --faults 5xx,529,drop_before,drop_after,slow
+         --slow S]
 
-prints its URL and serves until SIGTERM.
+prints its URL and serves until SIGTERM. Its control API (with the token as a bearer, when
+it has one): `GET /__fake__/record` (turns by idempotency key with their final status,
+faults injected by kind, calls by name) and `POST /__fake__/switches` (a JSON object of
+switches, `SWITCHES`; the answer is the switches now in force).
 """
 
 from __future__ import annotations
@@ -20,9 +34,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +66,43 @@ OVERLOADED_ERROR: Json = {
     "retryable": True,
     "retryAfterMs": 1000,
 }
+
+FAULT_KINDS = ("5xx", "529", "drop_before", "drop_after", "slow")
+"""What `set_faults` injects: a 5xx and a 529/overload answer (refusals: nothing accepted,
+retryable), the socket dropped before the request is handled or after it took effect, an
+answer `slow_s` late."""
+
+# The `ok:false` answers of the two refusing faults on the WebSocket (HTTP gets the status).
+FAULT_ERRORS: dict[str, Json] = {
+    "5xx": {
+        "code": "UNAVAILABLE",
+        "message": "gateway upstream failed (HTTP 503)",
+        "retryable": True,
+        "details": {"status": 503},
+    },
+    "529": {
+        "code": "UNAVAILABLE",
+        "message": "⚠️ fake/fake-model request refused (provider overloaded, HTTP 529)",
+        "retryable": True,
+        "retryAfterMs": 200,
+        "details": {"status": 529},
+    },
+}
+CONTROL_PREFIX = "/__fake__/"
+SWITCHES = frozenset(
+    {
+        "reply_delay_s",
+        "http_status",
+        "agent_error",
+        "drop_after_accept",
+        "slow_accept_s",
+        "healthy",
+        "fault_rate",
+        "fault_kinds",
+        "slow_s",
+    }
+)
+"""The switches `POST /__fake__/switches` sets (`fault_seed` restarts the generator)."""
 
 CLIENT_IDS = words(
     "webchat-ui openclaw-control-ui openclaw-browser-copilot openclaw-tui webchat cli "
@@ -163,7 +216,8 @@ class FakeGateway:
     `http_status` (force this status, e.g. 500 or 529, on the authenticated HTTP
     endpoints); `agent_error` (an error object such as `OVERLOADED_ERROR`: `agent` turns end
     `ok:false` with it); `drop_after_accept` (cut the socket right after the next new
-    turn's accepted frame, once; the turn goes on); `slow_accept_s`; `token`; `healthy`.
+    turn's accepted frame, once; the turn goes on); `slow_accept_s`; `token`; `healthy`;
+    the faults (`set_faults`, or `fault_rate`, `fault_seed`, `fault_kinds`, `slow_s` here).
     """
 
     def __init__(
@@ -175,6 +229,10 @@ class FakeGateway:
         reply_delay_s: float = 0.0,
         reply_text: str | Callable[[str], str] = DEFAULT_REPLY,
         tick_interval_ms: int = 30000,
+        fault_rate: float = 0.0,
+        fault_seed: int | None = None,
+        fault_kinds: Iterable[str] = FAULT_KINDS,
+        slow_s: float = 1.0,
     ) -> None:
         self.token = token
         self.host = host
@@ -187,6 +245,12 @@ class FakeGateway:
         self.drop_after_accept = False
         self.slow_accept_s = 0.0
         self.healthy = True
+        self.fault_rate = 0.0
+        self.fault_kinds: tuple[str, ...] = FAULT_KINDS
+        self.slow_s = slow_s
+        self.faults: Counter[str] = Counter()  # injected, by kind
+        self._random = random.Random()
+        self.set_faults(fault_rate, seed=fault_seed, kinds=fault_kinds)
         self.calls: list[tuple[str, str, Json]] = []
         self.url = ""
         self.app = self._build_app()
@@ -199,6 +263,7 @@ class FakeGateway:
         self._messages: list[Json] = []
         self._message_results: dict[str, Json] = {}
         self._turns = 0
+        self._turns_by_key: Counter[str] = Counter()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -228,6 +293,37 @@ class FakeGateway:
             await self._runner.cleanup()
             self._runner = None
 
+    def set_faults(
+        self,
+        rate: float,
+        *,
+        seed: int | None = None,
+        kinds: Iterable[str] | None = None,
+        slow_s: float | None = None,
+    ) -> None:
+        """Fail `rate` (0..1) of connects, WS requests and authenticated HTTP requests with
+        one of `kinds` (`FAULT_KINDS`), drawn from a generator seeded with `seed` (None:
+        keep the current one)."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate must be within 0..1, not {rate}")
+        chosen = tuple(kinds) if kinds is not None else self.fault_kinds
+        unknown = sorted(set(chosen) - set(FAULT_KINDS))
+        if unknown or not chosen:
+            raise ValueError(f"fault kinds must be among {', '.join(FAULT_KINDS)}: {unknown}")
+        self.fault_rate, self.fault_kinds = rate, chosen
+        if seed is not None:
+            self._random = random.Random(seed)
+        if slow_s is not None:
+            self.slow_s = slow_s
+
+    def _fault(self) -> str | None:
+        """The fault to inject into this connect or request, if any (and count it)."""
+        if not self.fault_rate or self._random.random() >= self.fault_rate:
+            return None
+        kind = self._random.choice(self.fault_kinds)
+        self.faults[kind] += 1
+        return kind
+
     def drop_connections(self) -> None:
         """Cut every open WebSocket (turns in progress go on)."""
         for peer in list(self._peers):
@@ -238,6 +334,32 @@ class FakeGateway:
     def turns(self) -> int:
         """Agent turns actually run (WS `agent` and chat completions), not replays."""
         return self._turns
+
+    def turns_by_key(self) -> dict[str, int]:
+        """Turns run under each `agent` idempotency key (a replay runs none)."""
+        return dict(self._turns_by_key)
+
+    def turn_statuses(self) -> dict[str, str | None]:
+        """Each turn's final status (`ok`, `error`, `timeout`), None while it runs."""
+        return {
+            key: run.final["payload"]["status"] if run.final is not None else None
+            for key, run in self._runs.items()
+        }
+
+    def record(self) -> Json:
+        """What `GET /__fake__/record` answers."""
+        statuses = self.turn_statuses()
+        return {
+            "turns": {
+                key: {"count": count, "status": statuses.get(key)}
+                for key, count in self._turns_by_key.items()
+            },
+            "faults": dict(self.faults),
+            "calls": dict(Counter(name for _, name, _ in self.calls)),
+        }
+
+    def switches(self) -> Json:
+        return {name: getattr(self, name) for name in sorted(SWITCHES)}
 
     def messages_sent(self) -> list[Json]:
         """`message` tool invocations (one per idempotency key)."""
@@ -259,6 +381,8 @@ class FakeGateway:
         app.router.add_post("/tools/invoke", self._tools_invoke)
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/sessions/{key:.+}", self._session)
+        app.router.add_get(CONTROL_PREFIX + "record", self._control_record)
+        app.router.add_post(CONTROL_PREFIX + "switches", self._control_switches)
         return app
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
@@ -278,8 +402,17 @@ class FakeGateway:
         ws = web.WebSocketResponse(max_msg_size=MAX_PAYLOAD, compress=False, timeout=2.0)
         if not ws.can_prepare(request).ok:
             return web.json_response({"ok": True, "service": "fake openclaw gateway"})
+        fault = self._fault()
+        if fault in ("5xx", "529"):
+            status = 529 if fault == "529" else 503
+            return error_response(status, "upgrade refused", "unavailable")
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
         await ws.prepare(request)
         peer = _Peer(ws, request)
+        if fault in ("drop_before", "drop_after"):
+            peer.drop()
+            return ws
         self._peers.add(peer)
         ticker: asyncio.Task[Any] | None = None
         try:
@@ -427,6 +560,18 @@ class FakeGateway:
     async def _answer(self, peer: _Peer, request_id: str, method: Any, params: Any) -> None:
         params = params if isinstance(params, dict) else {}
         self.calls.append(("ws", str(method), params))
+        fault = self._fault()
+        if fault == "drop_before":
+            peer.drop()
+            return
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+        if fault in FAULT_ERRORS:
+            await peer.send(
+                {"type": "res", "id": request_id, "ok": False, "error": FAULT_ERRORS[fault]}
+            )
+            return
+        drop_after = fault == "drop_after"
         try:
             entry = self._methods().get(str(method))
             if entry is None:
@@ -439,16 +584,26 @@ class FakeGateway:
                     {"code": "MISSING_SCOPE", "missingScope": scope, "requiredScopes": [scope]},
                 )
             check_params(str(method), params, allowed, required)
+            if method == "agent":  # it answers itself, with the accepted and final frames
+                await self._agent(peer, request_id, params, drop_after=drop_after)
+                return
             payload = await handler(peer, request_id, params)
         except Refusal as refusal:
             await peer.send({"type": "res", "id": request_id, "ok": False, "error": refusal.error})
             return
-        if payload is not None:
+        if drop_after and payload is not None:
+            peer.drop()  # it took effect; the answer is lost
+        elif payload is not None:
             await peer.send({"type": "res", "id": request_id, "ok": True, "payload": payload})
 
     # -- methods ---------------------------------------------------------------------------
 
-    async def _agent(self, peer: _Peer, request_id: str, params: Json) -> None:
+    async def _agent(
+        self, peer: _Peer, request_id: str, params: Json, *, drop_after: bool = False
+    ) -> None:
+        """The accepted frame, then the final one; a known key's stored final at once. With
+        `drop_after`, the socket is cut after the accepted frame (or instead of the stored
+        final): the turn goes on."""
         if not isinstance(params["message"], str) or not params["message"]:
             raise Refusal("INVALID_REQUEST", "invalid agent params: message must not be empty")
         key = str(params["idempotencyKey"])
@@ -459,11 +614,15 @@ class FakeGateway:
         if run is None:
             run = self._start_turn(key, params)
         if run.final is not None:  # a replay: the stored final at once, as one frame
-            await peer.send({"type": "res", "id": request_id, **run.final})
+            if drop_after:
+                peer.drop()
+            else:
+                await peer.send({"type": "res", "id": request_id, **run.final})
             return
         await peer.send({"type": "res", "id": request_id, "ok": True, "payload": run.accepted})
-        if fresh and self.drop_after_accept:
-            self.drop_after_accept = False
+        if drop_after or (fresh and self.drop_after_accept):
+            if fresh and self.drop_after_accept:
+                self.drop_after_accept = False
             peer.drop()
             return
         await run.done.wait()
@@ -476,6 +635,7 @@ class FakeGateway:
         run = _Run(key, session_key, agent_id, params["message"], params, now_ms())
         self._runs[key] = run
         self._turns += 1
+        self._turns_by_key[key] += 1
         session = self._session_entry(session_key, agent_id, "run")
         session.update(
             status="running",
@@ -674,6 +834,10 @@ class FakeGateway:
         """Record the request; then auth and the forced status, except for probes and WS."""
         if request.path == "/" and request.headers.get("Upgrade", "").lower() == "websocket":
             return await handler(request)
+        if request.path.startswith(CONTROL_PREFIX):
+            if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+                return error_response(401, "Unauthorized", "unauthorized")
+            return await handler(request)
         body: Any = None
         if request.can_read_body:
             try:
@@ -692,7 +856,45 @@ class FakeGateway:
             return error_response(529, "overloaded", "overloaded_error", {"Retry-After": "1"})
         if self.http_status is not None:
             return error_response(self.http_status, "internal error", "server_error")
-        return await handler(request)
+        fault = self._fault()
+        if fault == "5xx":
+            return error_response(503, "upstream failed", "server_error")
+        if fault == "529":
+            return error_response(529, "overloaded", "overloaded_error", {"Retry-After": "1"})
+        if fault == "drop_before":
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=503)  # never sent: the connection is gone
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+        response = await handler(request)
+        if fault == "drop_after" and request.transport is not None:
+            request.transport.abort()  # it took effect; the answer is lost
+        return response
+
+    async def _control_record(self, request: web.Request) -> web.Response:
+        return web.json_response(self.record())
+
+    async def _control_switches(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict):
+            return error_response(400, "a JSON object of switches", "invalid_request_error")
+        unknown = sorted(set(changes) - SWITCHES - {"fault_seed"})
+        if unknown:
+            return error_response(400, f"unknown switches: {unknown}", "invalid_request_error")
+        rate = changes.pop("fault_rate", self.fault_rate)
+        seed = changes.pop("fault_seed", None)
+        kinds = changes.pop("fault_kinds", None)
+        try:
+            self.set_faults(float(rate), seed=seed, kinds=kinds)
+        except (TypeError, ValueError) as error:
+            return error_response(400, str(error), "invalid_request_error")
+        for name, value in changes.items():
+            setattr(self, name, value)
+        return web.json_response(self.switches())
 
     async def _health(self, request: web.Request) -> web.Response:
         if self.healthy:
@@ -949,7 +1151,14 @@ async def serve(args: argparse.Namespace) -> None:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     fake = FakeGateway(
-        token=args.token or None, host=args.host, port=args.port, reply_delay_s=args.reply_delay
+        token=args.token or None,
+        host=args.host,
+        port=args.port,
+        reply_delay_s=args.reply_delay,
+        fault_rate=args.fault_rate,
+        fault_seed=args.fault_seed,
+        fault_kinds=[kind for kind in args.faults.split(",") if kind],
+        slow_s=args.slow,
     )
     async with fake:
         print(fake.url, flush=True)
@@ -965,6 +1174,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help='"" serves without auth')
     parser.add_argument("--reply-delay", type=float, default=0.0, metavar="S")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, metavar="R", help="0..1 of connects/requests"
+    )
+    parser.add_argument("--fault-seed", type=int, default=None, metavar="N")
+    parser.add_argument(
+        "--faults", default=",".join(FAULT_KINDS), help="comma-separated fault kinds"
+    )
+    parser.add_argument("--slow", type=float, default=1.0, metavar="S", help="a slow answer's lag")
     asyncio.run(serve(parser.parse_args(argv)))
 
 
