@@ -163,13 +163,14 @@ def agent_spec(name: str, due: datetime) -> dict[str, Any]:
 
 def effective_max_turns(configured: int | None) -> tuple[int, str]:
     """The turn bound the daemon will use, and where it comes from."""
-    from ocsched.commands import reactor
+    from ocsched.adapters.settings import Settings
 
     if configured is not None:
         return configured, f"{TURNS_ENV}={configured} (--max-turns)"
+    turns = Settings.from_environment().reactor.max_concurrent_turns
     if os.environ.get(TURNS_ENV):
-        return reactor.max_concurrent_turns(), f"{TURNS_ENV}={os.environ[TURNS_ENV]} (env)"
-    return reactor.max_concurrent_turns(), f"{TURNS_ENV} unset: the daemon's default"
+        return turns, f"{TURNS_ENV}={os.environ[TURNS_ENV]} (env)"
+    return turns, f"{TURNS_ENV} unset: the daemon's default"
 
 
 def one_round(options: argparse.Namespace, delay: float) -> dict[str, Any]:
