@@ -44,10 +44,12 @@ class DispatchFollower:
         await self.follow_quickly()
         await self.resolve_running()
         await self.retry_overloaded()
+        await self.follow_quickly()  # deliver what this pass ended, without waiting a pass
 
     async def follow_quickly(self) -> None:
         """After others' events: verifications, notices and results (no gateway polling)."""
         h = self.handlers
+        await h.writer.settled()  # the read models include this daemon's own decisions
         db, now = h.db(), h.now()
         for row in views.labels_to_verify(db):
             await self._verify(row["dispatch_id"], row["verify_cmd"])
@@ -77,9 +79,11 @@ class DispatchFollower:
             plan = following.verification_recorded(
                 h.load(dispatch_id), passed=passed, detail=detail, owner=h.owner, now=h.now()
             )
-            await h.apply(plan)
+            verified = await h.apply(plan)
         finally:
             self.verifying.discard(dispatch_id)
+        if verified:
+            await self.follow_quickly()  # the result can go out now
 
     async def resolve_running(self) -> None:
         from ocsched.adapters.gateway import GatewayError
