@@ -95,7 +95,13 @@ def postgres_env(url: str) -> dict[str, str]:
     return env
 
 
-def open_event_log(settings: Settings) -> EventLog:
+def open_event_log(settings: Settings, read_only_uri: str | None = None) -> EventLog:
+    """The log of `settings.database`; with `read_only_uri` (SQLite), opened through that
+    URI without creating tables: a store this user may read but not write."""
+    if read_only_uri is not None and not settings.uses_postgres:
+        env = persistence_env(settings)
+        env.update(SQLITE_DBNAME=read_only_uri, CREATE_TABLE="false")
+        return EventLog(env=env)
     if not settings.uses_postgres:
         prepare_private_file(settings.database)
     return EventLog(env=persistence_env(settings))

@@ -60,3 +60,18 @@ class Argv:
         if count < minimum or (maximum is not None and count > maximum):
             raise UsageError(self.usage)
         return self.args
+
+
+MAX_WHOLE_NUMBER = 1_000_000_000
+"""The largest count, limit or number of seconds a command takes (a billion: no store
+holds more rows, and 31 years is past any threshold); a larger one is refused rather than
+overflowing SQLite's 64-bit integers or Python's dates."""
+
+
+def whole_number(text: str, lowest: int = 1, highest: int = MAX_WHOLE_NUMBER) -> int | None:
+    """`text` as a whole number in [lowest, highest], written with ASCII digits only (int()
+    would also take "٣", "1_000" and " 7 "); None when it is not one."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(highest)):
+        return None
+    number = int(text)
+    return number if lowest <= number <= highest else None

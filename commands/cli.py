@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         actor = global_options.option("--actor")
     except UsageError as error:
         return _fail(str(error), json_mode)
+    not_text = _not_text(args)
     args = global_options.args
+    if not_text:
+        return _fail(not_text, json_mode, 2 if _is_dispatch(args) else 1)
     if not args or args[0] in ("help", "--help", "-h"):
         print(USAGE.format(prog=prog))
         return 0
@@ -140,6 +143,25 @@ def _route_dispatch(args: list[str]) -> list[str]:
     return args
 
 
+def _not_text(args: list[str]) -> str | None:
+    """Invalid UTF-8 in argv reaches Python as surrogate escapes, which no store, pipe or
+    JSON document can hold: such an argument is refused before anything reads it."""
+    from .output import as_utf8
+
+    for arg in args:
+        shown = as_utf8(arg)
+        if shown is not arg:
+            if len(shown) > 60:
+                shown = shown[:59] + "…"
+            return f"Invalid UTF-8 in an argument: {shown}"
+    return None
+
+
+def _is_dispatch(args: list[str]) -> bool:
+    """The dispatch CLI's commands, whose argument errors exit with status 2 (spec §31.1)."""
+    return bool(args) and _route_dispatch(args)[0] == "dispatch"
+
+
 def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
     args = _route_dispatch(args)
     command, rest = args[0], args[1:]
@@ -157,10 +179,11 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
 
     from .context import Context
 
-    ctx = Context(json=json_mode)
-    if actor:
-        ctx.actor = actor
+    ctx: Context | None = None
     try:
+        ctx = Context(json=json_mode)
+        if actor:
+            ctx.actor = actor
         _handler(target)(ctx, rest)
         return 0
     except CommandError as error:
@@ -172,9 +195,11 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
         if os.environ.get("OCSCHED_DEBUG"):
             raise
-        return _fail(_describe_unexpected(error), json_mode)
+        store = ctx.settings.read_model_path if ctx is not None else None
+        return _fail(_describe_unexpected(error, store), json_mode)
     finally:
-        ctx.close()
+        if ctx is not None:
+            ctx.close()
 
 
 def _handler(target: str):
@@ -183,21 +208,60 @@ def _handler(target: str):
     return getattr(module, function_name)
 
 
-def _describe_unexpected(error: Exception) -> str:
+def _describe_unexpected(error: Exception, store: str | None = None) -> str:
+    """One line for an error no command expected; `store` is the SQLite file the command
+    used (the log's too, without PostgreSQL), named when SQLite says it is read-only or
+    damaged, with what to try."""
     from eventsourcing.persistence import OperationalError, PersistenceError
 
+    cause = _sqlite_error(error)
+    if cause is not None:
+        name = getattr(cause, "sqlite_errorname", "") or ""
+        where = store or "the store's SQLite file"
+        if name.startswith("SQLITE_READONLY"):
+            return (
+                f"{where} is read-only ({cause}); make the file and its folder writable, or run"
+                " the command as the store's owner"
+            )
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return (
+                f"{where} is damaged ({cause}): restore it from a backup, or move it aside"
+                " (with its -wal and -shm files) to start an empty store"
+            )
     if isinstance(error, OperationalError):
         return f"Storage unavailable (check SCHEDULER_DB): {error}"
     if isinstance(error, OSError) and error.filename:
         return f"Cannot use {error.filename}: {error.strerror}"
     if isinstance(error, PersistenceError):
         return f"Storage error: {error}"
+    if cause is not None:  # SQLite itself, on the read models (a folder, an I/O error)
+        return f"Storage unavailable (check SCHEDULER_DB): {store or 'the store'}: {cause}"
     return f"Internal error ({type(error).__name__}): {error} (set OCSCHED_DEBUG=1 for details)"
 
 
+def _sqlite_error(error: BaseException) -> Exception | None:
+    """The sqlite3 error behind `error` (itself, or what the event store wrapped)."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, sqlite3.Error):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _fail(message: str, json_mode: bool, exit_code: int = 1) -> int:
-    # One line, and printable whatever user text the message echoes.
+    # One line, and printable whatever user text the message echoes: whitespace (line
+    # breaks too) as one space, other control characters (NUL, ESC) and lone surrogates as
+    # backslash escapes.
     message = " ".join(message.split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    if not message.isprintable():
+        import unicodedata
+
+        message = "".join(ascii(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in message)
     if json_mode:
         from .output import print_json
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ocsched.adapters.settings import Settings
 from ocsched.projections import views
 
-from .output import CommandError
+from .output import CommandError, as_utf8
 
 if TYPE_CHECKING:
     from ocsched.adapters.event_store import EventLog
@@ -24,14 +24,19 @@ class ConcurrentChange(CommandError):
     """Another process recorded a change to the same aggregate first."""
 
 
+class ReadOnlyStore(CommandError):
+    """The store's SQLite file (or its folder) is not writable by this user: reads are
+    answered from fresh read models, nothing can be recorded."""
+
+
 def default_actor() -> str:
     actor = os.environ.get("OCSCHED_ACTOR")
     if actor:
-        return actor
+        return as_utf8(actor)
     try:
         import getpass
 
-        return getpass.getuser()
+        return as_utf8(getpass.getuser())
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
 
@@ -47,6 +52,7 @@ class Context:
     _store: ReadModelStore | None = None
     _views: sqlite3.Connection | None = None
     _secured: bool = False
+    _read_only: bool | None = None
 
     def meta(self, origin: str | None = None, cause: str | None = None) -> EventMeta:
         from ocsched.domain.aggregate import EventMeta
@@ -73,8 +79,32 @@ class Context:
             from ocsched.adapters.event_store import open_event_log
 
             self._secure()
-            self._log = open_event_log(self.settings)
+            read_only_uri = None
+            if self.read_only and not self.settings.uses_postgres:
+                read_only_uri = views.read_only_uri(self.settings.database)
+            self._log = open_event_log(self.settings, read_only_uri)
         return self._log
+
+    @property
+    def read_only(self) -> bool:
+        """The SQLite file that holds the read models (and, without PostgreSQL, the log)
+        exists and this user may not write it or its folder (a permission, a read-only
+        mount). Root may write whatever the modes say, so for root it is read-only only on
+        a read-only mount."""
+        if self._read_only is None:
+            path = self.settings.read_model_path
+            folder = os.path.dirname(os.path.abspath(path))
+            self._read_only = os.path.exists(path) and not (
+                os.access(path, os.W_OK) and os.access(folder, os.W_OK)
+            )
+        return self._read_only
+
+    def refuse_read_only(self, why: str) -> ReadOnlyStore:
+        return ReadOnlyStore(
+            f"{self.settings.read_model_path} is read-only for this user (the file or its"
+            f" folder is not writable): {why}; make both writable, or run the command as the"
+            " store's owner"
+        )
 
     @property
     def store(self) -> ReadModelStore:
@@ -94,6 +124,8 @@ class Context:
         written, and the command can be run again."""
         from eventsourcing.persistence import IntegrityError
 
+        if self.read_only:
+            raise self.refuse_read_only("nothing was recorded")
         try:
             self.log.save(*aggregates)
         except IntegrityError:
@@ -119,6 +151,12 @@ class Context:
             if self._views is None or not same_file:
                 if not os.path.exists(self.settings.database) and same_file:
                     return None
+                if self.read_only:
+                    if self._views is not None:  # PostgreSQL: this host's, as they are
+                        return self._views
+                    raise self.refuse_read_only(
+                        "its read models are behind the log and cannot be brought up to date"
+                    )
                 self.catch_up()
                 self._views = views.open_views(path, event_table=False)
         return self._views

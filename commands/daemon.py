@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import warnings
 
-from .argv import Argv
+from .argv import MAX_WHOLE_NUMBER, Argv
 from .context import Context
 from .output import CommandError
 
@@ -24,7 +25,11 @@ def cli_daemon(ctx: Context, args: list[str]) -> None:
         try:
             grace_seconds = float(grace)
         except ValueError:
-            raise CommandError(f"--grace must be a number of seconds, got: {grace}") from None
+            grace_seconds = math.nan
+        if not 0 <= grace_seconds <= MAX_WHOLE_NUMBER:  # NaN, infinite or negative too
+            raise CommandError(f"--grace must be a number of seconds, got: {grace}")
+    if ctx.read_only:
+        raise ctx.refuse_read_only("the daemon cannot record runs")
     from .reactor.scheduler import Reactor
 
     configure_logging()

@@ -9,6 +9,7 @@ subcommand prints the usage on stdout, exit status 2.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from ocsched.domain.safe_names import check_path_segment
 
 from . import dispatch_service as service
 from . import dispatch_status as state
-from .argv import Argv
+from .argv import MAX_WHOLE_NUMBER, Argv
 from .context import Context
+from .dispatch_labels import json_text, json_whole_number
 from .dispatch_service import argument_error
-from .output import CommandError, print_json
+from .output import CommandError, as_utf8, print_json
 
 PROMPT_FLAGS = ("--message", "--message-file", "--message-env", "--message-stdin")
 DEFAULT_TIMEOUT_S = 300
@@ -80,6 +82,8 @@ def _positive_int(name: str, value: str | bool | None, default: int) -> int:
         number = 0
     if number <= 0:
         raise argument_error(f"{name} must be a positive integer")
+    if number > MAX_WHOLE_NUMBER:  # more would overflow the store's 64-bit integers
+        raise argument_error(f"{name} must be a positive integer up to {MAX_WHOLE_NUMBER}")
     return number
 
 
@@ -107,22 +111,38 @@ def _prompt(argv: Argv) -> str:
             if value is True:
                 raise argument_error("--message-file requires a value")
             try:
-                text = Path(value).read_text()
+                text = Path(value).read_text(encoding="utf-8")
             except OSError as error:
                 reason = error.strerror
                 raise argument_error(f"--message-file: could not read file: {reason}") from None
+            except UnicodeDecodeError:
+                raise argument_error(
+                    "--message-file: could not read file: not UTF-8 text"
+                ) from None
+            except ValueError:  # a NUL in the path
+                raise argument_error("--message-file: could not read file: bad path") from None
         else:
             if sys.stdin.isatty():
                 dash = " -" if name == "--message-file" else ""
                 raise argument_error(f"{name}{dash} requires piped stdin")
-            text = sys.stdin.read()
+            text = _read_stdin(name)
     elif not sys.stdin.isatty():
-        text = sys.stdin.read()
+        text = _read_stdin("stdin")
+    if text and as_utf8(text) is not text:  # invalid UTF-8 read as surrogate escapes
+        source = chosen[0][0] if chosen else "stdin"
+        raise argument_error(f"{source}: the prompt is not valid UTF-8 text")
     if not text:
         raise argument_error(
             "--message, --message-file, --message-env, --message-stdin, or piped stdin is required"
         )
     return text
+
+
+def _read_stdin(name: str) -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise argument_error(f"{name}: could not read stdin: not UTF-8 text") from None
 
 
 def _session_target(argv: Argv) -> service.SessionTarget:
@@ -196,10 +216,17 @@ def parse_done(argv: Argv) -> service.DoneRequest:
 
 def parse_threshold_min(argv: Argv) -> float:
     value = argv.loose_option("--threshold-min")
+    if value is None:
+        return DEFAULT_STUCK_THRESHOLD_MIN
     try:
-        return float(DEFAULT_STUCK_THRESHOLD_MIN if value is None else value)
+        threshold = float(str(value))
     except ValueError:
-        raise argument_error("--threshold-min must be a number") from None
+        threshold = math.nan
+    if not math.isfinite(threshold):  # NaN or infinite: no session would ever be stuck
+        raise argument_error("--threshold-min must be a number")
+    if abs(threshold) > MAX_WHOLE_NUMBER:  # in milliseconds, past any date
+        raise argument_error(f"--threshold-min must be a number up to {MAX_WHOLE_NUMBER}")
+    return threshold
 
 
 # Handlers: parse → service → presentation. Each takes the invocation, the arguments
@@ -254,6 +281,9 @@ def _stuck(ctx: Context, args: list[str], config: dict[str, Any]) -> None:
     if not found.stuck_sessions:
         print_json(found)
         return
+    if ctx.json:  # the global --json: the same finding as JSON, still exit status 1
+        print_json(found)
+        raise SystemExit(1)
     noun = "session" if found.stuck_count == 1 else "sessions"
     lines = [f"⚠️ {brand(config)}: {found.stuck_count} stuck {noun}:"]
     lines += [
@@ -296,8 +326,31 @@ SUBCOMMANDS: dict[str, Handler] = {
 }
 
 
+CONFIG_NUMBERS = ("startupGraceMs", "watchdogTimeoutMin", "deliver_watcher_ttl_hours")
+CONFIG_TEXTS = ("name", "watchdogIntervalCron", "deliverTo", "deliveryChannel")
+
+
+def checked_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`config.json` with the keys the commands read in the types they use: a whole number
+    (>= 0) or text (a number as its digits). A value of another kind is dropped, so its
+    default applies: a hand-edited file cannot make every command fail."""
+    checked = dict(config)
+    for key in CONFIG_NUMBERS:
+        if key in checked:
+            number = json_whole_number(checked.pop(key))
+            if number is not None and number >= 0:
+                checked[key] = number
+    for key in CONFIG_TEXTS:
+        value = checked.pop(key, None)
+        if isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        ):
+            checked[key] = json_text(value)
+    return checked
+
+
 def cli_dispatch(ctx: Context, args: list[str]) -> None:
-    config = dispatch_config(ctx.settings.dispatch_config_dir)
+    config = checked_config(dispatch_config(ctx.settings.dispatch_config_dir))
     if not args or args[0] not in SUBCOMMANDS:
         print(USAGE)
         raise SystemExit(2)  # spec §31.1: usage on stdout, exit status 2

@@ -127,10 +127,45 @@ _IMPORTED_FIELDS = {
 }
 
 
+_IMPORTED_NUMBERS = ("timeout_seconds", "idle_threshold_seconds")
+_LARGEST_IMPORTED_NUMBER = 2**53 - 1  # JavaScript's largest exact integer
+
+
 def imported_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """A `labels.json` entry as the settings of an imported `Label.Enqueued`."""
-    settings = {ours: entry.get(theirs) for theirs, ours in _IMPORTED_FIELDS.items()}
+    """A `labels.json` entry as the settings of an imported `Label.Enqueued`, each field
+    in the type its column holds: text (another JSON value as its JSON text, invalid
+    characters replaced) or a whole number (else null), so no ledger can record an event
+    the read model cannot hold (a number past 64 bits, a lone surrogate)."""
+    settings = {
+        ours: json_whole_number(entry.get(theirs))
+        if ours in _IMPORTED_NUMBERS
+        else json_text(entry.get(theirs))
+        for theirs, ours in _IMPORTED_FIELDS.items()
+    }
     settings["imported"] = True  # history: never announced, delivered or followed again
     if settings["status"] not in ("running", "done", "error", "interrupted"):
         settings["status"] = "error" if settings["status"] else "running"
     return settings
+
+
+def json_text(value: Any) -> str | None:
+    """A value read from a JSON file (a ledger, `config.json`) as text: a string as it is,
+    another JSON value as its JSON; lone surrogates (a `\\udc80` escape in the file)
+    replaced by U+FFFD."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if text.isascii():
+        return text
+    return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
+def json_whole_number(value: Any) -> int | None:
+    """A number read from a JSON file as a whole number in JavaScript's exact range; else
+    None (text, a fraction, NaN, infinite, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():  # also NaN and infinity
+        return None
+    number = int(value)
+    return number if abs(number) <= _LARGEST_IMPORTED_NUMBER else None

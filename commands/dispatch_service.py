@@ -31,7 +31,7 @@ from ocsched.domain.label import Label
 from . import dispatch_gateway as gateway
 from .context import Context
 from .dispatch_gateway import Warn
-from .dispatch_labels import imported_settings, known_label_row, label_row
+from .dispatch_labels import imported_settings, json_text, known_label_row, label_row
 from .output import CommandError
 
 ARGUMENT_ERROR = 2
@@ -328,41 +328,50 @@ def import_labels(ctx: Context, path: str) -> Imported:
     """Turn an existing `labels.json` ledger into events, once: each entry becomes a
     dispatch whose id is derived from (label, session, spawn time), so importing the same
     file again records nothing."""
-    from eventsourcing.persistence import IntegrityError
+    from eventsourcing.application import AggregateNotFoundError
 
     from ocsched.domain.run import RUN_NAMESPACE
 
     try:
-        ledger = json.loads(Path(path).read_text())
+        ledger = json.loads(Path(path).read_bytes())
     except OSError as error:
         raise CommandError(f"Cannot read {path}: {error.strerror}") from None
-    except ValueError:
+    except ValueError:  # not JSON, not UTF-8, or a NUL in the path
         raise CommandError(f"{path} is not valid JSON") from None
+    except RecursionError:
+        raise CommandError(f"{path} is nested too deeply") from None
     if not isinstance(ledger, dict):
         raise CommandError(f"{path} is not a labels ledger (a JSON object)")
-    imported, skipped = [], []
+    new: list[Label] = []
+    skipped = 0
     meta = ctx.meta(origin="import")
     for label, entry in ledger.items():
-        if not isinstance(entry, dict):
-            skipped.append(label)
+        if not isinstance(entry, dict) or json_text(label) != label:
+            skipped += 1  # not an entry, or a label no store can hold (a lone surrogate)
             continue
         key = f"import/{label}/{entry.get('sessionKey')}/{entry.get('spawnedAt')}"
-        dispatch = Label(
-            id=str(uuid.uuid5(RUN_NAMESPACE, key)),
-            label=label,
-            session_key=str(entry.get("sessionKey") or ""),
-            settings=imported_settings(entry),
-            meta=meta,
-            timestamp=ctx.now,
-        )
+        dispatch_id = str(uuid.uuid5(RUN_NAMESPACE, key.encode("utf-8", "replace").decode()))
         try:
-            ctx.log.save(dispatch)
-        except IntegrityError:
-            skipped.append(label)
+            ctx.log.repository.get(dispatch_id)
+        except AggregateNotFoundError:
+            pass
+        else:
+            skipped += 1  # imported before
             continue
-        imported.append(label)
-    ctx.catch_up()
-    return Imported(imported=len(imported), skipped=len(skipped), labels=imported)
+        new.append(
+            Label(
+                id=dispatch_id,
+                label=label,
+                session_key=json_text(entry.get("sessionKey")) or "",
+                settings=imported_settings(entry),
+                meta=meta,
+                timestamp=ctx.now,
+            )
+        )
+    if new:
+        ctx.save(*new)  # one transaction: the whole ledger or, on a failure, nothing
+    labels = [dispatch.label for dispatch in new]
+    return Imported(imported=len(labels), skipped=skipped, labels=labels)
 
 
 # done (spec §31.7)

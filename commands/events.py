@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .argv import Argv
+from .argv import MAX_WHOLE_NUMBER, Argv, whole_number
 from .context import Context
 from .output import CommandError, print_json
 
@@ -109,9 +109,12 @@ def cli_tail(ctx: Context, args: list[str]) -> None:
     follow = argv.flag("--follow") or argv.flag("-f")
     count_text = argv.option("-n") or "20"
     argv.positionals(0, 0)
-    if not count_text.isdigit():
-        raise CommandError(f"-n must be a whole number, got: {count_text}")
-    records = tail(ctx, int(count_text))
+    count = whole_number(count_text, lowest=0)
+    if count is None:
+        raise CommandError(
+            f"-n must be a whole number (at most {MAX_WHOLE_NUMBER}), got: {count_text}"
+        )
+    records = tail(ctx, count)
     if follow and ctx.json:  # a stream: one compact JSON object per line
         for record in records:
             print(_compact(record), flush=True)

@@ -241,6 +241,8 @@ def _apply_one_shot(ctx: Context, spec: dict, at: str | None, within: str | None
             when = parse_datetime(at)
     except DomainError as error:
         raise CommandError(f"--at/--in error: {error}") from None
+    except OverflowError:  # now + the duration is past the year 9999
+        raise CommandError(f'--at/--in error: "{within}" ends after the year 9999') from None
     spec["schedule_kind"] = "at"
     spec["schedule_at"] = spec["next_run_at"] = to_ts(when)
     spec.setdefault("delete_after_run", 1)

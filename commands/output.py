@@ -20,6 +20,20 @@ class UsageError(CommandError):
     """Wrong arguments; the message is the usage line."""
 
 
+def as_utf8(text: str) -> str:
+    """`text` as text UTF-8 can hold: invalid UTF-8 that Python read as surrogate escapes
+    (argv, the environment, piped stdin) shown as `\\xff`, any other lone surrogate as
+    `\\ud800`. Valid text comes back as it is (`as_utf8(t) is t`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def to_json(value: Any) -> str:
     import msgspec
 

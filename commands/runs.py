@@ -7,7 +7,7 @@ from typing import Any
 
 from ocsched.projections import views
 
-from .argv import Argv
+from .argv import MAX_WHOLE_NUMBER, Argv, whole_number
 from .context import Context
 from .output import CommandError, UsageError, print_json, render_table, short_id
 
@@ -129,6 +129,9 @@ def _print_runs(ctx: Context, records: list[dict], empty: str) -> None:
 
 
 def _whole_number(text: str, usage: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise CommandError(f"Expected a positive whole number, got: {text}. {usage}")
-    return int(text)
+    number = whole_number(text)
+    if number is None:
+        raise CommandError(
+            f"Expected a positive whole number (at most {MAX_WHOLE_NUMBER}), got: {text}. {usage}"
+        )
+    return number

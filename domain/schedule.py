@@ -46,7 +46,10 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValidationError(f'Invalid --in duration: "{text}". Use e.g. 15m, 2h, 30s, 1d')
     amount, unit = match.groups()
-    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit.lower()])
+    try:
+        return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit.lower()])
+    except OverflowError:  # past timedelta's 999,999,999 days
+        raise ValidationError(f'Invalid --in duration: "{text}" is too long') from None
 
 
 def zone(name: str) -> ZoneInfo:

@@ -17,15 +17,43 @@ def open_views(path: str, *, event_table: bool = True) -> sqlite3.Connection | N
     """A read-only connection, or None when a projection lags (or does not exist yet).
 
     `event_table`: the events live in the same file, so freshness can be checked here.
+    A file that is not a database raises `sqlite3.DatabaseError` (the caller names it).
     """
     if not os.path.exists(path):
         return None
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    connection = sqlite3.connect(read_only_uri(path), uri=True, timeout=5)
     connection.row_factory = _dict_row
     if event_table and not _is_fresh(connection):
         connection.close()
         return None
     return connection
+
+
+# What SQLite answers a read-only connection to a WAL database it cannot open the usual
+# way: without write access to the folder it can neither create the -shm index nor take
+# the locks that stand for it.
+_NEEDS_IMMUTABLE = {"SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_CANTOPEN"}
+
+
+def read_only_uri(path: str) -> str:
+    """The URI that opens the database at `path` read-only: `mode=ro`, or, when SQLite
+    cannot read it that way (a folder this user may not write, and no -shm file to share),
+    `mode=ro&immutable=1` (read as a file nobody changes: no locks, no WAL index; what a
+    read-only store is to this user). Raises `sqlite3.DatabaseError` for a file that is not
+    a database."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    probe = sqlite3.connect(uri, uri=True, timeout=5)
+    try:
+        probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as error:
+        if getattr(error, "sqlite_errorname", "") not in _NEEDS_IMMUTABLE:
+            raise
+        return uri + "&immutable=1"
+    finally:
+        probe.close()
+    return uri
 
 
 def _is_fresh(connection: sqlite3.Connection) -> bool:
