@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 from . import NAMES
@@ -118,12 +119,37 @@ def job_counts(connection: sqlite3.Connection | None) -> dict[str, Any]:
 
 
 def job_timers(connection: sqlite3.Connection, until: str) -> list[dict]:
-    """Enabled root jobs due by `until`: the reactor's clock."""
+    """Enabled root jobs due by `until`: the reactor's clock. Through the `next_run_at`
+    index (`+` keeps SQLite from choosing the `parent_id` index for `IS NULL`, a scan of
+    every root job: 50 ms with 100,000 jobs, against nothing for the few due)."""
     return connection.execute(
-        "SELECT id, next_run_at FROM jobs WHERE next_run_at <= ? AND enabled = 1"
-        " AND parent_id IS NULL",
+        "SELECT id, next_run_at FROM jobs WHERE next_run_at <= ? AND +enabled = 1"
+        " AND +parent_id IS NULL",
         (until,),
     ).fetchall()
+
+
+def prune_candidates(connection: sqlite3.Connection) -> list[dict]:
+    """The jobs a prune rule (spec §26) can apply to: children whose parent is gone, and
+    disabled jobs that have run. The others stay in SQLite (a prune pass over 100,000 jobs
+    need not hold their rows)."""
+    return connection.execute(
+        "SELECT * FROM jobs AS j WHERE (j.parent_id IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = j.parent_id))"
+        " OR (j.enabled = 0 AND j.last_run_at IS NOT NULL)"
+    ).fetchall()
+
+
+def existing_job_ids(connection: sqlite3.Connection, job_ids: Iterable[str]) -> set[str]:
+    """Those of the given job ids that exist."""
+    wanted = sorted(set(job_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        rows = connection.execute(f"SELECT id FROM jobs WHERE id IN ({marks})", chunk)
+        found.update(row["id"] for row in rows)
+    return found
 
 
 def dispatch_timers(connection: sqlite3.Connection, until: str) -> list[dict]:
