@@ -370,8 +370,15 @@ class Handlers:
             await self.apply(plan)
 
     async def prune(self) -> None:
-        jobs = views.jobs(self.db())
-        for plan in pruning.prune(jobs, owner=self.owner, now=self.now(), facts=self.facts):
+        """Spec §26, over the jobs a prune rule can apply to (read models hold the rest)."""
+        db = self.db()
+        jobs = views.prune_candidates(db)
+        parents = [job["parent_id"] for job in jobs if job["parent_id"]]
+        live_ids = {job["id"] for job in jobs} | views.existing_job_ids(db, parents)
+        plans = pruning.prune(
+            jobs, owner=self.owner, now=self.now(), facts=self.facts, live_ids=live_ids
+        )
+        for plan in plans:
             await self.apply(plan)
 
     async def recover(self, abandoned_by: str | None = None) -> None:
@@ -398,7 +405,6 @@ class Handlers:
                     run, job, owner=self.owner, now=self.now(), facts=self.facts
                 )
             )
-        self.on_change()
 
     def _resume_turn(self, row: Row) -> None:
         """Asking the gateway again with the same idempotency key returns the dead daemon's

@@ -32,9 +32,19 @@ def prune_rule(job: Row, live_ids: set[str], now: datetime) -> str | None:
     return None
 
 
-def prune(jobs: list[Row], *, owner: str, now: datetime, facts: Facts) -> list[Plan]:
-    """One plan per job to delete, so one job's lost race does not hold back the others."""
-    live_ids = {job["id"] for job in jobs}
+def prune(
+    jobs: list[Row],
+    *,
+    owner: str,
+    now: datetime,
+    facts: Facts,
+    live_ids: set[str] | None = None,
+) -> list[Plan]:
+    """One plan per job to delete, so one job's lost race does not hold back the others.
+    `live_ids`: the ids of the jobs that exist, when `jobs` is not all of them (at least
+    `jobs`' own and their parents' that exist)."""
+    if live_ids is None:
+        live_ids = {job["id"] for job in jobs}
     plans = []
     for job in jobs:
         rule = prune_rule(job, live_ids, now)
