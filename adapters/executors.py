@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,12 +90,13 @@ class ShellExecutor:
                 return Outcome("error", {"error_message": str(error)})
         paths = self.artifact_paths(order.run_id)
         outcome = process_shell_output(result, _limits(job), paths)
-        await asyncio.to_thread(_offload, result, outcome, paths)
+        if outcome.offload_stdout or outcome.offload_stderr:
+            await asyncio.to_thread(_offload, result, outcome, paths)
         return Outcome(outcome.status, _shell_fields(outcome, paths), outcome.preview)
 
     def artifact_paths(self, run_id: str) -> tuple[str, str]:
-        base = self.artifacts_dir / "runs" / run_id
-        return str(base / "stdout.txt"), str(base / "stderr.txt")
+        base = os.path.join(self.artifacts_dir, "runs", run_id)
+        return os.path.join(base, "stdout.txt"), os.path.join(base, "stderr.txt")
 
 
 class AgentTurnExecutor:
@@ -219,8 +221,6 @@ def _offload(result: ShellResult, outcome: ShellOutcome, paths: tuple[str, str])
     """Write streams too large to keep in the run record to the artifacts directory."""
     from .settings import write_artifact
 
-    if not (outcome.offload_stdout or outcome.offload_stderr):
-        return
     stdout, stderr, _ = stream_texts(result)
     for wanted, text, path in (
         (outcome.offload_stdout, stdout, paths[0]),
