@@ -40,10 +40,10 @@ on a shared machine: compare it when timing a change.
 `--profile PREFIX` runs one round with the daemon under cProfile (the same entry point in a
 Python wrapper): `PREFIX.loop` profiles the event loop thread, `PREFIX.writer` the event
 writer's batches (a worker thread, which cProfile would not see otherwise); both are
-printed. `--py-spy PREFIX` samples the daemon (all threads, 250 Hz) with py-spy from
-just before due to the end (`.venv/bin/pip install py-spy`, not a project dependency),
-writes the collapsed stacks to `PREFIX.txt` and prints the functions with the most
-samples (py-spy cannot tell a thread waiting for the interpreter lock from one running).
+printed. `--py-spy PREFIX` samples the daemon with py-spy (250 Hz, each thread while it
+holds the interpreter lock: where its Python time goes) from just before due to the end
+(`.venv/bin/pip install py-spy`, not a project dependency), writes the collapsed stacks to
+`PREFIX.txt` and prints the functions with the most samples.
 `OCSCHED_BENCH_DAEMON` (see `daemon_harness.py`) swaps the daemon command, e.g. for a
 wrapper that patches the reactor to try a change.
 """
@@ -55,6 +55,7 @@ import asyncio
 import collections
 import math
 import pstats
+import resource
 import signal
 import statistics
 import subprocess
@@ -102,7 +103,7 @@ def job_specs(count: int, due: datetime, kind: str) -> list[tuple[str, dict]]:
 def one_round(options: argparse.Namespace, slots: int) -> dict[str, float]:
     """The floor; a fresh home and daemon; the burst; the daemon stopped, the home
     deleted; the floor again. The round's floor is the mean of the two."""
-    floor_before = floor_seconds(options.jobs, slots)
+    floor_before = floor(options.jobs, slots)
     with BenchHome() as home:
         idle = [
             (f"idle-{i:06d}", shell_spec(f"idle {i:06d}", schedule_cron="0 0 1 1 *"))
@@ -118,8 +119,11 @@ def one_round(options: argparse.Namespace, slots: int) -> dict[str, float]:
             result["startup"] = daemon.startup_seconds
             result["mistaken"] = daemon.log_count("elsewhere; stopping its processes")
             result["errors"] = daemon.log_count("error")
-    result["floor"] = (floor_before + floor_seconds(options.jobs, slots)) / 2
+    floor_after = floor(options.jobs, slots)
+    result["floor"] = (floor_before[0] + floor_after[0]) / 2
     result["ratio"] = result["total"] / result["floor"]
+    result["floor_cpu"] = (floor_before[1] + floor_after[1]) / 2
+    result["cpu_ratio"] = (result["daemon_cpu"] + result["children_cpu"]) / result["floor_cpu"]
     return result
 
 
@@ -163,10 +167,13 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
     }
 
 
-async def spawn_true(count: int, concurrency: int | None, *, as_daemon: bool) -> float:
+async def spawn_true(
+    count: int, concurrency: int | None, *, as_daemon: bool
+) -> tuple[float, float]:
     """Spawn and reap `count` x `bash -c true`, `concurrency` at a time: through
     `adapters/shell.run_shell` with the daemon's child watcher (`as_daemon`), or with a
-    plain `asyncio.create_subprocess_exec` and the default watcher."""
+    plain `asyncio.create_subprocess_exec` and the default watcher. Returns the seconds it
+    took and the CPU seconds of this process and of the processes it reaped."""
     from ocsched.adapters.shell import run_shell
 
     slots = asyncio.Semaphore(concurrency or count)
@@ -187,16 +194,31 @@ async def spawn_true(count: int, concurrency: int | None, *, as_daemon: bool) ->
             )
             await process.communicate()
 
+    cpu = _process_and_children_cpu()
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _process_and_children_cpu() - cpu
+
+
+def _process_and_children_cpu() -> float:
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def floor_seconds(
     count: int, concurrency: int | None, rounds: int = 1, *, as_daemon: bool = True
 ) -> float:
+    return floor(count, concurrency, rounds, as_daemon=as_daemon)[0]
+
+
+def floor(
+    count: int, concurrency: int | None, rounds: int = 1, *, as_daemon: bool = True
+) -> tuple[float, float]:
     """The median of `rounds` spawn floors, each in a fresh event loop (in a child
-    process, so the daemon's child watcher is set up as the daemon sets it up)."""
+    process, so the daemon's child watcher is set up as the daemon sets it up): seconds,
+    and CPU seconds (the spawning process and the shells)."""
     code = (
         "import asyncio, sys; sys.path.insert(0, sys.argv[1]);"
         "from reactor_burst import spawn_true;"
@@ -204,10 +226,10 @@ def floor_seconds(
         "as_daemon = sys.argv[4] == '1';"
         "as_daemon and _use_pidfd_child_watcher();"
         "limit = int(sys.argv[3]) or None;"
-        "print(asyncio.run(spawn_true(int(sys.argv[2]), limit, as_daemon=as_daemon)))"
+        "print(*asyncio.run(spawn_true(int(sys.argv[2]), limit, as_daemon=as_daemon)))"
     )
     here = str(Path(__file__).parent)
-    times = []
+    times, cpus = [], []
     for _ in range(rounds):
         output = subprocess.run(
             [
@@ -223,8 +245,10 @@ def floor_seconds(
             capture_output=True,
             text=True,
         ).stdout
-        times.append(float(output.split()[-1]))
-    return statistics.median(times)
+        seconds, cpu = output.split()[-2:]
+        times.append(float(seconds))
+        cpus.append(float(cpu))
+    return statistics.median(times), statistics.median(cpus)
 
 
 def start_py_spy(prefix: str, pid: int) -> subprocess.Popen:
@@ -238,7 +262,7 @@ def start_py_spy(prefix: str, pid: int) -> subprocess.Popen:
             "--rate",
             "250",
             "--threads",
-            "--idle",
+            "--gil",
             "--format",
             "raw",
             "--output",
@@ -349,6 +373,12 @@ def main() -> None:
         ("  last Run.Finished -> read model", ms("read_model"), ""),
         ("  daemon CPU (all threads) from due to the end", ms("daemon_cpu"), ""),
         ("  CPU of the runs' processes (reaped children)", ms("children_cpu"), ""),
+        ("  floor's CPU (the spawning process and the shells)", ms("floor_cpu"), ""),
+        (
+            "  CPU ratio: (daemon + runs) / floor (what counts when the cores are busy)",
+            f"{statistics.median(r['cpu_ratio'] for r in rounds):.2f}x",
+            "",
+        ),
         (
             f"floor: plain create_subprocess_exec, default watcher, {slots} at a time",
             f"{plain_floor:.2f} s",
