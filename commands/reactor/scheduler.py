@@ -41,6 +41,7 @@ from .writer import EventWriter
 log = logging.getLogger("ocsched")
 
 TIMER_HORIZON_S = 300
+FIRE_HANDLERS = {"job": "fire_job", "dispatch": "fire_dispatch", "delivery": "fire_delivery"}
 FIRE_BATCH = 64
 BACKLOG = 2 * FIRE_BATCH
 """Runs decided or admitted but not yet begun, beyond which due timers wait: enough to
@@ -274,26 +275,22 @@ class Reactor:
     async def _fire(self, kind: str, key: str) -> None:
         """Decide a due timer. It may fire again once its decision is in the read models:
         a reload before that would bring back the row it fired from."""
-        handler = {
-            "job": self.handlers.fire_job,
-            "dispatch": self.handlers.fire_dispatch,
-            "delivery": self.handlers.fire_delivery,
-        }[kind]
+        handler = getattr(self.handlers, FIRE_HANDLERS[kind])
         try:
             await handler(key)
         finally:
             self.deciding -= 1
             self._progress()
-        try:
-            await self.writer.settled()
-        finally:
-            self.firing.discard((kind, key))
-            if (kind, key) in self.refire:
-                # A reload brought it back meanwhile, from a row that may since have
-                # moved: look at the row again.
-                self.refire.discard((kind, key))
-                heapq.heappush(self.timers, (time.time(), kind, key))
-                self.wake.set()
+            self.writer.when_settled(lambda: self._fired((kind, key)))
+
+    def _fired(self, timer: tuple[str, str]) -> None:
+        self.firing.discard(timer)
+        if timer in self.refire:
+            # A reload brought it back meanwhile, from a row that may since have moved:
+            # look at the row again.
+            self.refire.discard(timer)
+            heapq.heappush(self.timers, (time.time(), *timer))
+            self.wake.set()
 
     def _moves_timers(self, records: list[Any]) -> bool:
         """Whether a plan about to be saved may add a timer or move one earlier (asked

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -39,6 +41,8 @@ class EventWriter:
         self.ctx = ctx
         self.seen = 0
         self._pending: list[tuple[list[Any], asyncio.Future]] = []
+        self._queued: dict[asyncio.Future, list[Any]] = {}
+        """The pending saves' groups by their futures (not yet taken by a batch)."""
         self._flusher: asyncio.Task | None = None
         self._written = 0
         """Batches written so far."""
@@ -50,6 +54,7 @@ class EventWriter:
         """Each answered by the end of a catch-up that starts after it asked."""
         self._writing: asyncio.Future | None = None
         self._caught_up_at = 0.0
+        self._on_settled: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
 
     async def save(self, *aggregates: Any) -> None:
         await self.queue(*aggregates)
@@ -57,22 +62,24 @@ class EventWriter:
     def queue(self, *aggregates: Any) -> asyncio.Future:
         """Queue a save; the future is done when it is durable (or failed)."""
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(([*aggregates], future))
+        group = [*aggregates]
+        self._pending.append((group, future))
+        self._queued[future] = group
         self._start()
         return future
 
     def is_queued(self, queued: asyncio.Future) -> bool:
         """Whether a queued save is still waiting to be written (it may be joined)."""
-        return any(future is queued for _, future in self._pending)
+        return queued in self._queued
 
     def join(self, queued: asyncio.Future, *aggregates: Any) -> bool:
         """Add aggregates to a queued save that is not being written yet, so that all its
         events are saved in one transaction or none is; False when it is too late."""
-        for group, future in self._pending:
-            if future is queued:
-                group.extend(aggregates)
-                return True
-        return False
+        group = self._queued.get(queued)
+        if group is None:
+            return False
+        group.extend(aggregates)
+        return True
 
     async def catch_up(self) -> None:
         """Bring the read models up to date with events other processes appended."""
@@ -83,6 +90,14 @@ class EventWriter:
         """Return once the read models include every event saved before this call."""
         if self._projected < self._written:
             await self._next_catch_up()
+
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (at once, or after the catch-up that brings the read models to
+        every event saved before this call): `settled` without a task to await it."""
+        if self._projected >= self._written:
+            callback()
+            return
+        self._on_settled.append((self._written, callback))
 
     async def foreign(self, head: int) -> bool:
         """Whether the log's head `head` holds events this writer did not write: after a
@@ -113,6 +128,7 @@ class EventWriter:
         while True:
             if self._pending:
                 batch, self._pending = self._pending, []
+                self._queued.clear()
                 self._writing = writing = loop.create_future()
                 try:
                     results, written = await asyncio.to_thread(self._write, [a for a, _ in batch])
@@ -149,6 +165,8 @@ class EventWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            while self._on_settled and self._on_settled[0][0] <= self._projected:
+                self._on_settled.popleft()[1]()
 
     def _write(
         self, groups: list[list[Any]]
