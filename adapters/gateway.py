@@ -120,10 +120,11 @@ class GatewaySettings:
     token_source: str | None = None
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+    def from_environment(cls, environ: Mapping[str, str]) -> GatewaySettings:
         """Spec §30: `OPENCLAW_GATEWAY_TOKEN`, else the trimmed contents of
-        `OPENCLAW_GATEWAY_TOKEN_PATH` (default `$HOME/.openclaw/credentials/.gateway-token`)."""
-        env = os.environ if environ is None else environ
+        `OPENCLAW_GATEWAY_TOKEN_PATH` (default `$HOME/.openclaw/credentials/.gateway-token`),
+        from the variables `Settings.gateway_environment` gives."""
+        env = environ
         url = (env.get(URL_ENV) or DEFAULT_URL).strip().rstrip("/")
         token = env.get(TOKEN_ENV)
         if token:
@@ -269,7 +270,13 @@ class GatewayClient:
         client_version: str = "0.1.0",
         display_name: str = "ocsched",
     ) -> None:
-        self.settings = settings if settings is not None else GatewaySettings.from_environment()
+        if settings is None:
+            from .settings import Settings
+
+            settings = GatewaySettings.from_environment(
+                Settings.from_environment().gateway_environment
+            )
+        self.settings = settings
         self.call_timeout_s = call_timeout_s
         self.connect_attempts = max(1, connect_attempts)
         self.backoff_initial_s = backoff_initial_s

@@ -193,7 +193,7 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
-        if os.environ.get("OCSCHED_DEBUG"):
+        if ctx is not None and ctx.settings.debug:
             raise
         store = ctx.settings.read_model_path if ctx is not None else None
         return _fail(_describe_unexpected(error, store), json_mode)

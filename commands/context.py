@@ -29,10 +29,10 @@ class ReadOnlyStore(CommandError):
     answered from fresh read models, nothing can be recorded."""
 
 
-def default_actor() -> str:
-    actor = os.environ.get("OCSCHED_ACTOR")
-    if actor:
-        return as_utf8(actor)
+def default_actor(settings: Settings) -> str:
+    """`OCSCHED_ACTOR` (through the settings), else the OS user."""
+    if settings.actor:
+        return as_utf8(settings.actor)
     try:
         import getpass
 
@@ -44,7 +44,7 @@ def default_actor() -> str:
 @dataclass
 class Context:
     json: bool = False
-    actor: str = field(default_factory=default_actor)
+    actor: str = ""
     correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     settings: Settings = field(default_factory=Settings.from_environment)
@@ -53,6 +53,10 @@ class Context:
     _views: sqlite3.Connection | None = None
     _secured: bool = False
     _read_only: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.actor:
+            self.actor = default_actor(self.settings)
 
     def meta(self, origin: str | None = None, cause: str | None = None) -> EventMeta:
         from ocsched.domain.aggregate import EventMeta
