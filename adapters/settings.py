@@ -192,8 +192,12 @@ def tighten(path: str | os.PathLike[str], allowed: int) -> bool:
     adds one: a read-only 0444 file becomes 0400), with one warning line when it changed
     something. Missing: nothing to do. Returns whether it changed the mode."""
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        status = os.stat(path)
     except OSError:
+        return False
+    mode = stat.S_IMODE(status.st_mode)
+    wanted = stat.S_ISDIR if allowed == PRIVATE_DIRECTORY else stat.S_ISREG
+    if not wanted(status.st_mode) or not _ours_to_tighten(path, status.st_mode):
         return False
     if not mode & ~allowed:
         return False
@@ -204,6 +208,15 @@ def tighten(path: str | os.PathLike[str], allowed: int) -> bool:
         return False
     log.warning("tightened permissions of %s from %04o to %04o", path, mode, mode & allowed)
     return True
+
+
+def _ours_to_tighten(path: str | os.PathLike[str], mode: int) -> bool:
+    """Never a shared folder (sticky, like /tmp), the root, or the user's home: a setting
+    that names one (`SCHEDULER_DB=/tmp`, `SCHEDULER_HOME=~`) must not change its modes."""
+    if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+        return False
+    resolved = os.path.realpath(path)
+    return resolved not in ("/", os.path.realpath(os.path.expanduser("~")))
 
 
 def private_directory(path: str | os.PathLike[str], *, tighten_existing: bool = True) -> Path:
