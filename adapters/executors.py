@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,15 +64,26 @@ class RunExecutor(Protocol):
 
 class ShellExecutor:
     """`<shell> -c <payload_message>` in a process group of its own, at most `limit` at
-    once; output classified, truncated and offloaded per spec §10."""
+    once; output classified, truncated and offloaded per spec §10. The run's shell gets
+    `environment` with the run's id added (`OCSCHED_RUN_ID`), and `guard()` (the daemon's
+    watchdog) knows its group before the command starts."""
 
     def __init__(
-        self, *, shell_path: str, artifacts_dir: Path, limit: int, stopping: asyncio.Event
+        self,
+        *,
+        shell_path: str,
+        artifacts_dir: Path,
+        limit: int,
+        stopping: asyncio.Event,
+        guard: Callable[[], shell.SpawnGuard | None] = lambda: None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.shell_path = shell_path
         self.artifacts_dir = artifacts_dir
         self.slots = asyncio.Semaphore(limit)
         self.stopping = stopping
+        self.guard = guard
+        self.environment = environment
 
     async def execute(self, order: RunOrder, on_started: OnStarted) -> Outcome | None:
         job = order.job
@@ -85,6 +96,8 @@ class ShellExecutor:
                     timeout_ms=job["run_timeout_ms"],
                     shell=self.shell_path,
                     on_start=lambda pid: on_started(Started(pid, pid)),
+                    env=self._environment(order.run_id),
+                    guard=self.guard(),
                 )
             except OSError as error:
                 return Outcome("error", {"error_message": str(error)})
@@ -93,6 +106,11 @@ class ShellExecutor:
         if outcome.offload_stdout or outcome.offload_stderr:
             await asyncio.to_thread(_offload, result, outcome, paths)
         return Outcome(outcome.status, _shell_fields(outcome, paths), outcome.preview)
+
+    def _environment(self, run_id: str) -> dict[str, str] | None:
+        if self.environment is None:
+            return None
+        return {**self.environment, shell.RUN_ID_ENV: run_id}
 
     def artifact_paths(self, run_id: str) -> tuple[str, str]:
         base = os.path.join(self.artifacts_dir, "runs", run_id)

@@ -94,6 +94,10 @@ class Settings:
     """(channel, url) for `LOKI_PUSH_URL` and `DISPATCH_WEBHOOK_URL` (spec §31.12)."""
     hook_host: str = field(default_factory=socket.gethostname)
     """`DISPATCH_HOST`: the host named in hook payloads."""
+    environment: Mapping[str, str] = field(
+        default_factory=lambda: dict(os.environ), repr=False, compare=False
+    )
+    """The whole environment: what the runs' shells inherit (`OCSCHED_RUN_ID` added)."""
     reactor: ReactorSettings = field(default_factory=ReactorSettings)
 
     @property
@@ -153,6 +157,7 @@ class Settings:
             gateway_token_path=env.get("OPENCLAW_GATEWAY_TOKEN_PATH") or None,
             hook_targets=tuple((channel, env[name]) for channel, name in hooks if env.get(name)),
             hook_host=env.get("DISPATCH_HOST") or socket.gethostname(),
+            environment=dict(env),
             reactor=ReactorSettings.from_environment(env),
         )
 

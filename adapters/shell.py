@@ -5,11 +5,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from ocsched.domain.shell_output import ShellResult
 
 KILL_GRACE_SECONDS = 2.0
+RUN_ID_ENV = "OCSCHED_RUN_ID"
+"""Set to the run's id in a run's environment (`ShellExecutor`): every process the command
+starts inherits it, so recovery finds them all (`adapters/processes.py`)."""
+
+
+class SpawnGuard(Protocol):
+    """Starts a run's shell so that the watchdog knows its process group before the command
+    runs (`adapters/supervisor.Supervisor`)."""
+
+    @property
+    def stdin(self) -> int: ...
+
+    def argv(self, shell: str, command: str) -> list[str]: ...
 
 
 async def run_shell(
@@ -18,17 +32,21 @@ async def run_shell(
     timeout_ms: int,
     shell: str,
     on_start: Callable[[int], None] | None = None,
+    env: Mapping[str, str] | None = None,
+    guard: SpawnGuard | None = None,
 ) -> ShellResult:
     """Run `<shell> -c <command>`; `on_start(pid)` is called once it runs. The process is
-    the leader of a new process group, so a timeout or a cancel reaches its children too."""
+    the leader of a new process group, so a timeout or a cancel reaches its children too.
+    `env`: its environment (else this process's); with `guard`, the group is registered with
+    the watchdog before the command starts."""
+    argv = [shell, "-c", command] if guard is None else guard.argv(shell, command)
     process = await asyncio.create_subprocess_exec(
-        shell,
-        "-c",
-        command,
-        stdin=asyncio.subprocess.DEVNULL,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL if guard is None else guard.stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        env=env,
     )
     if on_start is not None:
         on_start(process.pid)

@@ -233,6 +233,18 @@ class Daemon:
             self._log.close()
 
 
+def load_script(relative: str):
+    """A script of the repository (`scripts/chaos/…`) as a module, for its small version."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def wait_until(condition, timeout: float = 15.0, what: str = "the condition"):
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
     import time

@@ -15,6 +15,8 @@ from ocsched.adapters.gateway import (
 )
 from ocsched.testing.fake_gateway import FakeGateway
 
+from .conftest import load_script
+
 TOKEN = "tok-f4ults-77c1"
 SEED = 20261125
 
@@ -151,20 +153,8 @@ def test_no_answer_by_the_deadline_is_an_error_saying_the_outcome_is_unknown():
     run(scenario())
 
 
-def chaos_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "chaos" / "gateway_faults.py"
-    spec = importlib.util.spec_from_file_location("chaos_gateway_faults", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_chaos_script_with_20_agent_jobs_at_30_percent_faults():
-    chaos = chaos_script()
+    chaos = load_script("scripts/chaos/gateway_faults.py")
     result = chaos.run_chaos(jobs=20, fault_rate=0.3, seed=10, lead=1.5, max_wait=12)
     assert chaos.failures(result) == []
     assert (result["runs"], result["statuses"], result["log_errors"]) == (20, {"ok": 20}, 0)

@@ -29,6 +29,7 @@ class DispatchFollower:
         startup_grace_ms: float,
         overload_grace_s: float,
         shell_path: str,
+        guard: Callable[[], shell.SpawnGuard | None] = lambda: None,
     ) -> None:
         self.handlers = handlers
         self.gateway = gateway
@@ -36,6 +37,8 @@ class DispatchFollower:
         self.startup_grace_ms = startup_grace_ms
         self.overload_grace_s = overload_grace_s
         self.shell_path = shell_path
+        self.guard = guard
+        """The daemon's watchdog, which knows each verify command's group before it runs."""
         self.verifying: set[str] = set()
 
     async def follow(self) -> None:
@@ -68,7 +71,10 @@ class DispatchFollower:
         try:
             try:
                 result = await shell.run_shell(
-                    command, timeout_ms=VERIFY_TIMEOUT_MS, shell=self.shell_path
+                    command,
+                    timeout_ms=VERIFY_TIMEOUT_MS,
+                    shell=self.shell_path,
+                    guard=self.guard(),
                 )
                 passed = result.returncode == 0 and not result.timed_out
                 stderr = result.stderr.decode("utf-8", "replace").strip()

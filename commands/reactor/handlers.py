@@ -20,6 +20,7 @@ from eventsourcing.persistence import StoredEvent
 from ocsched.adapters import shell
 from ocsched.adapters.executors import RunExecutor, RunOrder, Started
 from ocsched.adapters.process_identity import owner_is_dead
+from ocsched.adapters.processes import end_run_processes
 from ocsched.adapters.senders import Sender, SendError
 from ocsched.adapters.settings import ReactorSettings
 from ocsched.domain.agent_turn import build_prompt, session_key, trigger_context
@@ -382,22 +383,33 @@ class Handlers:
             await self.apply(plan)
 
     async def recover(self, abandoned_by: str | None = None) -> None:
-        """Finish runs whose daemon is gone as `crashed`, after making sure their processes
-        are dead (spec §19.3); with `abandoned_by`, this daemon's own runs as it stops. An
-        agent turn lives on in the gateway: the next daemon resumes it instead."""
-        for row in views.active_runs(self.db(), ("pending", "queued", "running")):
-            if row["id"] in self.own:
-                continue
-            if abandoned_by is not None and row["owner"] != abandoned_by:
-                continue
-            if abandoned_by is None and not owner_is_dead(row["owner"]):
-                continue
+        """Finish runs whose daemon is gone as `crashed`, once their processes are proven
+        gone (spec §19.3): every process carrying the run's id in its environment, or in
+        its recorded group, is killed and waited for, so a replay never runs beside what it
+        replays, even for a run whose start was never recorded. With `abandoned_by`, this
+        daemon's own runs as it stops. An agent turn lives on in the gateway: the next
+        daemon resumes it instead."""
+        rows = [
+            row
+            for row in views.active_runs(self.db(), ("pending", "queued", "running"))
+            if row["id"] not in self.own
+            and (abandoned_by is None or row["owner"] == abandoned_by)
+            and (abandoned_by is not None or owner_is_dead(row["owner"]))
+        ]
+        shell_runs = {
+            row["id"]: row["process_group"]
+            for row in rows
+            if row["session_target"] in (None, "shell")
+        }
+        alive = await end_run_processes(shell_runs) if shell_runs else set()
+        for row in rows:
             if row["session_target"] not in (None, "shell"):
                 if abandoned_by is None:
                     self._resume_turn(row)
                 continue
-            if row["process_group"]:
-                await kill_and_wait(row["process_group"])
+            if row["id"] in alive:
+                log.warning("run %s: its processes survive SIGKILL; not recovered yet", row["id"])
+                continue
             run = self.load(row["id"])
             job = views.job(self.db(), row["job_id"])
             await self.apply(

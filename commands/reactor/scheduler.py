@@ -77,7 +77,7 @@ class Reactor:
         self.refire: set[tuple[str, str]] = set()
         self._reload_after_catch_up: asyncio.Task | None = None
         self._reload_wanted = False
-        self._group_changes: dict[tuple[int, bool], None] = {}
+        self._group_changes: list[tuple[int, bool]] = []
         self.deferred: dict[str, float] = {}
         self.supervisor: Supervisor | None = None
         self._gateway: Any = None
@@ -103,6 +103,8 @@ class Reactor:
                     artifacts_dir=settings.artifacts_dir,
                     limit=knobs.max_concurrent_runs,
                     stopping=self.stopping,
+                    guard=lambda: self.supervisor,
+                    environment=settings.environment,
                 ),
                 "agent": AgentTurnExecutor(
                     self.gateway,
@@ -129,6 +131,7 @@ class Reactor:
             startup_grace_ms=int(config.get("startupGraceMs", DISPATCH_GRACE_MS)),
             overload_grace_s=knobs.overload_grace_s,
             shell_path=settings.shell,
+            guard=lambda: self.supervisor,
         )
 
     # Lifecycle
@@ -369,20 +372,18 @@ class Reactor:
         return self._db
 
     def _watch_group(self, group: int, running: bool) -> None:
-        """Tell the watchdog about a run's process group, with the other changes of this
-        turn of the event loop in one write (one wake-up of the watchdog, not two per
-        run); a group that started and ended within the turn is not sent at all."""
+        """Tell the supervisor that a run's process group started or ended, with the other
+        changes of this turn of the event loop in one write to the watchdog. The run's shell
+        registered its group itself before its command started (`adapters/supervisor.py`);
+        an end is always sent, even of a group that started within the turn."""
         if self.supervisor is None:
             return
-        if not running and (group, True) in self._group_changes:
-            self._group_changes.pop((group, True))
-            return
-        self._group_changes[(group, running)] = None
+        self._group_changes.append((group, running))
         if len(self._group_changes) == 1:
             asyncio.get_running_loop().call_soon(self._send_group_changes)
 
     def _send_group_changes(self) -> None:
-        changes, self._group_changes = list(self._group_changes), {}
+        changes, self._group_changes = self._group_changes, []
         if self.supervisor is not None:
             self.supervisor.update(changes)
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from daemon_harness import BenchHome, at_spec, count_finished_runs, read_only, seed_jobs
 
 
-async def stub_run_shell(command, *, timeout_ms, shell=None, on_start=None):
+async def stub_run_shell(command, *, timeout_ms, shell=None, on_start=None, **_spawn):
     from ocsched.domain.shell_output import ShellResult
 
     if on_start is not None:
