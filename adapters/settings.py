@@ -76,6 +76,10 @@ class Settings:
     """`OCSCHED_ACTOR`: who is acting (else the OS user)."""
     debug: bool = False
     """`OCSCHED_DEBUG`: let unexpected errors raise with their traceback."""
+    storage_retry_s: float = 10.0
+    """`OCSCHED_STORAGE_RETRY_S` (0 to 300): how long a command retries a transient storage
+    error (a lock held elsewhere, a full disk, a lost connection) before it gives up. The
+    daemon retries until the storage is back."""
     user_home: Path = field(default_factory=Path.home)
     """`HOME`."""
     openclaw_home: Path = field(default_factory=lambda: Path.home() / ".openclaw")
@@ -147,6 +151,7 @@ class Settings:
             shell=env.get("SCHEDULER_SHELL") or cls.shell,
             actor=env.get("OCSCHED_ACTOR") or None,
             debug=bool(env.get("OCSCHED_DEBUG")),
+            storage_retry_s=_bounded_seconds(env, "OCSCHED_STORAGE_RETRY_S", 10.0, 300.0),
             user_home=user_home,
             openclaw_home=openclaw_home,
             dispatch_config_dir=Path(
@@ -172,6 +177,12 @@ def _seconds(env: Mapping[str, str], name: str, default: float, floor_s: float =
         return max(float(env[name]), floor_s)
     except (KeyError, ValueError):
         return default
+
+
+def _bounded_seconds(env: Mapping[str, str], name: str, default: float, most: float) -> float:
+    """Seconds from 0 to `most`; the default when unset or not a number (NaN too)."""
+    value = _seconds(env, name, default)
+    return min(value, most) if value == value else default
 
 
 def _milliseconds(env: Mapping[str, str], name: str, default_s: float, floor_s: float) -> float:

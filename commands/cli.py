@@ -196,7 +196,8 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
         if ctx is not None and ctx.settings.debug:
             raise
         store = ctx.settings.read_model_path if ctx is not None else None
-        return _fail(_describe_unexpected(error, store), json_mode)
+        database = ctx.settings.database if ctx is not None else None
+        return _fail(_describe_unexpected(error, store, database), json_mode)
     finally:
         if ctx is not None:
             ctx.close()
@@ -208,12 +209,24 @@ def _handler(target: str):
     return getattr(module, function_name)
 
 
-def _describe_unexpected(error: Exception, store: str | None = None) -> str:
+def _describe_unexpected(
+    error: Exception, store: str | None = None, database: str | None = None
+) -> str:
     """One line for an error no command expected; `store` is the SQLite file the command
     used (the log's too, without PostgreSQL), named when SQLite says it is read-only or
-    damaged, with what to try."""
+    damaged, with what to try; `database` is SCHEDULER_DB. A transient storage error (a
+    lock, a full disk, a lost connection) that reached here outside the retried steps
+    (`Context._retrying`) is named the same way, with what to do."""
     from eventsourcing.persistence import OperationalError, PersistenceError
 
+    from ocsched.adapters import storage_errors
+
+    fault = storage_errors.storage_fault(error)
+    if fault is not None:
+        where = storage_errors.location(
+            database or "", store or "the store's SQLite file (SCHEDULER_DB)", fault
+        )
+        return storage_errors.describe(fault, where, "the command did not finish")
     cause = _sqlite_error(error)
     if cause is not None:
         name = getattr(cause, "sqlite_errorname", "") or ""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ocsched.adapters.settings import Settings
 from ocsched.projections import views
@@ -16,12 +18,27 @@ from .output import CommandError, as_utf8
 
 if TYPE_CHECKING:
     from ocsched.adapters.event_store import EventLog
+    from ocsched.adapters.storage_errors import StorageFault
     from ocsched.domain.aggregate import EventMeta
     from ocsched.projections.store import ReadModelStore
 
 
 class ConcurrentChange(CommandError):
     """Another process recorded a change to the same aggregate first."""
+
+
+class StorageUnavailable(CommandError):
+    """A transient storage error (a lock held by another process, a full disk, a lost
+    connection) lasted longer than the command retries (`OCSCHED_STORAGE_RETRY_S`)."""
+
+
+NOTHING_RECORDED = "nothing was recorded"
+RECORDED_NOT_PROJECTED = (
+    "the change was recorded (do not run the command again), but the read models could not"
+    " be brought up to date: the next command or the daemon does it"
+)
+
+T = TypeVar("T")
 
 
 class ReadOnlyStore(CommandError):
@@ -53,6 +70,13 @@ class Context:
     _views: sqlite3.Connection | None = None
     _secured: bool = False
     _read_only: bool | None = None
+    storage_retry_s: float | None = None
+    """How long transient storage errors are retried: None, the settings' bound (a
+    command); `math.inf` until the storage is back (the daemon)."""
+    on_storage_fault: Callable[[StorageFault], None] | None = None
+    """Told of each transient storage error before the wait that follows it."""
+    _fault_since: float | None = None
+    _saved: bool = False
 
     def __post_init__(self) -> None:
         if not self.actor:
@@ -86,7 +110,9 @@ class Context:
             read_only_uri = None
             if self.read_only and not self.settings.uses_postgres:
                 read_only_uri = views.read_only_uri(self.settings.database)
-            self._log = open_event_log(self.settings, read_only_uri)
+            self._log = self._retrying(
+                lambda: open_event_log(self.settings, read_only_uri), self._outcome()
+            )
         return self._log
 
     @property
@@ -117,33 +143,87 @@ class Context:
             from ocsched.projections.store import ReadModelStore
 
             self._secure()
-            prepare_private_file(self.settings.read_model_path)
-            self._store = ReadModelStore(self.settings.read_model_path)
+            path = self.settings.read_model_path
+
+            def open_store() -> ReadModelStore:
+                prepare_private_file(path)
+                return ReadModelStore(path)
+
+            self._store = self._retrying(open_store, self._outcome())
         return self._store
 
     def save(self, *aggregates: Any) -> None:
         """Append the aggregates' new events, then bring the read models up to date so
         the next command (in this process or another) sees them. Another writer that got
         there first (the same aggregate version) is a `ConcurrentChange`: nothing is
-        written, and the command can be run again."""
+        written, and the command can be run again. A transient storage error is retried
+        (`_retrying`): the events are taken from the aggregates once, and each attempt
+        writes all of them in one transaction or none."""
         from eventsourcing.persistence import IntegrityError
 
         if self.read_only:
-            raise self.refuse_read_only("nothing was recorded")
+            raise self.refuse_read_only(NOTHING_RECORDED)
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
         try:
-            self.log.save(*aggregates)
+            self._retrying(lambda: self.log.events.put(events), NOTHING_RECORDED)
         except IntegrityError:
             names = ", ".join(str(a.id) for a in aggregates)
             raise ConcurrentChange(
                 f"{names} changed while this command ran; nothing was saved, run it again"
             ) from None
+        self._saved = True
         self.catch_up()
 
     def catch_up(self) -> int:
+        """Bring the read models up to date, retrying transient storage errors."""
+        return self._retrying(self.catch_up_once, self._outcome())
+
+    def catch_up_once(self) -> int:
+        """One attempt of `catch_up` (the daemon's writer retries on its own)."""
         from ocsched.projections.runner import catch_up
 
         self._close_views()
         return catch_up(self.log, self.store)
+
+    def _outcome(self) -> str:
+        return RECORDED_NOT_PROJECTED if self._saved else NOTHING_RECORDED
+
+    def _retrying(self, action: Callable[[], T], outcome: str) -> T:
+        """`action()`, tried again with backoff after each transient storage error (a lock
+        held by another process, a full disk, an I/O error, a lost PostgreSQL connection)
+        for `storage_retry_s` from the invocation's first such error; then one line: what
+        failed and where, what became of the command (`outcome`), what to do. Any other
+        error is raised at once."""
+        from ocsched.adapters import storage_errors
+
+        delays = storage_errors.backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                return action()
+            except StorageUnavailable:
+                raise  # (from a nested attempt: the invocation's time is spent)
+            except Exception as error:
+                fault = storage_errors.storage_fault(error)
+                if fault is None:
+                    raise
+                now = time.monotonic()
+                if self._fault_since is None:
+                    self._fault_since = started  # (a lock is waited for within an attempt)
+                bound = self.settings.storage_retry_s
+                if self.storage_retry_s is not None:
+                    bound = self.storage_retry_s
+                delay = next(delays)
+                if now + delay > self._fault_since + bound:
+                    where = storage_errors.location(
+                        self.settings.database, self.settings.read_model_path, fault
+                    )
+                    waited = now - self._fault_since
+                    line = storage_errors.describe(fault, where, outcome, waited)
+                    raise StorageUnavailable(line) from error
+                if self.on_storage_fault is not None:
+                    self.on_storage_fault(fault)
+                time.sleep(delay)
 
     def views(self) -> sqlite3.Connection | None:
         """A read-only connection to fresh read models; None when nothing exists yet."""
@@ -151,7 +231,9 @@ class Context:
             self._secure()
             path = self.settings.read_model_path
             same_file = not self.settings.uses_postgres
-            self._views = views.open_views(path, event_table=same_file)
+            self._views = self._retrying(
+                lambda: views.open_views(path, event_table=same_file), self._outcome()
+            )
             if self._views is None or not same_file:
                 if not os.path.exists(self.settings.database) and same_file:
                     return None

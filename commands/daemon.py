@@ -34,7 +34,19 @@ def cli_daemon(ctx: Context, args: list[str]) -> None:
 
     configure_logging()
     _use_pidfd_child_watcher()
+    retry_storage_until_back(ctx)
     asyncio.run(Reactor(ctx, grace_seconds=grace_seconds).serve())
+
+
+def retry_storage_until_back(ctx: Context) -> None:
+    """The daemon never exits for a transient storage error (a lock held elsewhere, a full
+    disk, a lost connection): what it opens and reads as it starts is retried until the
+    storage is back, each outage logged (`storage_errors.Outage`); after that its writer
+    retries the same way (`reactor/writer.py`)."""
+    from ocsched.adapters.storage_errors import Outage
+
+    ctx.storage_retry_s = math.inf
+    ctx.on_storage_fault = Outage(logging.getLogger("ocsched"), "starting").fault
 
 
 def configure_logging() -> None:

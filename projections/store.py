@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import compress, repeat
 from operator import is_, not_
@@ -82,32 +83,94 @@ class ReadModelStore(SQLiteTrackingRecorder):
             f"CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (name TEXT PRIMARY KEY, version INTEGER)",
         ]
 
+    def create_table(self) -> None:
+        """The tracking and layout-version tables, created once per store by whichever
+        process comes first. The library's version reads first and writes after in one
+        deferred transaction; with another process writing meanwhile (a daemon and a command
+        starting on a new database) SQLite refuses the write at once ("database is locked":
+        a read transaction in WAL mode cannot wait to become a write one), or the second
+        process's migration mark collides with the first's. Here they are looked for with a
+        plain read, and created, when missing, in a transaction that takes the write lock
+        first and looks again."""
+        if self._tables_exist():
+            self.tracking_table_exists = True
+            self.tracking_migration_current = self.tracking_migration_previous = 1
+            return
+        with self.write_transaction() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tracking'"
+            )
+            self.tracking_table_exists = bool(cursor.fetchone()[0])
+            migration = None
+            if self.tracking_table_exists:
+                cursor.execute(self.select_max_tracking_id_statement, ("__migration__",))
+                migration = cursor.fetchone()[0]
+            self.tracking_migration_current = self.tracking_migration_previous = migration
+            self._create_table(cursor)
+
+    def _tables_exist(self) -> bool:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                ("tracking", VERSIONS_TABLE),
+            )
+            if cursor.fetchone()[0] != 2:
+                return False
+            cursor.execute(self.select_max_tracking_id_statement, ("__migration__",))
+            return bool(cursor.fetchone()[0])
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[SQLiteCursor]:
+        """A transaction that takes SQLite's write lock before its first statement (`BEGIN
+        IMMEDIATE`), waiting for it as long as the busy timeout allows: for work that reads
+        before it writes. The library's transactions begin deferred, and in WAL mode a
+        deferred transaction that has read cannot wait for the lock when it comes to write:
+        it fails at once with SQLITE_BUSY if another connection holds the lock or has
+        committed since its read."""
+        with self.datastore.get_connection(commit=True) as connection:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+
     def ensure_tables(self, projection: Projection) -> None:
         """Create the projection's tables; drop and recreate them when their layout changed.
-        Checked once per store (a process), not on every catch-up."""
+        Checked once per store (a process), not on every catch-up: a plain read when the
+        layout is current, else a write transaction (`write_transaction`) that looks again
+        (another process may have just done it)."""
         if projection.name in self._ensured:
             return
-        self._ensured.add(projection.name)
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,)
-            )
-            row = cursor.fetchone()
-            if row and row[0] == projection.version:
-                return
-            self._drop(cursor, projection)
-            import sqlite_utils
+        if self._layout_version(projection.name) != projection.version:
+            with self.write_transaction() as cursor:
+                cursor.execute(
+                    f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,)
+                )
+                row = cursor.fetchone()
+                if not (row and row[0] == projection.version):
+                    self._drop(cursor, projection)
+                    import sqlite_utils
 
-            projection.create_tables(_sqlite_utils_view(cursor, sqlite_utils))
-            cursor.execute(
-                f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, ?)",
-                (projection.name, projection.version),
-            )
+                    projection.create_tables(_sqlite_utils_view(cursor, sqlite_utils))
+                    cursor.execute(
+                        f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, ?)",
+                        (projection.name, projection.version),
+                    )
+        self._ensured.add(projection.name)
+
+    def _layout_version(self, name: str) -> int | None:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT version FROM {VERSIONS_TABLE} WHERE name = ?", (name,))
+            row = cursor.fetchone()
+            return row[0] if row else None
 
     def drop(self, projection: Projection) -> None:
         """Drop the projection's tables and forget its position and layout version."""
         self._ensured.discard(projection.name)
-        with self.datastore.transaction(commit=True) as cursor:
+        with self.write_transaction() as cursor:
             self._drop(cursor, projection)
             cursor.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE name = ?", (projection.name,))
 

@@ -69,9 +69,9 @@ def _is_fresh(connection: sqlite3.Connection) -> bool:
         ).fetchone()
     except sqlite3.OperationalError:
         return False
-    if row["head"] is None:
-        return True
-    return row["tracked"] == len(NAMES) and row["position"] >= row["head"]
+    if row["tracked"] != len(NAMES):  # (with an empty log too: tables still being made)
+        return False
+    return row["head"] is None or row["position"] >= row["head"]
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict[str, Any]:

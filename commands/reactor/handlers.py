@@ -23,6 +23,7 @@ from ocsched.adapters.process_identity import owner_is_dead
 from ocsched.adapters.processes import end_run_processes
 from ocsched.adapters.senders import Sender, SendError
 from ocsched.adapters.settings import ReactorSettings
+from ocsched.adapters.storage_errors import backoff
 from ocsched.domain.agent_turn import build_prompt, session_key, trigger_context
 from ocsched.domain.delivery import Delivery
 from ocsched.domain.reactions import approvals, firing, outcome, pruning
@@ -37,6 +38,10 @@ from .facts import DaemonFacts
 from .writer import Conflict, EventWriter
 
 log = logging.getLogger("ocsched")
+
+RECORD_AGAIN_S, RECORD_AGAIN_MAX_S = 1.0, 30.0
+"""The pause before a run's outcome that could not be recorded is recorded again, doubling
+up to the most."""
 
 GroupWatcher = Callable[[int, bool], None]
 """`watch(group, True)` when a run's process group starts, `(group, False)` when it ends."""
@@ -258,18 +263,47 @@ class Handlers:
     async def conclude(
         self, run: Run, job: Row, result: Outcome, joining: asyncio.Future | None = None
     ) -> None:
+        """Record the run's outcome (spec §14, §15). A save that failed for another reason
+        than a lost race (the writer retries transient storage errors itself: what is left
+        is another error, or a daemon that gave up as it stops) is made again from what the
+        log holds of the run, after a pause, until it is recorded: an active run whose
+        daemon lives is recovered by nobody, and every later slot of its job would be
+        skipped as busy. A stopping daemon leaves it to the next start's recovery."""
         self.concluding.add(run.id)
-        plan = outcome.conclude(
-            run,
-            job,
-            result,
-            retry_base_s=self.settings.retry_base_s,
-            owner=self.owner,
-            now=self.now(),
-            facts=self.facts,
-        )
-        if plan and not await self.apply(plan, joining):
-            log.info("run %s: outcome already recorded elsewhere", run.id)
+        delays = backoff(first=RECORD_AGAIN_S, cap=RECORD_AGAIN_MAX_S)
+        while True:
+            plan = outcome.conclude(
+                run,
+                job,
+                result,
+                retry_base_s=self.settings.retry_base_s,
+                owner=self.owner,
+                now=self.now(),
+                facts=self.facts,
+            )
+            if not plan or await self.apply(plan, joining):
+                return
+            joining = None
+            recorded = self._recorded(run.id)
+            if recorded is not None and recorded.is_finished:
+                log.info("run %s: outcome already recorded elsewhere", run.id)
+                return
+            if self.stopping.is_set():
+                log.warning("run %s: outcome not recorded; the next start recovers it", run.id)
+                return
+            log.warning("run %s: outcome not recorded yet; trying again", run.id)
+            await asyncio.sleep(next(delays))
+            if recorded is not None:
+                run = recorded
+
+    def _recorded(self, run_id: str) -> Run | None:
+        """The run as the log holds it, or None when the log cannot be read now."""
+        try:
+            run: Run = self.load(run_id)
+        except Exception as error:  # noqa: BLE001 - tried again after the pause
+            log.warning("run %s: reading it back: %s: %s", run_id, type(error).__name__, error)
+            return None
+        return run
 
     def _finished(self, run: Run, job: Row) -> None:
         self.concluding.discard(run.id)

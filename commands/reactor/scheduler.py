@@ -27,6 +27,7 @@ from ocsched.adapters import openclaw_files
 from ocsched.adapters.executors import AgentTurnExecutor, ShellExecutor
 from ocsched.adapters.process_identity import process_identity
 from ocsched.adapters.senders import ChatSender, HookSender, RoutingSender
+from ocsched.adapters.storage_errors import Outage, storage_fault
 from ocsched.adapters.supervisor import Supervisor
 from ocsched.adapters.wake import FileWriteWatcher
 from ocsched.domain.dispatch_rules.brand import brand
@@ -55,7 +56,12 @@ POLL_S = 0.04
 IDLE_POLL_S = 2.0
 """With inotify: a safety net for a missed notification."""
 COMMIT_RECHECKS_S = (0.005, 0.02, 0.05, 0)
-RETRY_AFTER_FAILED_SAVE_S = 1.0
+RETRY_FAILED_S = 1.0
+"""A timer whose handler failed (not a save: the writer retries those), or a reload of the
+timers that failed, is tried again after this."""
+STOP_RETRYING_S = 5.0
+"""Beyond the grace, how long a stopping daemon still retries saves that fail for a
+transient storage error; the runs it could not record are recovered by the next start."""
 DISPATCH_GRACE_MS = 300_000
 HEALTHY_RECHECK_S, UNHEALTHY_RECHECK_S = 60, 2
 
@@ -86,6 +92,8 @@ class Reactor:
         self._health_probe: asyncio.Future | None = None
         self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
+        self._reading = Outage(log, "reading the timers")
+        self._watching = Outage(log, "watching for other processes")
         self.writer = EventWriter(ctx)
         self.loader = AggregateLoader(
             ctx.log, None if settings.uses_postgres else settings.database
@@ -167,6 +175,7 @@ class Reactor:
         self.wake.set()
 
     async def shutdown(self) -> None:
+        self.writer.give_up_after(self.grace_seconds + STOP_RETRYING_S)
         running = self.handlers.running
         if running:
             await asyncio.wait(list(running.values()), timeout=self.grace_seconds)
@@ -197,8 +206,10 @@ class Reactor:
 
     async def loop(self) -> None:
         while not self.stopping.is_set():
-            if self.timers_dirty:
-                self.load_timers()
+            if self.timers_dirty and not self._timers_loaded():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), RETRY_FAILED_S)
+                continue
             delay = self.fire_due()
             self.wake.clear()
             if delay is not None and delay <= 0:
@@ -224,6 +235,20 @@ class Reactor:
     def reload_timers(self) -> None:
         self.timers_dirty = True
         self.wake.set()
+
+    def _timers_loaded(self) -> bool:
+        """Load the timers; False when the read models could not be read (logged)."""
+        try:
+            self.load_timers()
+        except Exception as error:  # noqa: BLE001 - a failed read must not stop the daemon
+            fault = storage_fault(error)
+            if fault is None:
+                log.error("reading the timers: %s: %s", type(error).__name__, error)
+            else:
+                self._reading.fault(fault)
+            return False
+        self._reading.ended()
+        return True
 
     def load_timers(self) -> None:
         """Timers due before a horizon, read through the read models' indexes; a reload
@@ -281,6 +306,17 @@ class Reactor:
         handler = getattr(self.handlers, FIRE_HANDLERS[kind])
         try:
             await handler(key)
+        except Exception as error:  # noqa: BLE001 - a failed decision must not lose its timer
+            log.error(
+                "%s %s: %s: %s; trying again in %.0f s",
+                kind,
+                key,
+                type(error).__name__,
+                error,
+                RETRY_FAILED_S,
+            )
+            self.deferred[f"{kind}/{key}"] = time.time() + RETRY_FAILED_S
+            self.refire.add((kind, key))
         finally:
             self.deciding -= 1
             self._progress()
@@ -289,10 +325,11 @@ class Reactor:
     def _fired(self, timer: tuple[str, str]) -> None:
         self.firing.discard(timer)
         if timer in self.refire:
-            # A reload brought it back meanwhile, from a row that may since have moved:
-            # look at the row again.
+            # A reload brought it back meanwhile, from a row that may since have moved
+            # (or its handler failed): look at the row again.
             self.refire.discard(timer)
-            heapq.heappush(self.timers, (time.time(), *timer))
+            due = max(time.time(), self.deferred.get("/".join(timer), 0))
+            heapq.heappush(self.timers, (due, *timer))
             self.wake.set()
 
     def _moves_timers(self, records: list[Any]) -> bool:
@@ -340,17 +377,31 @@ class Reactor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(written.wait(), fallback)
                 written.clear()
-                for pause in COMMIT_RECHECKS_S:
-                    if (head := self._head_moved()) and await self.writer.foreign(head):
-                        await self.writer.catch_up()
-                        self.handlers.stop_cancelled()
-                        spawn(self.follower.follow_quickly())
-                        self.reload_timers()
-                        break
-                    await asyncio.sleep(pause)
+                try:
+                    await self._notice_others()
+                except Exception as error:  # noqa: BLE001 - a failed look must not stop the watch
+                    self._data_version = None  # look at the head again next time
+                    fault = storage_fault(error)
+                    if fault is None:
+                        log.error("watching: %s: %s", type(error).__name__, error)
+                    else:
+                        self._watching.fault(fault)
+                    await asyncio.sleep(RETRY_FAILED_S)
+                else:
+                    self._watching.ended()
         finally:
             if watcher is not None:
                 watcher.stop(asyncio.get_running_loop())
+
+    async def _notice_others(self) -> None:
+        for pause in COMMIT_RECHECKS_S:
+            if (head := self._head_moved()) and await self.writer.foreign(head):
+                await self.writer.catch_up()
+                self.handlers.stop_cancelled()
+                spawn(self.follower.follow_quickly())
+                self.reload_timers()
+                return
+            await asyncio.sleep(pause)
 
     def _head_moved(self) -> int | None:
         """The log's head, when it may hold events of another process the daemon has not

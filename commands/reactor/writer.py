@@ -11,12 +11,17 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
+from ocsched.adapters.storage_errors import Outage, StorageFault, backoff, storage_fault
 from ocsched.commands.context import Context
 
 log = logging.getLogger("ocsched")
 
 CATCH_UP_EVERY_S = 0.1
 """Under a steady stream of saves, how often the read models are caught up at least."""
+RETRY_MAX_DELAY_S = 0.5
+"""The longest wait between two attempts of a write or catch-up that failed for a
+transient storage error: the writer is back within this of the storage (a lock is waited
+for within an attempt, as long as SQLite's busy timeout)."""
 
 
 class Conflict(Exception):
@@ -35,7 +40,13 @@ class EventWriter:
     Writing and catching up take turns in one worker thread at a time.
 
     `seen` is the newest event id up to which every event is this writer's own or was
-    reported to `foreign()`: a log head beyond it means another process appended."""
+    reported to `foreign()`: a log head beyond it means another process appended.
+
+    A write or catch-up that fails for a transient storage error (a lock held by another
+    process, a full disk, an I/O error, a lost PostgreSQL connection) is tried again with
+    backoff until it succeeds, its saves still waiting and the ones queued after it behind
+    them: nothing decided is dropped, and each save is one transaction, written whole or
+    not at all. Only a daemon that stops gives up, `give_up_after` its grace."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -55,6 +66,8 @@ class EventWriter:
         self._writing: asyncio.Future | None = None
         self._caught_up_at = 0.0
         self._on_settled: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
+        self._outage = Outage(log, "writing")
+        self._give_up_at: float | None = None
 
     async def save(self, *aggregates: Any) -> None:
         await self.queue(*aggregates)
@@ -109,6 +122,14 @@ class EventWriter:
         self.seen = head
         return True
 
+    def give_up_after(self, seconds: float) -> None:
+        """Stop retrying transient storage errors `seconds` from now (the daemon is
+        stopping): the saves still failing then fail for their callers."""
+        self._give_up_at = time.monotonic() + seconds
+
+    def _giving_up(self) -> bool:
+        return self._give_up_at is not None and time.monotonic() >= self._give_up_at
+
     async def drain(self) -> None:
         while self._flusher is not None and not self._flusher.done():
             await self._flusher
@@ -124,29 +145,11 @@ class EventWriter:
         await waiter
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if self._pending:
                 batch, self._pending = self._pending, []
                 self._queued.clear()
-                self._writing = writing = loop.create_future()
-                try:
-                    results, written = await asyncio.to_thread(self._write, [a for a, _ in batch])
-                    for first, last in written:
-                        if first <= self.seen + 1:
-                            self.seen = max(self.seen, last)
-                finally:
-                    self._writing = None
-                    writing.set_result(None)
-                if written:
-                    self._written += 1
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(None)
+                await self._write_batch(batch)
                 recently = time.monotonic() - self._caught_up_at < CATCH_UP_EVERY_S
                 if self._pending and recently:
                     continue
@@ -156,10 +159,7 @@ class EventWriter:
                 continue
             target, self._catch_up_asked = self._written, False
             waiters, self._waiters = self._waiters, []
-            try:
-                await asyncio.to_thread(self.ctx.catch_up)
-            except Exception as error:  # noqa: BLE001 - the next catch-up tries again
-                log.error("catching up the read models: %s: %s", type(error).__name__, error)
+            await self._catch_up()
             self._caught_up_at = time.monotonic()
             self._projected = max(self._projected, target)
             for waiter in waiters:
@@ -168,21 +168,83 @@ class EventWriter:
             while self._on_settled and self._on_settled[0][0] <= self._projected:
                 self._on_settled.popleft()[1]()
 
+    async def _write_batch(self, batch: list[tuple[list[Any], asyncio.Future]]) -> None:
+        """Write a batch of saves (`_write`) and answer each save's future; the saves that
+        failed for a transient storage error are written again, in order, with backoff."""
+        loop = asyncio.get_running_loop()
+        # Taken once: a failed attempt would otherwise lose the aggregates' new events.
+        events = [[e for a in aggregates for e in a.collect_events()] for aggregates, _ in batch]
+        futures = [future for _, future in batch]
+        delays = backoff(cap=RETRY_MAX_DELAY_S)
+        while True:
+            self._writing = writing = loop.create_future()
+            attempted = time.monotonic()
+            try:
+                results, written = await asyncio.to_thread(self._write, events)
+                for first, last in written:
+                    if first <= self.seen + 1:
+                        self.seen = max(self.seen, last)
+            finally:
+                self._writing = None
+                writing.set_result(None)
+            if written:
+                self._written += 1
+            again: list[int] = []
+            fault: StorageFault | None = None
+            for index, result in enumerate(results):
+                fault_here = _transient(result)
+                if fault_here is not None and not self._giving_up():
+                    fault = fault_here
+                    again.append(index)
+                    continue
+                future = futures[index]
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(None)
+            if fault is None:
+                self._outage.ended()
+                return
+            waiting = f"{len(again)} save{'s' if len(again) != 1 else ''} waiting"
+            self._outage.fault(fault, waiting, since=attempted)
+            events = [events[index] for index in again]
+            futures = [futures[index] for index in again]
+            await asyncio.sleep(next(delays))
+
+    async def _catch_up(self) -> None:
+        """Catch the read models up; a transient storage error is retried with backoff,
+        any other is logged and left to the next catch-up."""
+        delays = backoff(cap=RETRY_MAX_DELAY_S)
+        while True:
+            attempted = time.monotonic()
+            try:
+                await asyncio.to_thread(self.ctx.catch_up_once)
+            except Exception as error:  # noqa: BLE001 - a failed catch-up must not stop the daemon
+                fault = storage_fault(error)
+                if fault is None or self._giving_up():
+                    log.error("catching up the read models: %s: %s", type(error).__name__, error)
+                    return
+                self._outage.fault(fault, "the read models wait", since=attempted)
+                await asyncio.sleep(next(delays))
+                continue
+            self._outage.ended()
+            return
+
     def _write(
         self, groups: list[list[Any]]
     ) -> tuple[list[BaseException | None], list[tuple[int, int]]]:
-        """Each group's events, all groups in one transaction; when that conflicts, each
+        """Each group of events, all groups in one transaction; when that conflicts, each
         group in a transaction of its own. Returns each group's error (or None) and the
         ranges of notification ids written."""
-        # Collect first: a failed save would otherwise lose the aggregates' new events.
-        events = [[e for a in group for e in a.collect_events()] for group in groups]
         results: list[BaseException | None] = [None] * len(groups)
         written: list[tuple[int, int]] = []
         try:
-            if any(events):
-                written.append(self._put([e for group in events for e in group]))
+            if any(groups):
+                written.append(self._put([e for group in groups for e in group]))
         except IntegrityError:
-            results = [self._write_one(group, written) for group in events]
+            results = [self._write_one(group, written) for group in groups]
         except Exception as error:  # noqa: BLE001 - handed to each waiting caller
             results = [error] * len(groups)
         return results, written
@@ -203,3 +265,10 @@ class EventWriter:
         recordings = self.ctx.log.events.put(events)
         ids = [r.notification.id for r in recordings]
         return (min(ids), max(ids)) if ids else (0, -1)
+
+
+def _transient(result: BaseException | None) -> StorageFault | None:
+    """The transient storage error a save failed with, if that is why it failed."""
+    if result is None or isinstance(result, Conflict):
+        return None
+    return storage_fault(result)

@@ -113,9 +113,9 @@ def one_round(jobs: int, profile: str | None, spy: str | None = None) -> dict[st
         writer = reactor.writer
         if profile:
             writer._write = threads.wrap(writer._write)  # type: ignore[method-assign]
-            ctx.catch_up = threads.wrap(ctx.catch_up)  # type: ignore[method-assign]
+            ctx.catch_up_once = threads.wrap(ctx.catch_up_once)  # type: ignore[method-assign]
         writer._write = cpu_of.wrap("write", writer._write)  # type: ignore[method-assign]
-        ctx.catch_up = cpu_of.wrap("catch_up", ctx.catch_up)  # type: ignore[method-assign]
+        ctx.catch_up_once = cpu_of.wrap("catch_up", ctx.catch_up_once)  # type: ignore[method-assign]
 
         async def measure() -> dict[str, float]:
             serving = asyncio.create_task(reactor.serve())
