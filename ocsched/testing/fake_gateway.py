@@ -447,7 +447,7 @@ class FakeGateway:
                 peer, frame, "INVALID_REQUEST", "first request must be connect"
             )
             return False
-        params = frame.get("params") if isinstance(frame.get("params"), dict) else {}
+        params = _object(frame.get("params"))
         recorded = dict(params)
         if isinstance(recorded.get("auth"), dict):
             recorded["auth"] = {name: "<redacted>" for name in recorded["auth"]}
@@ -476,7 +476,7 @@ class FakeGateway:
         """Notes §7.2–7.3: protocol, client, token; the scopes the connection gets."""
         if not params.get("minProtocol", 0) <= PROTOCOL_VERSION <= params.get("maxProtocol", 0):
             raise Refusal("INVALID_REQUEST", "protocol mismatch", {"expectedProtocol": 4})
-        client = params.get("client") if isinstance(params.get("client"), dict) else {}
+        client = _object(params.get("client"))
         if client.get("id") not in CLIENT_IDS or client.get("mode") not in CLIENT_MODES:
             raise Refusal("INVALID_REQUEST", "invalid connect params: at /client: bad id or mode")
         if not isinstance(client.get("version"), str) or not isinstance(
@@ -484,7 +484,7 @@ class FakeGateway:
         ):
             raise Refusal("INVALID_REQUEST", "invalid connect params: client.version/platform")
         if self.token:
-            auth = params.get("auth") if isinstance(params.get("auth"), dict) else {}
+            auth = _object(params.get("auth"))
             given = auth.get("token")
             if not given:
                 raise Refusal(
@@ -657,7 +657,7 @@ class FakeGateway:
         delay = self.reply_delay_s
         deadline = run.params.get("timeout")
         timed_out = isinstance(deadline, int | float) and delay > deadline
-        await asyncio.sleep(deadline if timed_out else delay)
+        await asyncio.sleep(min(delay, deadline) if isinstance(deadline, int | float) else delay)
         run.ended_at = now_ms()
         duration = run.ended_at - run.accepted_at
         session = self._sessions[run.session_key]
@@ -913,7 +913,7 @@ class FakeGateway:
         if not isinstance(body, dict):
             return tool_error(400, "invalid_request", "body must be an object")
         tool = body.get("tool") or body.get("name")
-        args = body.get("args") if isinstance(body.get("args"), dict) else {}
+        args = _object(body.get("args"))
         session_key = str(body.get("sessionKey") or "main")
         if tool == "message":
             return self._message_tool(args, session_key, body.get("idempotencyKey"))
@@ -1187,3 +1187,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _object(value: Any) -> Json:
+    """A JSON object, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
