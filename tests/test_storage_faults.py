@@ -6,13 +6,11 @@ failed; then the chaos script's small versions (`scripts/chaos/storage_faults.py
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +28,7 @@ from ocsched.projections import views
 from ocsched.projections.runner import all_projections
 from ocsched.projections.store import ReadModelStore
 
-from .conftest import shell_job
+from .conftest import load_script, shell_job
 from .test_reactions import OWNER, Store, due_job, fire, started
 
 
@@ -326,12 +324,7 @@ def test_an_outcome_whose_save_failed_is_recorded_again_not_left_active(tmp_path
 
 
 def chaos_script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "chaos" / "storage_faults.py"
-    spec = importlib.util.spec_from_file_location("chaos_storage_faults", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/chaos/storage_faults.py")
 
 
 def test_the_chaos_start_up_race_10_daemon_starts_with_concurrent_commands():
