@@ -483,7 +483,7 @@ def _may_add_timer(event: Any, horizon: float) -> bool:
     changes = getattr(event, "job_changes", None)
     if isinstance(changes, dict):
         upcoming = changes.get("next_run_at")
-        return bool(upcoming) and _epoch(upcoming) <= horizon
+        return isinstance(upcoming, str) and bool(upcoming) and _epoch(upcoming) <= horizon
     return True
 
 
