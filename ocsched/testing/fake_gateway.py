@@ -1185,10 +1185,10 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(serve(parser.parse_args(argv)))
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _object(value: Any) -> Json:
     """A JSON object, or an empty one for anything else."""
     return value if isinstance(value, dict) else {}
+
+
+if __name__ == "__main__":
+    main()
