@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,7 +50,6 @@ class RunOrder:
     job: dict[str, Any]
     prompt: str = ""
     session_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 OnStarted = Callable[[Started], None]

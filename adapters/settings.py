@@ -6,9 +6,7 @@ daemon); everything else receives the object. No other module reads `os.environ`
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 import stat
 import sys
 from collections.abc import Mapping
@@ -96,7 +94,7 @@ class Settings:
     """`OPENCLAW_GATEWAY_TOKEN_PATH`."""
     hook_targets: tuple[tuple[str, str], ...] = ()
     """(channel, url) for `LOKI_PUSH_URL` and `DISPATCH_WEBHOOK_URL` (spec §31.12)."""
-    hook_host: str = field(default_factory=socket.gethostname)
+    hook_host: str = field(default_factory=lambda: os.uname().nodename)
     """`DISPATCH_HOST`: the host named in hook payloads."""
     environment: Mapping[str, str] = field(
         default_factory=lambda: dict(os.environ), repr=False, compare=False
@@ -161,7 +159,7 @@ class Settings:
             gateway_token=env.get("OPENCLAW_GATEWAY_TOKEN") or None,
             gateway_token_path=env.get("OPENCLAW_GATEWAY_TOKEN_PATH") or None,
             hook_targets=tuple((channel, env[name]) for channel, name in hooks if env.get(name)),
-            hook_host=env.get("DISPATCH_HOST") or socket.gethostname(),
+            hook_host=env.get("DISPATCH_HOST") or os.uname().nodename,
             environment=dict(env),
             reactor=ReactorSettings.from_environment(env),
         )
@@ -196,7 +194,14 @@ def _milliseconds(env: Mapping[str, str], name: str, default_s: float, floor_s: 
 
 # Private files (issue 9): modes enforced on every open, not only on creation.
 
-log = logging.getLogger("ocsched")
+
+def _warn(message: str, *args: object) -> None:
+    # logging is imported only when there is something to say: every command opens the
+    # store, and the import would cost each of them ~5 ms.
+    import logging
+
+    logging.getLogger("ocsched").warning(message, *args)
+
 
 PRIVATE_DIRECTORY = 0o700
 PRIVATE_FILE = 0o600
@@ -220,9 +225,9 @@ def tighten(path: str | os.PathLike[str], allowed: int) -> bool:
     try:
         os.chmod(path, mode & allowed)
     except OSError as error:
-        log.warning("could not tighten permissions of %s (%04o): %s", path, mode, error.strerror)
+        _warn("could not tighten permissions of %s (%04o): %s", path, mode, error.strerror)
         return False
-    log.warning("tightened permissions of %s from %04o to %04o", path, mode, mode & allowed)
+    _warn("tightened permissions of %s from %04o to %04o", path, mode, mode & allowed)
     return True
 
 

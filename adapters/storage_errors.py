@@ -13,14 +13,16 @@ back, and says so in its log (`Outage`).
 from __future__ import annotations
 
 import errno
-import logging
-import random
 import sqlite3
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import logging
 
 BUSY, FULL, IO, CONNECTION = "busy", "full", "io", "connection"
 
@@ -106,6 +108,8 @@ def backoff(first: float = FIRST_DELAY_S, cap: float = MAX_DELAY_S) -> Iterator[
     """Delays before each next attempt: doubling from `first` up to `cap`, each with up to
     half of it taken off at random, so processes that failed together do not retry
     together."""
+    import random  # only a retry needs it; every command imports this module
+
     delay = first
     while True:
         yield delay * random.uniform(0.5, 1.0)

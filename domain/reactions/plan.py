@@ -49,10 +49,3 @@ class Plan:
 
     def __bool__(self) -> bool:
         return bool(self.records or self.effects or self.notes)
-
-    def merge(self, other: Plan) -> Plan:
-        return Plan(
-            [*self.records, *other.records],
-            [*self.effects, *other.effects],
-            [*self.notes, *other.notes],
-        )
