@@ -201,7 +201,9 @@ def active_runs(connection: sqlite3.Connection | None, statuses=("running",)) ->
     marks = ",".join("?" for _ in statuses)
     return connection.execute(
         "SELECT runs.*, jobs.name AS job_name, jobs.run_timeout_ms AS job_timeout_ms,"
-        " jobs.session_target AS session_target, jobs.resource_pool AS resource_pool"
+        # A watchdog's run is its check command in the shell, whatever its target.
+        " CASE WHEN jobs.job_type = 'watchdog' THEN 'shell' ELSE jobs.session_target END"
+        " AS session_target, jobs.resource_pool AS resource_pool"
         f" FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id WHERE runs.status IN ({marks})"
         " ORDER BY runs.started_at, runs.rowid",
         statuses,

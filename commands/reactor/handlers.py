@@ -213,7 +213,8 @@ class Handlers:
 
     async def _carry_out(self, run: Run, job: Row, start_changes: dict[str, Any]) -> None:
         agent = firing.needs_gateway(job)
-        executor = self.executors["agent" if agent else "shell"]
+        watchdog = job["job_type"] == "watchdog"
+        executor = self.executors["watchdog" if watchdog else "agent" if agent else "shell"]
         order = RunOrder(run.id, job)
         if agent:
             key = run.session_key or session_key(job)

@@ -37,6 +37,7 @@ from ocsched.projections import views
 from ..context import Context
 from .following import DispatchFollower
 from .handlers import AggregateLoader, Handlers, spawn
+from .watchdog import WatchdogExecutor
 from .writer import EventWriter
 
 log = logging.getLogger("ocsched")
@@ -131,6 +132,7 @@ class Reactor:
             on_progress=self._progress,
             stopping=self.stopping,
         )
+        self.handlers.executors["watchdog"] = WatchdogExecutor(self.handlers.executors["shell"])
         config = openclaw_files.dispatch_config(settings.dispatch_config_dir)
         self.follower = DispatchFollower(
             self.handlers,

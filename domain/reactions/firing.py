@@ -21,8 +21,9 @@ DEFAULT_MAX_PENDING_APPROVALS = 10
 
 
 def needs_gateway(job: Row) -> bool:
-    """Shell jobs never wait for the gateway; agent jobs need it."""
-    return job["session_target"] != "shell"
+    """Shell jobs never wait for the gateway; agent jobs need it. A watchdog runs its check
+    command in the shell whatever its session target (spec §24)."""
+    return job["session_target"] != "shell" and job["job_type"] != "watchdog"
 
 
 def fire_slot(

@@ -65,6 +65,10 @@ def conclude(
     the job's current row is preferred when it still exists."""
     if run.is_finished:
         return Plan()
+    if job.get("job_type") == "watchdog":
+        from .watchdog import conclude_watchdog  # it builds on this module
+
+        return conclude_watchdog(run, job, outcome, owner=owner, now=now, facts=facts)
     meta = reactor_meta(owner, run.id)
     current = facts.job(job["id"]) or job
     started = run.started_at or now
