@@ -3,7 +3,10 @@
 The stock mapper goes through stdlib json and a dict; this one encodes each event's
 fields with msgspec and decodes them through a typed decoder made once per event class,
 so datetimes, nested Structs (EventMeta, JobSpec) and text ids come back as they went in.
-`decoder(topic)` is the same decoding made once per topic, for reading the log in bulk.
+
+`decoder(topic)` is for reading the log in bulk (projections): each event is decoded
+straight from its bytes into a record of its fields (`_record_decoder`), not into the
+library's domain event, and its timestamp is left as the stored text.
 """
 
 from __future__ import annotations
@@ -19,36 +22,29 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
 _ENCODER = msgspec.json.Encoder()
-_DECODERS: dict[type, msgspec.json.Decoder] = {}
 _IDENTITY_FIELDS = ("originator_id", "originator_version")
 
 EventDecoder = Callable[[Any, int, bytes], Any]
-"""(originator id, originator version, stored state) -> the domain event."""
+"""(originator id, originator version, stored state) -> the event, or its record."""
 
 
-def _decoder_for(event_class: type) -> msgspec.json.Decoder:
-    decoder = _DECODERS.get(event_class)
-    if decoder is None:
-        hints = typing.get_type_hints(event_class)
-        fields = [
-            _state_field(field, hints.get(field.name, Any))
-            for field in dataclasses.fields(event_class)
-            if field.name not in _IDENTITY_FIELDS
-        ]
-        state_type = msgspec.defstruct(f"{event_class.__name__}State", fields)
-        decoder = _DECODERS[event_class] = msgspec.json.Decoder(state_type)
-    return decoder
-
-
-def _state_field(field: dataclasses.Field, hint: Any) -> tuple:
-    """A field of the decoder's Struct. A default carries over, so an event stored before
-    the field was added still decodes (adding a field with a default is how an event's
-    schema grows)."""
-    if field.default is not dataclasses.MISSING:
-        return (field.name, hint, field.default)
-    if field.default_factory is not dataclasses.MISSING:
-        return (field.name, hint, msgspec.field(default_factory=field.default_factory))
-    return (field.name, hint)
+def _state_fields(event_class: type) -> list[tuple]:
+    """The stored fields of an event class, as fields of a Struct. A default carries over,
+    so an event stored before the field was added still decodes (adding a field with a
+    default is how an event's schema grows)."""
+    hints = typing.get_type_hints(event_class)
+    fields: list[tuple] = []
+    for field in dataclasses.fields(event_class):
+        if field.name in _IDENTITY_FIELDS:
+            continue
+        hint = hints.get(field.name, Any)
+        if field.default is not dataclasses.MISSING:
+            fields.append((field.name, hint, field.default))
+        elif field.default_factory is not dataclasses.MISSING:
+            fields.append((field.name, hint, msgspec.field(default_factory=field.default_factory)))
+        else:
+            fields.append((field.name, hint))
+    return fields
 
 
 class MsgspecMapper(Mapper):
@@ -72,16 +68,21 @@ class MsgspecMapper(Mapper):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        decode = self.decoder(stored_event.topic)
+        topic = stored_event.topic
+        decode = self._with_transcoding(topic, _decoders(topic, _event_decoder))
         return decode(
             stored_event.originator_id, stored_event.originator_version, stored_event.state
         )
 
     def decoder(self, topic: str) -> EventDecoder:
-        """`to_domain_event` for the events of one topic, its lookups done once (reading the
-        log in bulk calls this once per topic, not per event)."""
-        plain = _event_decoder(topic)
-        if plain is None:  # a snapshot: the stock mapper's way
+        """The events of one topic as records (`_record_decoder`), its lookups done once
+        (reading the log in bulk calls this once per topic, not per event)."""
+        return self._with_transcoding(topic, _decoders(topic, _record_decoder))
+
+    def _with_transcoding(self, topic: str, plain: EventDecoder | None) -> EventDecoder:
+        """`plain` (None for a snapshot: the stock mapper's way) after deciphering and
+        decompressing, when the log is set up for them."""
+        if plain is None:
 
             def snapshot(originator_id: Any, version: int, state: bytes) -> Any:
                 stored = StoredEvent(originator_id, version, topic, state)
@@ -90,31 +91,37 @@ class MsgspecMapper(Mapper):
             return snapshot
         if not (self.cipher or self.compressor):
             return plain
+        decode = plain
 
         def transcoded(originator_id: Any, version: int, state: bytes) -> Any:
             if self.cipher:
                 state = self.cipher.decrypt(state)
             if self.compressor:
                 state = self.compressor.decompress(state)
-            return plain(originator_id, version, state)
+            return decode(originator_id, version, state)
 
         return transcoded
 
 
-_EVENT_DECODERS: dict[str, EventDecoder | None] = {}
+_DECODERS: dict[tuple[str, Callable], EventDecoder | None] = {}
 
 
-def _event_decoder(topic: str) -> EventDecoder | None:
-    """Stored state (plain bytes) of one topic to the domain event; None for snapshots."""
+def _decoders(topic: str, make: Callable[[type], EventDecoder]) -> EventDecoder | None:
+    """`make(event class)` for the topic, made once; None for snapshots."""
     try:
-        return _EVENT_DECODERS[topic]
+        return _DECODERS[topic, make]
     except KeyError:
         pass
     event_class = resolve_topic(topic)
-    if issubclass(event_class, CanSnapshotAggregate):
-        _EVENT_DECODERS[topic] = None
-        return None
-    decode_state = _decoder_for(event_class).decode
+    made = None if issubclass(event_class, CanSnapshotAggregate) else make(event_class)
+    _DECODERS[topic, make] = made
+    return made
+
+
+def _event_decoder(event_class: type) -> EventDecoder:
+    """Stored state (plain bytes) to the domain event."""
+    state_type = msgspec.defstruct(f"{event_class.__name__}State", _state_fields(event_class))
+    decode_state = msgspec.json.Decoder(state_type).decode
     asdict = msgspec.structs.asdict
     new = object.__new__
     set_attribute = object.__setattr__
@@ -123,9 +130,30 @@ def _event_decoder(topic: str) -> EventDecoder | None:
         fields = asdict(decode_state(state))
         fields["originator_id"] = originator_id
         fields["originator_version"] = version
-        domain_event = new(event_class)
+        domain_event: Any = new(event_class)
         set_attribute(domain_event, "__dict__", fields)
         return domain_event
 
-    _EVENT_DECODERS[topic] = decode
+    return decode
+
+
+def _record_decoder(event_class: type) -> EventDecoder:
+    """Stored state (plain bytes) to a record: a Struct with the event's fields and its
+    originator id and version, whose `timestamp` is the stored RFC 3339 text (projections
+    write times as text; parsing and formatting a datetime was a third of a rebuild).
+    Records are never part of a reference cycle, so the collector does not track them."""
+    fields = [
+        ("timestamp", str) if field[0] == "timestamp" else field
+        for field in _state_fields(event_class)
+    ]
+    fields += [("originator_id", Any, None), ("originator_version", int, 0)]
+    record_type = msgspec.defstruct(f"{event_class.__name__}Record", fields, kw_only=True, gc=False)
+    decode_record = msgspec.json.Decoder(record_type).decode
+
+    def decode(originator_id: Any, version: int, state: bytes) -> Any:
+        record: Any = decode_record(state)
+        record.originator_id = originator_id
+        record.originator_version = version
+        return record
+
     return decode

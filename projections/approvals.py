@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.schedule import to_ts
-
 from .projection import Projection
 from .rows import Update, Upsert
+from .stamps import ts
 
 if TYPE_CHECKING:
     from ocsched.domain.approval import Approval
@@ -39,7 +38,7 @@ def requested(event: Approval.Requested):
         dispatch_id=event.dispatch_id,
         run_id=event.source_run_id,
         status="pending",
-        requested_at=to_ts(event.timestamp),
+        requested_at=ts(event),
     )
     yield Upsert(TABLE, row)
 
@@ -57,7 +56,7 @@ def _resolution(event: Any, status: str, notes: str | None) -> dict[str, Any]:
         status, notes = "timed_out", f"approval timed out: auto-{status.removesuffix('d')}"
     return {
         "status": status,
-        "resolved_at": to_ts(event.timestamp),
+        "resolved_at": ts(event),
         "resolved_by": "timeout" if event.automatic else event.by,
         "notes": notes,
     }

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.schedule import to_ts
-
 from .projection import Projection
 from .rows import Delete, Update, Upsert
+from .stamps import ts
 
 if TYPE_CHECKING:
     from ocsched.domain.delivery import Alias, Delivery
@@ -45,7 +44,7 @@ def create_tables(db: Any) -> None:
 
 
 def requested(event: Delivery.Requested):
-    stamp = to_ts(event.timestamp)
+    stamp = ts(event)
     row: dict[str, Any] = {name: None for name in DELIVERY_COLUMNS}
     row.update(
         id=event.originator_id,
@@ -73,7 +72,7 @@ def chunk_sent(event: Delivery.ChunkSent):
         "last_error": None,
     }
     if event.complete:
-        values.update(status="delivered", delivered_at=to_ts(event.timestamp), next_attempt_at=None)
+        values.update(status="delivered", delivered_at=ts(event), next_attempt_at=None)
     yield Update(DELIVERIES, event.originator_id, values)
 
 
@@ -95,7 +94,7 @@ def alias_added(event: Alias.Added | Alias.Changed):
             "channel": event.channel,
             "target": event.target,
             "description": event.description,
-            "created_at": to_ts(event.timestamp),
+            "created_at": ts(event),
         },
         pk="alias",
     )

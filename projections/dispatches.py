@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.schedule import to_ts
-
 from .projection import Projection
 from .rows import Update, Upsert
+from .stamps import ts
 
 if TYPE_CHECKING:
     from ocsched.domain.dispatch import Dispatch
@@ -49,19 +48,19 @@ def requested(event: Dispatch.Requested):
         scheduled_for=event.scheduled_for,
         source_run_id=event.source_run_id,
         retry_count=event.retry_count,
-        created_at=to_ts(event.timestamp),
+        created_at=ts(event),
         approved=0,
     )
     yield Upsert(TABLE, row)
 
 
 def claimed(event: Dispatch.Claimed):
-    values = {"status": "claimed", "run_id": event.run_id, "claimed_at": to_ts(event.timestamp)}
+    values = {"status": "claimed", "run_id": event.run_id, "claimed_at": ts(event)}
     yield Update(TABLE, event.originator_id, values)
 
 
 def cancelled(event: Dispatch.Cancelled):
-    values = {"status": "cancelled", "reason": event.reason, "processed_at": to_ts(event.timestamp)}
+    values = {"status": "cancelled", "reason": event.reason, "processed_at": ts(event)}
     yield Update(TABLE, event.originator_id, values)
 
 
@@ -71,12 +70,12 @@ def held(event: Dispatch.Held):
 
 
 def released(event: Dispatch.Released):
-    values = {"status": "pending", "approved": 1, "scheduled_for": to_ts(event.timestamp)}
+    values = {"status": "pending", "approved": 1, "scheduled_for": ts(event)}
     yield Update(TABLE, event.originator_id, values)
 
 
 def run_finished(event: Run.Finished):
-    values = {"status": "done", "processed_at": to_ts(event.timestamp)}
+    values = {"status": "done", "processed_at": ts(event)}
     yield Update(TABLE, event.originator_id, values, pk="run_id")
 
 

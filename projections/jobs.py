@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ocsched.domain.job_spec import job_fields
-from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import Delete, Update, Upsert
+from .stamps import ts
 
 if TYPE_CHECKING:
     from ocsched.domain.job import Job
@@ -43,7 +43,7 @@ def create_tables(db: Any) -> None:
 def created(event: Job.Created):
     row = msgspec.structs.asdict(event.spec)
     row["id"] = event.originator_id
-    stamp = to_ts(event.timestamp)
+    stamp = ts(event)
     row.update(
         {name: STATE_DEFAULTS.get(name) for name in STATE_COLUMNS},
         next_run_at=event.next_run_at,
@@ -55,17 +55,17 @@ def created(event: Job.Created):
 
 def updated(event: Job.Updated):
     values = {name: change.new for name, change in event.changes.items()}
-    values["updated_at"] = to_ts(event.timestamp)
+    values["updated_at"] = ts(event)
     yield Update(TABLE, event.originator_id, values)
 
 
 def enabled(event: Job.Enabled):
     values = {"enabled": 1, "next_run_at": event.next_run_at}
-    yield Update(TABLE, event.originator_id, {**values, "updated_at": to_ts(event.timestamp)})
+    yield Update(TABLE, event.originator_id, {**values, "updated_at": ts(event)})
 
 
 def disabled(event: Job.Disabled):
-    yield Update(TABLE, event.originator_id, {"enabled": 0, "updated_at": to_ts(event.timestamp)})
+    yield Update(TABLE, event.originator_id, {"enabled": 0, "updated_at": ts(event)})
 
 
 def deleted(event: Job.Deleted):

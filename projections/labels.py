@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .projection import Projection
 from .rows import Update, Upsert
+from .stamps import iso_ms
 
 if TYPE_CHECKING:
     from ocsched.domain.label import Label
@@ -59,10 +60,6 @@ SETTINGS = (
 )
 
 
-def iso(moment) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def create_tables(db: Any) -> None:
     db[TABLE].create(COLUMNS, pk="label")
     db[TABLE].create_index(["dispatch_id"], unique=True)
@@ -70,7 +67,7 @@ def create_tables(db: Any) -> None:
 
 
 def enqueued(event: Label.Enqueued):
-    stamp = iso(event.timestamp)
+    stamp = iso_ms(event)
     row: dict[str, Any] = {name: None for name in COLUMNS}
     row.update({name: event.settings.get(name) for name in SETTINGS})
     row.update(
@@ -92,7 +89,7 @@ def _on_dispatch(event, values: dict[str, Any]):
     """Rows are keyed by label, but a label's row shows only its newest dispatch: changes
     to an older dispatch of the label match no row."""
     yield Update(
-        TABLE, event.originator_id, {**values, "updated_at": iso(event.timestamp)}, pk="dispatch_id"
+        TABLE, event.originator_id, {**values, "updated_at": iso_ms(event)}, pk="dispatch_id"
     )
 
 
