@@ -87,6 +87,7 @@ class Run(Aggregate):
         self.process_group: int | None = None
         self.started_at: datetime | None = None
         self.session_key: str | None = None
+        self.gates: list[str] = []
 
     class Queued(Aggregate.Event):
         """Held back by the job's `queue` overlap policy until `behind` finishes."""
@@ -100,6 +101,31 @@ class Run(Aggregate):
         self, job_id: str, behind: str, job_changes: dict, meta: EventMeta, timestamp: datetime
     ) -> None:
         self.status = "queued"
+
+    class Gated(Aggregate.Event):
+        """A dispatch-time gate (spec §8.3) decided before the run may start: `gate`
+        (identity, credential_handoff, child_credentials, trust, proof, authorization,
+        contracts), `decision` (permit, warn, deny, escalate), why, and the gate's record
+        (`detail`, what the run record's column for that gate shows)."""
+
+        job_id: str
+        gate: str
+        decision: str
+        reason: str
+        detail: dict[str, Any] | None
+
+    @event(Gated)
+    def _record_gated(
+        self,
+        job_id: str,
+        gate: str,
+        decision: str,
+        reason: str,
+        detail: dict[str, Any] | None,
+        meta: EventMeta,
+        timestamp: datetime,
+    ) -> None:
+        self.gates.append(gate)
 
     class Started(Aggregate.Event):
         """The run's process started; `process_group` is killed if the run is abandoned."""
@@ -154,6 +180,27 @@ class Run(Aggregate):
         self._require("pending")
         self._record_queued(
             job_id=self.job_id, behind=run_id, job_changes=job_changes, meta=meta, timestamp=at
+        )
+
+    def gate(
+        self,
+        gate: str,
+        decision: str,
+        reason: str,
+        detail: dict[str, Any] | None,
+        meta: EventMeta,
+        at: datetime,
+    ) -> None:
+        """Record a gate's decision on a run that has not started."""
+        self._require("pending", "queued")
+        self._record_gated(
+            job_id=self.job_id,
+            gate=gate,
+            decision=decision,
+            reason=reason,
+            detail=detail,
+            meta=meta,
+            timestamp=at,
         )
 
     def start(

@@ -53,6 +53,20 @@ COLUMNS: dict[str, type] = {
     "input_tokens": int,
     "output_tokens": int,
     "total_tokens": int,
+    # spec §9.3's v0.2 outcome columns (JSON text); each set by its gate's `Run.Gated`
+    "identity_resolved": str,
+    "trust_evaluation": str,
+    "authorization_decision": str,
+    "authorization_proof_verification": str,
+    "evidence_record": str,
+    "credential_handoff_summary": str,
+}
+GATE_COLUMNS = {
+    "identity": "identity_resolved",
+    "credential_handoff": "credential_handoff_summary",
+    "trust": "trust_evaluation",
+    "proof": "authorization_proof_verification",
+    "authorization": "authorization_decision",
 }
 
 
@@ -109,6 +123,12 @@ def started(event: Run.Started):
     yield Update(TABLE, event.originator_id, values)
 
 
+def gated(event: Run.Gated):
+    column = GATE_COLUMNS.get(event.gate)
+    if column is not None:
+        yield Update(TABLE, event.originator_id, {column: event.detail})
+
+
 def finished(event: Run.Finished):
     values = {**event.outcome, "status": event.status, "finished_at": ts(event)}
     yield Update(TABLE, event.originator_id, values)
@@ -116,12 +136,13 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=4,
+    version=5,
     tables=(TABLE, f"{TABLE}_fts"),
     create_tables=create_tables,
     handlers={
         "run:Run.Scheduled": scheduled,
         "run:Run.Queued": queued,
+        "run:Run.Gated": gated,
         "run:Run.Started": started,
         "run:Run.Finished": finished,
     },

@@ -10,6 +10,7 @@ from ocsched.domain.dispatch import Dispatch
 from ocsched.domain.run import Run, clock_run_id, dispatch_run_id
 from ocsched.domain.schedule import from_ts, next_run_at
 
+from . import trust
 from .approvals import request_approval
 from .facts import Facts
 from .plan import Defer, Plan, Row, StartRun, reactor_meta
@@ -160,6 +161,12 @@ def admit(
     if blocked and blocked.pool is None and policy == "allow":
         blocked = None
     reason = blocked.text if blocked else None
+    if blocked is None or (blocked.pool is None and policy == "queue"):
+        admitted = trust.admit(run, job, meta=meta, now=now, facts=facts)
+        others = [*others, *admitted.records]
+        if admitted.job is None:
+            return Plan([run, *others], notes=admitted.notes)
+        job = admitted.job
     if blocked and blocked.pool is None and policy == "queue":
         queued = len(facts.queued_runs(job["id"]))
         if queued < (job["max_queued_dispatches"] or DEFAULT_MAX_QUEUED):
@@ -182,6 +189,7 @@ def start_queued(job: Row | None, facts: Facts) -> Plan:
     run: Run = facts.load(queued[0]["id"])
     if run.status != "queued":
         return Plan()
+    job = trust.runnable_job(job, facts)
     return Plan(effects=[StartRun(run, job, {"queued_count": len(queued) - 1})])
 
 

@@ -26,6 +26,7 @@ from ocsched.domain.policies import (
 )
 from ocsched.domain.run import Run
 from ocsched.domain.schedule import from_ts, to_ts
+from ocsched.domain.trust import evidence_record
 
 from .deliveries import new_delivery
 from .facts import Facts
@@ -73,6 +74,9 @@ def conclude(
     current = facts.job(job["id"]) or job
     started = run.started_at or now
     fields = {**outcome.fields, "duration_ms": int((now - started).total_seconds() * 1000)}
+    evidence = evidence_record(current, run.id, outcome.status, run.gates, to_ts(now))
+    if evidence is not None:
+        fields["evidence_record"] = evidence
     records: list[Any] = []
     notes: list[str] = []
     retry = None
