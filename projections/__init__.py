@@ -4,4 +4,4 @@ NAMES lists every projection, so read-only commands can check freshness without
 importing the event-store machinery.
 """
 
-NAMES = ("jobs", "runs", "dispatches", "deliveries", "approvals", "labels")
+NAMES = ("jobs", "runs", "dispatches", "deliveries", "approvals", "labels", "messages")

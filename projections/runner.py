@@ -20,7 +20,7 @@ one row merged into one statement. A page holds the write lock while it is appli
 
 
 def all_projections() -> tuple[Projection, ...]:
-    from . import approvals, deliveries, dispatches, jobs, labels, runs
+    from . import approvals, deliveries, dispatches, jobs, labels, messages, runs
 
     return (
         jobs.projection,
@@ -29,6 +29,7 @@ def all_projections() -> tuple[Projection, ...]:
         deliveries.projection,
         approvals.projection,
         labels.projection,
+        messages.projection,
     )
 
 
