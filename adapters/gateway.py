@@ -24,10 +24,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp  # imported where used: ~100 ms that only a gateway call pays
 
 log = logging.getLogger(__name__)
 
@@ -619,6 +620,8 @@ class GatewayClient:
         expect_final: bool,
         notify: Callable[[Json], Awaitable[None]],
     ) -> Any:
+        import aiohttp
+
         request_id = uuid.uuid4().hex
         answers: asyncio.Queue[Json | None] = asyncio.Queue()
         connection.pending[request_id] = answers
@@ -688,6 +691,8 @@ class GatewayClient:
         raise AssertionError("unreachable")
 
     async def _open(self) -> _Connection:
+        import aiohttp
+
         url = self.settings.ws_url
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
@@ -726,6 +731,8 @@ class GatewayClient:
 
     async def _handshake(self, ws: aiohttp.ClientWebSocketResponse) -> Json:
         """Notes §7.2: wait for `connect.challenge`, send `connect`, expect `hello-ok`."""
+        import aiohttp
+
         while True:
             frame = await _receive_frame(ws)
             if frame.get("type") == "event" and frame.get("event") == "connect.challenge":
@@ -796,6 +803,8 @@ class GatewayClient:
         return error
 
     async def _read(self, connection: _Connection) -> None:
+        import aiohttp
+
         ws = connection.ws
         try:
             while True:
@@ -852,6 +861,8 @@ class GatewayClient:
     # -- HTTP ----------------------------------------------------------------------------
 
     def _http_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         return self._session
@@ -863,6 +874,8 @@ class GatewayClient:
 
     async def health(self) -> bool:
         """Spec §30.3: 2xx within 5 s is healthy; anything else, errors included, is not."""
+        import aiohttp
+
         try:
             async with self._http_session().get(
                 f"{self.settings.http_url}/health",
@@ -942,6 +955,8 @@ class GatewayClient:
         body: Json | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Json:
+        import aiohttp
+
         url = f"{self.settings.http_url}{path}"
         try:
             async with self._http_session().request(
@@ -996,6 +1011,8 @@ class GatewayClient:
 
 async def _receive_frame(ws: aiohttp.ClientWebSocketResponse) -> Json:
     """The next JSON frame before the reader runs; a close becomes GatewayUnavailable."""
+    import aiohttp
+
     while True:
         message = await ws.receive()
         if message.type is aiohttp.WSMsgType.TEXT:

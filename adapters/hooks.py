@@ -7,8 +7,6 @@ command that emits one never waits for it.
 
 from __future__ import annotations
 
-import aiohttp
-
 HOOK_CHANNELS = ("loki", "webhook")
 TIMEOUT_S = 3.0
 
@@ -19,6 +17,8 @@ class HookError(Exception):
 
 async def post_hook(url: str, body: str) -> None:
     """POST the JSON body; anything but a 2xx answer is a HookError."""
+    import aiohttp  # ~100 ms to import: a daemon with no hook target never pays it
+
     try:
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
         async with (

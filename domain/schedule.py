@@ -7,7 +7,10 @@ UTC with second precision (`YYYY-MM-DD HH:MM:SS`), so they sort as strings.
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from types import ModuleType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ValidationError
@@ -71,19 +74,39 @@ def next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:
 
     None for an expression that never fires (the at-job sentinel `0 0 31 2 *`).
     """
-    from croniter import croniter
-    from croniter.croniter import CroniterBadDateError, CroniterError
-
+    cron = _croniter()
     if expression.strip().lower() == "@reboot":
         raise ValidationError(f'Invalid cron expression "{expression}": @reboot is not supported')
     local_now = now.astimezone(zone(tz))
     try:
-        fire = croniter(expression, local_now, second_at_beginning=True).get_next(datetime)
-    except CroniterBadDateError:
+        fire = cron.croniter(expression, local_now, second_at_beginning=True).get_next(datetime)
+    except cron.CroniterBadDateError:
         return None
-    except (CroniterError, ValueError, KeyError) as error:
+    except (cron.CroniterError, ValueError, KeyError) as error:
         raise ValidationError(f'Invalid cron expression "{expression}": {error}') from None
     return fire.astimezone(UTC).replace(microsecond=0)
+
+
+_CRONITER_IMPORT = threading.Lock()
+
+
+@cache
+def _croniter() -> ModuleType:
+    """croniter's module, imported on first use. At import it asks `platform.architecture()`
+    whether the interpreter is 32-bit, which runs `file -b` on it (a process, ~10 ms of
+    every command that validates a cron); its first test, the pointer size, already
+    answers, so the question is answered from that alone while the module loads."""
+    import importlib
+    import platform
+    import struct
+
+    with _CRONITER_IMPORT:
+        architecture = platform.architecture
+        platform.architecture = lambda *_, **__: (f"{struct.calcsize('P') * 8}bit", "")
+        try:
+            return importlib.import_module("croniter.croniter")
+        finally:
+            platform.architecture = architecture
 
 
 def next_run_at(job: dict, now: datetime, *, run_now: bool = False) -> str | None:

@@ -1,0 +1,94 @@
+"""What a command or the daemon imports and runs as it starts (issue 10: start-up time).
+
+The figures themselves are in `scripts/bench/cli.py`; these tests keep the slow paths off
+the start: croniter's `file -b` process, aiohttp without a gateway, redefined events.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ocsched.domain.aggregate import Aggregate
+from ocsched.domain.job import Job
+
+from .conftest import OCSCHED, shell_job, wait_until
+
+
+def _imported(importtime: str) -> set[str]:
+    """The modules named in `python -X importtime` output."""
+    names = set()
+    for line in importtime.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+def test_a_cron_fire_is_computed_without_starting_a_process():
+    probe = """
+import platform, subprocess
+calls = []
+real_popen_init = subprocess.Popen.__init__
+def record(self, args, *rest, **options):
+    calls.append(args)
+    real_popen_init(self, args, *rest, **options)
+subprocess.Popen.__init__ = record
+architecture = platform.architecture
+from datetime import UTC, datetime
+from ocsched.domain.schedule import next_cron_fire
+fire = next_cron_fire("*/5 * * * *", "Europe/Berlin", datetime(2030, 1, 1, 0, 1, tzinfo=UTC))
+print(fire.isoformat(), calls, platform.architecture is architecture)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["2030-01-01T00:05:00+00:00", "[]", "True"]
+
+
+def test_jobs_add_imports_neither_aiohttp_nor_the_gateway(scheduler):
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", *OCSCHED[1:], "jobs", "add", json.dumps(shell_job())],
+        env=scheduler.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    imported = _imported(completed.stderr)
+    assert "ocsched.domain.validation" in imported  # the probe sees our own imports
+    assert not {"aiohttp", "ocsched.adapters.gateway"} & imported
+
+
+def test_a_daemon_with_only_shell_jobs_runs_them_without_importing_aiohttp(
+    scheduler, tmp_path: Path
+):
+    marker = tmp_path / "ran"
+    job = scheduler.add(shell_job(payload_message=f"touch {marker}", run_now=True))
+    errors = tmp_path / "daemon.err"
+    with errors.open("w") as stderr:
+        daemon = subprocess.Popen(
+            [sys.executable, "-X", "importtime", *OCSCHED[1:], "daemon"],
+            env=scheduler.env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            wait_until(marker.exists, what="the shell job to run")
+            wait_until(
+                lambda: '"ok"' in scheduler.ok("--json", "runs", "list", job["id"]).stdout,
+                what="the run to finish",
+            )
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+    imported = _imported(errors.read_text())
+    assert "ocsched.commands.reactor.scheduler" in imported
+    assert "aiohttp" not in imported
+
+
+def test_events_declared_on_an_aggregate_are_not_redefined_by_the_library():
+    """Each redefinition is one more generated dataclass on every start."""
+    assert Job.__dict__["Created"].__bases__ == (Aggregate.Created,)
+    assert Job.Event is Aggregate.Event
