@@ -102,12 +102,13 @@ TRIGGER_TEXT_LIMIT = 3000
 def build_prompt(
     job: dict[str, Any],
     *,
+    inbox: str = "",
     trigger_context: str = "",
     retrieval_context: str = "",
     idempotency_key: str | None = None,
 ) -> str:
-    """The prompt of spec §11.3: header, notes, trigger and retrieval context, payload.
-    Pending inbox messages are not injected (messages are not part of ocsched yet)."""
+    """The prompt of spec §11.3: header, notes, pending messages (`inbox`, the post
+    office's block), trigger and retrieval context, payload."""
     lines = [f"[scheduler:{job['id']} {job['name']}]"]
     lines += execution_note(job)
     if job.get("payload_thinking"):
@@ -121,6 +122,8 @@ def build_prompt(
         lines += ["", *FLUSH_NOTE]
     if job.get("payload_scope") == "global":
         lines += ["", *GLOBAL_SCOPE_NOTE]
+    if inbox:
+        lines += ["", inbox]
     if trigger_context:
         lines += ["", trigger_context]
     if retrieval_context:

@@ -4,13 +4,14 @@ message: consume a spawn request, expire it, try a failed send again)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ocsched.domain.schedule import from_ts, to_ts
+from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
 from .rows import Delete, Update, Upsert
+from .stamps import moment, ts
 
 if TYPE_CHECKING:
     from ocsched.domain.message import Message
@@ -70,14 +71,6 @@ SEND_RETRY_S = (15, 60, 300)
 """After a failed send, the daemon tries again after these waits (the last repeats)."""
 
 
-def _stamp(event: Any) -> str:
-    """The event's time as TS text; read in bulk, the stored RFC 3339 text."""
-    stamp = event.timestamp
-    if isinstance(stamp, datetime):
-        return to_ts(stamp)
-    return to_ts(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
-
-
 def create_tables(db: Any) -> None:
     db[MESSAGES].create(COLUMNS, pk="id")
     db[MESSAGES].create_index(["to_agent", "status"])
@@ -95,7 +88,7 @@ def create_tables(db: Any) -> None:
 def sent(event: Message.Sent):
     from ocsched.domain.message import expiry_instant
 
-    stamp = _stamp(event)
+    stamp = ts(event)
     yield Upsert(
         MESSAGES,
         {
@@ -156,7 +149,7 @@ def _receipt(event: Any, kind: str, attempt: int | None, actor: str, detail: str
             "attempt": attempt,
             "actor": actor,
             "detail": detail,
-            "created_at": _stamp(event),
+            "created_at": ts(event),
         },
     )
 
@@ -164,7 +157,7 @@ def _receipt(event: Any, kind: str, attempt: int | None, actor: str, detail: str
 def delivered(event: Message.Delivered):
     values = {
         "status": "delivered",
-        "delivered_at": _stamp(event),
+        "delivered_at": ts(event),
         "delivery_attempts": event.attempt,
         "last_error": None,
     }
@@ -194,7 +187,7 @@ def attempt_recorded(event: Message.AttemptRecorded):
     retry = None
     if not event.ok:
         wait = SEND_RETRY_S[min(event.attempt, len(SEND_RETRY_S)) - 1]
-        retry = to_ts(from_ts(_stamp(event)) + timedelta(seconds=wait))
+        retry = to_ts(moment(event) + timedelta(seconds=wait))
     yield Update(TIMERS, event.originator_id, {"retry_due": retry})
     kind = "attempt" if event.ok else "error"
     yield _receipt(event, kind, event.attempt, event.actor, event.error)
@@ -211,7 +204,7 @@ def spawn_handled(event: Message.SpawnHandled):
 
 
 def team_mapped(event: Message.TeamMapped):
-    yield Update(MESSAGES, event.originator_id, {"team_mapped_at": _stamp(event)})
+    yield Update(MESSAGES, event.originator_id, {"team_mapped_at": ts(event)})
 
 
 def pruned(event: Message.Pruned):

@@ -35,6 +35,7 @@ from ocsched.domain.run import Run
 from ocsched.projections import views
 
 from .facts import DaemonFacts
+from .post_office import inject_inbox
 from .writer import Conflict, EventWriter
 
 log = logging.getLogger("ocsched")
@@ -218,7 +219,7 @@ class Handlers:
         order = RunOrder(run.id, job)
         if agent:
             key = run.session_key or session_key(job)
-            order = RunOrder(run.id, job, prompt=self._prompt(run, job), session_key=key)
+            order = RunOrder(run.id, job, prompt=await self._prompt(run, job), session_key=key)
         started: list[asyncio.Future] = []
 
         def on_started(info: Started) -> None:
@@ -334,12 +335,15 @@ class Handlers:
                     shell.kill_group(group, signal.SIGKILL)
                 task.cancel()
 
-    def _prompt(self, run: Run, job: Row) -> str:
+    async def _prompt(self, run: Run, job: Row) -> str:
         db = self.db()
         parent_run = views.run(db, run.triggered_by_run) if run.triggered_by_run else None
         parent_job = views.job(db, parent_run["job_id"]) if parent_run else None
+        # A resumed turn's prompt is never read (the gateway answers with the first turn).
+        fresh = run.status in ("pending", "queued")
         return build_prompt(
             job,
+            inbox=await inject_inbox(self, job, run.id, self.now()) if fresh else "",
             trigger_context=trigger_context(parent_job, parent_run),
             retrieval_context=self._retrieval(run, job),
             idempotency_key=run.id,

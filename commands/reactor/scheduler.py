@@ -37,6 +37,7 @@ from ocsched.projections import views
 from ..context import Context
 from .following import DispatchFollower
 from .handlers import AggregateLoader, Handlers, spawn
+from .post_office import PostOffice
 from .watchdog import WatchdogExecutor
 from .writer import EventWriter
 
@@ -143,6 +144,7 @@ class Reactor:
             shell_path=settings.shell,
             guard=lambda: self.supervisor,
         )
+        self.post_office = PostOffice(self.handlers, settings)
 
     # Lifecycle
 
@@ -162,6 +164,7 @@ class Reactor:
             asyncio.create_task(self.every(knobs.sweep_every_s, self.handlers.sweep)),
             asyncio.create_task(self.every(knobs.prune_every_s, self.handlers.prune)),
             asyncio.create_task(self.every(knobs.dispatch_follow_s, self.follower.follow)),
+            asyncio.create_task(self.post_office.serve(self.stopping)),
         ]
         try:
             await self.loop()
@@ -237,6 +240,7 @@ class Reactor:
     def reload_timers(self) -> None:
         self.timers_dirty = True
         self.wake.set()
+        self.post_office.wake()
 
     def _timers_loaded(self) -> bool:
         """Load the timers; False when the read models could not be read (logged)."""

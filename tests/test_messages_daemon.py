@@ -1,0 +1,107 @@
+"""The post office in a real daemon: a spawn message creates and runs a job, the inbox
+consumer sends through the (fake) gateway with telegram splitting, and an agent turn's
+prompt carries the agent's pending messages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+
+from ocsched.adapters.settings import Settings
+from ocsched.commands import messages as post
+from ocsched.commands.context import Context
+from ocsched.domain.message_spawn import spawned_job_id
+
+from .conftest import wait_until
+from .test_agent_jobs import agent_job
+from .test_daemon import finished_runs
+
+
+def send(scheduler, from_agent: str, to_agent: str, body: str, **fields) -> dict:
+    ctx = Context(settings=Settings.from_environment(scheduler.env), actor="tester")
+    try:
+        return post.send_message(ctx, from_agent, to_agent, body, **fields)
+    finally:
+        ctx.close()
+
+
+def query(scheduler, sql: str, *values) -> list[dict]:
+    with contextlib.closing(sqlite3.connect(scheduler.db_path)) as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute(sql, values).fetchall()]
+
+
+def test_a_spawn_message_creates_a_job_that_runs_at_once(scheduler, daemons, tmp_path):
+    marker = tmp_path / "spawned.txt"
+    daemons.start()
+    spec = {
+        "name": "spawned",
+        "schedule_cron": "0 3 * * *",
+        "session_target": "shell",
+        "payload_message": f"echo spawned > {marker}",
+    }
+    message = send(scheduler, "worker", "main", json.dumps(spec), kind="spawn")
+    job_id = spawned_job_id(message["id"])
+    runs = wait_until(
+        lambda: query(scheduler, "SELECT * FROM runs WHERE job_id = ? AND status = 'ok'", job_id),
+        what="the spawned job's run",
+    )
+    assert len(runs) == 1 and marker.read_text() == "spawned\n"
+    (row,) = query(
+        scheduler, "SELECT status, delivered_at FROM messages WHERE id = ?", message["id"]
+    )
+    assert row["status"] == "delivered" and row["delivered_at"]
+    # delete_after_run: the job is gone after its successful run
+    wait_until(lambda: not query(scheduler, "SELECT id FROM jobs WHERE id = ?", job_id))
+
+
+def test_the_daemon_sends_an_agents_inbox_split_for_telegram(scheduler, daemons, gateway):
+    scheduler.env.update(INBOX_DELIVERY_TO="telegram:4242", INBOX_BRAND="Acme")
+    daemons.start()
+    long_body = "\n".join(f"line {i} " + "é" * 40 for i in range(120))  # > 4096 bytes
+    message = send(scheduler, "worker", "main", long_body, subject="Report")
+    sent = wait_until(lambda: len(gateway.messages_sent()) == 3 and gateway.messages_sent())
+    assert [m["message"][:6] for m in sent] == ["[1/3] ", "[2/3] ", "[3/3] "]
+    assert [m["idempotencyKey"] for m in sent] == [f"{message['id']}:{i}" for i in range(3)]
+    assert all(m["channel"] == "telegram" and m["target"] == "4242" for m in sent)
+    assert all(len(m["message"].encode()) <= 4096 for m in sent)
+    assert sent[0]["message"].startswith(f"[1/{len(sent)}] Acme | Report | ")
+    row = wait_until(
+        lambda: query(
+            scheduler, "SELECT * FROM messages WHERE id = ? AND status = 'read'", message["id"]
+        )
+    )[0]
+    assert row["delivery_attempts"] == 1
+    receipts = query(
+        scheduler,
+        "SELECT event_type, actor, detail FROM message_receipts WHERE message_id = ?"
+        " ORDER BY rowid",
+        message["id"],
+    )
+    assert receipts == [
+        {"event_type": "attempt", "actor": "inbox-consumer", "detail": None},
+        {
+            "event_type": "ack",
+            "actor": "inbox-consumer",
+            "detail": "Delivered to telegram:telegram:4242",
+        },
+    ]
+
+
+def test_an_agent_turn_reads_its_pending_messages_and_they_become_delivered(
+    scheduler, daemons, gateway
+):
+    note = send(scheduler, "lead", "bob", "Use the staging database", kind="constraint")
+    send(scheduler, "lead", "carol", "not for bob")
+    job = scheduler.add(agent_job(agent_id="bob", delivery_mode="none"), "--in", "1s")
+    daemons.start()
+    finished_runs(scheduler, job["id"])
+    (turn,) = gateway.calls_of("agent")
+    assert (
+        "\n\n--- Pending Messages ---\nFrom: lead | constraint | (no subject)\n"
+        "[constraint] Use the staging database\n---\n\nSummarize the news"
+    ) in turn["message"]
+    assert "not for bob" not in turn["message"]
+    (row,) = query(scheduler, "SELECT status FROM messages WHERE id = ?", note["id"])
+    assert row["status"] == "delivered"
