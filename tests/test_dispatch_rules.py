@@ -185,14 +185,14 @@ def test_the_delivery_rule_names_the_origin_when_there_is_one():
     assert "Note: This job will be delivered" not in message(origin=None)
 
 
-def test_the_checkpoint_block_is_left_out_unless_a_checkpoint_command_is_given():
-    assert "CHECKPOINT MESSAGING" not in message()
+def test_the_checkpoint_block_names_the_post_office_command_with_a_shell_escaped_label():
+    assert "CHECKPOINT MESSAGING" not in message(checkpoint_command=None)
     assert "dispatch send" not in message()
-    text = message(label="a'b", checkpoint_command="ocsched messages send")
-    assert (
-        "  ocsched messages send --from 'a'\\''b' --to main --kind status --body \"<message>\""
-    ) in text
-    assert "Example: ocsched messages send --from 'a'\\''b'" in text
+    text = message(label="a'b")
+    notify = "ocsched messages send --from 'a'\\''b' --to main --kind status --body"
+    assert f'  {notify} "<message>"' in text
+    assert f'Example: {notify} "Starting step 2: running tests"' in text
+    assert f"(Environment variable CHECKPOINT_NOTIFY_CMD is set to: {notify})\n---\n" in text
 
 
 def test_the_blocks_come_in_the_spec_order():

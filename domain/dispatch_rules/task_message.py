@@ -11,6 +11,7 @@ from .values import shell_single_quote_escape
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:18789"
 DEFAULT_DONE_COMMAND = "ocsched dispatch done"
+DEFAULT_CHECKPOINT_COMMAND = "ocsched messages send"
 CHECKLIST_EXAMPLE = '{"work_complete":true,"tests_passed":true,"pushed":true}'
 
 SUBAGENT_CONTEXT = (
@@ -47,16 +48,16 @@ def task_message(
     brand: str = "dispatch",
     done_command: str = DEFAULT_DONE_COMMAND,
     checkin: bool | None = None,
-    checkpoint_command: str | None = None,
+    checkpoint_command: str | None = DEFAULT_CHECKPOINT_COMMAND,
 ) -> str:
     """The message that starts a dispatched session (spec §31.4.2), lines joined by `\\n`.
 
     `prompt` is used literally (apply `with_origin_chat_id` first). `checkin` (default:
     whether there is a target) adds the CHECK_IN curl block; it needs a target.
     `done_command` is the program and subcommand the agent runs to signal completion.
-    `checkpoint_command` (e.g. a post-office `messages send`) adds the CHECKPOINT MESSAGING
-    block; ocsched has no post office, so by default the block is left out. `brand` is
-    accepted for the CLI's convenience; the layout names no brand.
+    `checkpoint_command` is the post office's `messages send` the CHECKPOINT MESSAGING block
+    tells the agent to run for mid-run status messages (None leaves the block out). `brand`
+    is accepted for the CLI's convenience; the layout names no brand.
     """
     del brand  # the anchor's layout does not name the brand
     escaped_label = shell_single_quote_escape(label)
@@ -94,6 +95,8 @@ def task_message(
             "Call this at logical checkpoints: start of a major step, on conflict/error, "
             "before completing.",
             f'Example: {notify} "Starting step 2: running tests"',
+            # (The anchor's wording: it sets no such variable either.)
+            f"(Environment variable CHECKPOINT_NOTIFY_CMD is set to: {notify})",
             "---",
             "",
         ]
