@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .argv import Argv
+from .argv import command, group
 from .context import Context
-from .output import CommandError, print_json, render_table, short_id
+from .output import CommandError, local_time, print_done, print_rows, render_table, short_id, timed
 
 if TYPE_CHECKING:
+    import argparse
+
     from ocsched.domain.approval import Approval
     from ocsched.domain.dispatch import Dispatch
 
@@ -43,41 +45,74 @@ def decide_approval(
     return result
 
 
-def cli_approve(ctx: Context, args: list[str]) -> None:
-    (job_id,) = Argv(args, "Usage: jobs approve <job-id>").positionals(1, 1)
+def register(commands: argparse._SubParsersAction) -> None:
+    approvals = group(
+        commands,
+        "approvals",
+        help="approval gates waiting for a person",
+        examples=["ocsched approvals list", "ocsched jobs approve 75db1016"],
+    )
+    command(
+        approvals,
+        "list",
+        cli_approvals,
+        help="pending approvals, oldest first",
+        usage="",
+        aliases=["pending"],
+        examples=["ocsched approvals list", "ocsched --json approvals pending"],
+    )
+
+
+def register_decisions(jobs: argparse._SubParsersAction) -> None:
+    """`jobs approve` and `jobs reject` (spec §16.4), under the jobs command."""
+    approve = command(
+        jobs,
+        "approve",
+        cli_approve,
+        help="approve a job's newest pending approval",
+        usage="<job-id>",
+        examples=["ocsched jobs approve 75db1016"],
+    )
+    approve.add_argument("id", metavar="<job-id>", help="the job's id or a unique prefix")
+    reject = command(
+        jobs,
+        "reject",
+        cli_reject,
+        help="reject a job's newest pending approval",
+        usage="<job-id> [reason]",
+        examples=["ocsched jobs reject 75db1016 not during the freeze"],
+    )
+    reject.add_argument("id", metavar="<job-id>", help="the job's id or a unique prefix")
+    reject.add_argument("reason", nargs="*", help="why (the rest of the line)")
+
+
+def cli_approve(ctx: Context, args: argparse.Namespace) -> None:
+    job_id = ctx.resolve_id(args.id)
     result = decide_approval(ctx, job_id, approve=True)
-    if ctx.json:
-        print_json(result)
-    else:
-        print(f"Approved: {job_id}")
+    print_done(ctx.json, f"Approved: {job_id}", **_fields(result))
 
 
-def cli_reject(ctx: Context, args: list[str]) -> None:
-    job_id, *words = Argv(args, "Usage: jobs reject <job-id> [reason]").positionals(1)
-    reason = " ".join(words) or None
+def cli_reject(ctx: Context, args: argparse.Namespace) -> None:
+    job_id = ctx.resolve_id(args.id)
+    reason = " ".join(args.reason) or None
     result = decide_approval(ctx, job_id, approve=False, reason=reason)
-    if ctx.json:
-        print_json(result)
-    else:
-        print(f"Rejected: {job_id}" + (f" -- {reason}" if reason else ""))
+    line = f"Rejected: {job_id}" + (f" -- {reason}" if reason else "")
+    print_done(ctx.json, line, **_fields(result))
 
 
-def cli_approvals(ctx: Context, args: list[str]) -> None:
+def _fields(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key != "ok"}
+
+
+def cli_approvals(ctx: Context, args: argparse.Namespace) -> None:
     from ocsched.projections import views
 
-    usage = "Usage: approvals list|pending"
-    if not args or args[0] not in ("list", "pending"):
-        print(usage)
-        return
-    Argv(args[1:], usage).positionals(0, 0)
-    rows = views.pending_approvals(ctx.views())
-    if ctx.json:
-        print_json(rows)
-    elif not rows:
-        print("No pending approvals")
-    else:
-        table = [
-            (short_id(r["id"]), r["job_name"], short_id(r["job_id"]), r["requested_at"])
-            for r in rows
-        ]
-        print(render_table(table, ("ID", "JOB", "JOB ID", "REQUESTED")))
+    print_rows(ctx.json, views.pending_approvals(ctx.views()), "No pending approvals", _table)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    table = [
+        (short_id(r["id"]), r["job_name"], short_id(r["job_id"]), local_time(r["requested_at"]))
+        for r in rows
+    ]
+    return render_table(table, ("ID", "JOB", "JOB ID", timed("REQUESTED")), keep=(0, 2, 3))

@@ -1,36 +1,159 @@
-"""Taking flags and options out of an argument list, the way the anchor CLI reads them."""
+"""Reading the command line: the argparse pieces every command's parser is built from
+(`Parser`, `command`, `group`), the errors they raise, and the dispatch CLI's looser reading
+of flags (`Argv`, spec §31.1)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import argparse
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NoReturn
 
-from .output import UsageError
+GLOBAL_HELP = "global options (anywhere on the line)"
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Description and examples keep their lines; usage starts with `Usage:` as the
+    anchor's does."""
+
+    def add_usage(self, usage, actions, groups, prefix=None) -> None:
+        super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)
+
+
+class ArgumentsError(Exception):
+    """Wrong arguments to a known command (argparse's message), raised by `parser`."""
+
+    def __init__(self, parser: Parser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class UnknownCommand(Exception):
+    """A command or subcommand word `parser` does not know."""
+
+    def __init__(self, parser: Parser, word: str, choices: Sequence[str]) -> None:
+        super().__init__(word)
+        self.parser = parser
+        self.word = word
+        self.choices = list(choices)
+
+
+class Subcommands(argparse._SubParsersAction):
+    """Records the chosen parser on the namespace (`_parser`, the deepest one wins), so a
+    group called without a subcommand can print its own help and an argument error can
+    name the usage of the command it belongs to."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace._parser = self._name_parser_map[values[0]]
+        super().__call__(parser, namespace, values, option_string)
+
+
+class Parser(argparse.ArgumentParser):
+    """Every parser of the CLI: no abbreviated options, `Formatter`, the global options in
+    its help, and errors raised (`ArgumentsError`, `UnknownCommand`) instead of printed:
+    the CLI turns them into its one-line errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", Subcommands)
+        if kwargs.get("add_help", True):
+            # Taken off the line before parsing (commands/cli.py); listed for help and
+            # completion.
+            options = self.add_argument_group(GLOBAL_HELP)
+            options.add_argument("--json", action="store_true", help="print JSON")
+            options.add_argument(
+                "--actor", metavar="NAME", help="who is acting, in the events (OCSCHED_ACTOR)"
+            )
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsError(self, message)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or ()):
+            raise UnknownCommand(self, value, list(action.choices or ()))
+        super()._check_value(action, value)
+
+    @property
+    def path(self) -> str:
+        """The command words without the program name: `jobs add`."""
+        return self.prog.partition(" ")[2]
+
+    def usage_line(self) -> str:
+        """The usage as one line, without the program name, as the anchor prints it:
+        `Usage: jobs add <json> [--dry-run] …`."""
+        text = " ".join(self.format_usage().split())
+        root = self.prog.partition(" ")[0]
+        return text.replace(f"Usage: {root} ", "Usage: ", 1)
+
+
+Handler = Callable[[Any, argparse.Namespace], None]
+
+
+def examples_text(examples: Sequence[str]) -> str | None:
+    if not examples:
+        return None
+    return "Examples:\n" + "\n".join(f"  {line}" for line in examples)
+
+
+def command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    handler: Handler | None,
+    *,
+    help: str,
+    usage: str | None = None,
+    description: str | None = None,
+    examples: Sequence[str] = (),
+    aliases: Sequence[str] = (),
+) -> Parser:
+    """A command (or subcommand) `name` under `commands` run by `handler(ctx, args)`;
+    `usage` (the anchor's, after the command words) is what an argument error shows.
+    `handler` None: the caller sets what runs (the CLI's built-ins)."""
+    parser: Parser = commands.add_parser(
+        name,
+        help=help,
+        aliases=list(aliases),
+        usage=f"%(prog)s {usage}" if usage is not None else None,
+        description=description or _sentence(help),
+        epilog=examples_text(examples),
+    )
+    if handler is not None:
+        parser.set_defaults(handler=handler)
+    return parser
+
+
+def group(
+    commands: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str | None = None,
+    examples: Sequence[str] = (),
+) -> argparse._SubParsersAction:
+    """A command with subcommands; returns the action to add them to. Called without a
+    subcommand it prints its help (exit 0, as the anchor's usage text)."""
+    parser: Parser = commands.add_parser(
+        name,
+        help=help,
+        usage="%(prog)s <subcommand> [args]",
+        description=description or _sentence(help),
+        epilog=examples_text(examples),
+    )
+    return parser.add_subparsers(title="subcommands", metavar="<subcommand>", prog=parser.prog)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 class Argv:
+    """The dispatch CLI's reading of its flags (spec §31.1), kept until it moves to
+    `Parser`."""
+
     def __init__(self, args: list[str], usage: str) -> None:
         self.args = list(args)
         self.usage = usage
-
-    def flag(self, name: str) -> bool:
-        if name in self.args:
-            self.args.remove(name)
-            return True
-        return False
-
-    def option(self, name: str) -> str | None:
-        """`--name value` or `--name=value`; a missing value is a usage error."""
-        for index, arg in enumerate(self.args):
-            if arg == name:
-                if index + 1 >= len(self.args):
-                    raise UsageError(f"{name} needs a value. {self.usage}")
-                value = self.args[index + 1]
-                del self.args[index : index + 2]
-                return value
-            if arg.startswith(name + "="):
-                del self.args[index]
-                return arg[len(name) + 1 :]
-        return None
 
     def loose_option(self, name: str) -> str | Literal[True] | None:
         """The dispatch CLI's reading (spec §31.1): `--name value` or `--name=value`;
@@ -50,16 +173,6 @@ class Argv:
             else:
                 index += 1
         return found
-
-    def positionals(self, minimum: int, maximum: int | None = None) -> list[str]:
-        """The remaining arguments; unknown options and a wrong count are usage errors."""
-        for arg in self.args:
-            if arg.startswith("--") and len(arg) > 2:
-                raise UsageError(f"Unknown option: {arg}. {self.usage}")
-        count = len(self.args)
-        if count < minimum or (maximum is not None and count > maximum):
-            raise UsageError(self.usage)
-        return self.args
 
 
 MAX_WHOLE_NUMBER = 1_000_000_000

@@ -1,124 +1,65 @@
-"""`ocsched` (also installed as `openclaw-scheduler`): argv to one handler, in one table."""
+"""`ocsched` (also installed as `openclaw-scheduler`): argv to one handler, through argparse.
+
+How a command joins the CLI (the contract every command module follows):
+
+* `COMMANDS` below is the one table: command name -> (module under `ocsched.commands`,
+  one-line help). Adding a command is a row here and a `register` in its module.
+* The module defines `register(commands: argparse._SubParsersAction) -> None`. It adds its
+  parser(s) to `commands`, the root parser's subparsers action: a description, an epilog
+  with examples (`argv.command` / `argv.group` build both; the parser class `argv.Parser`
+  keeps their lines, RawDescriptionHelpFormatter), and `set_defaults(handler=fn)` on every
+  runnable parser, where `fn(ctx: Context, args: argparse.Namespace) -> None`. A module may
+  register several table rows (`deliveries`: `alias` and `deliveries`).
+* Modules are imported lazily: a command imports only its own module (`ocsched jobs add`
+  builds the `jobs` parser; every other command is a name and a line of help). `--help` of
+  the whole CLI, `help` and `completion` build every parser.
+* `--json` and `--actor` are taken off the line wherever they are, before parsing
+  (`ctx.json`, `ctx.actor`); every parser lists them for help and completion.
+* Exit status: 0 done; 1 a refused or failed command, including wrong arguments to a known
+  command (the anchor's `Usage: …` line, spec §5.2); 2 an unknown command or subcommand
+  (with "did you mean"), and the dispatch CLI's argument errors (spec §31.1); 130
+  interrupted. Every error is one line on stderr, or `{"ok": false, "error": …}` on stdout
+  under `--json`; never a traceback (`OCSCHED_DEBUG=1` shows one).
+* A group called without a subcommand (`ocsched jobs`) prints its help, exit 0 (the
+  anchor's usage text).
+* A module without `register` but named in `LEGACY` keeps its old entry point
+  `fn(ctx, argv_rest)`: the dispatch CLI, until it moves to argparse.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from ocsched import __version__
-
-from .argv import Argv
+from .argv import ArgumentsError, Parser, UnknownCommand, examples_text
 from .output import CommandError, UsageError
 
-# command -> subcommand -> "module:function"; None is the handler for the bare command.
-COMMANDS: dict[str, dict[str | None, str]] = {
-    "jobs": {
-        "add": "jobs:cli_add",
-        "validate": "jobs:cli_validate",
-        "update": "jobs:cli_update",
-        "get": "jobs:cli_get",
-        "list": "jobs:cli_list",
-        "enable": "jobs:enable_handler",
-        "disable": "jobs:disable_handler",
-        "delete": "jobs:cli_delete",
-        "tree": "jobs:cli_tree",
-        "run": "jobs:cli_run",
-        "cancel": "jobs:cli_cancel",
-        "approve": "approvals:cli_approve",
-        "reject": "approvals:cli_reject",
-    },
-    "approvals": {None: "approvals:cli_approvals"},
-    "runs": {
-        "list": "runs:cli_list",
-        "get": "runs:cli_get",
-        "output": "runs:cli_output",
-        "running": "runs:cli_running",
-        "stale": "runs:cli_stale",
-    },
-    "events": {"tail": "events:cli_tail", "show": "events:cli_show"},
-    "alias": {None: "deliveries:cli_alias"},
-    "deliveries": {None: "deliveries:cli_deliveries"},
-    "projections": {None: "projections:cli_projections"},
-    "status": {None: "status:cli_status"},
-    "dispatch": {None: "dispatch:cli_dispatch"},
-    "daemon": {None: "daemon:cli_daemon"},
-    "start": {None: "daemon:cli_daemon"},
-    "schema": {None: "schema:cli_schema"},
+if TYPE_CHECKING:
+    import argparse
+
+    from .context import Context
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "jobs": ("jobs", "create, change, run and inspect jobs"),
+    "runs": ("runs", "a job's runs, their output, running and stale runs"),
+    "approvals": ("approvals", "approval gates waiting for a person"),
+    "alias": ("deliveries", "names for delivery targets"),
+    "deliveries": ("deliveries", "deliveries of results and notices, with their attempts"),
+    "events": ("events", "the audit trail: the newest events, or one id's whole history"),
+    "projections": ("projections", "the read models: their lag, and rebuilding them"),
+    "status": ("status", "what is stored and what runs next"),
+    "schema": ("schema", "the job spec's fields, and the record schemas"),
+    "daemon": ("daemon", "run the scheduler until SIGTERM or SIGINT"),
+    "start": ("daemon", "the same as daemon"),
+    "dispatch": ("dispatch", "sub-agent dispatches (also bare: enqueue, status --label, …)"),
+    "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
 }
-
-USAGE = """\
-Usage: {prog} <command> [args] [--json] [--actor NAME]
-
-Jobs:
-  jobs add '<json>' [--dry-run] [--watchdog] [--at <datetime>] [--in <duration>] [--profile P]
-      e.g. {prog} jobs add '{{"name":"backup","schedule_cron":"0 3 * * *",
-           "session_target":"shell","payload_message":"./backup.sh","run_timeout_ms":600000,
-           "origin":"system","delivery_mode":"none"}}'
-  jobs validate '<json>'            check a spec without saving it
-  jobs update <id> '<json>' [--dry-run] [--profile P]
-  jobs get <id> | jobs list [--type standard|watchdog] | jobs tree
-  jobs enable <id> | jobs disable <id> | jobs delete <id>
-  jobs run <id>                     run now (also a disabled job), through the daemon
-  jobs cancel <id> [--no-cascade]   disable the job and its descendants, stop their runs
-
-Approvals:
-  jobs approve <job-id> | jobs reject <job-id> [reason] | approvals list|pending
-
-Runs:
-  runs list <job-id> [limit] | runs get <run-id> | runs output <run-id> [stdout|stderr]
-  runs running | runs stale [threshold-s]
-
-Daemon:
-  daemon [--grace <seconds>]        the scheduler (alias: start); ./scripts/run starts it
-
-Deliveries:
-  alias add <name> <channel> <target> [description] | alias list | alias remove <name>
-  deliveries list [--run <id>] [--status S]
-
-Audit:
-  events tail [-n N] [--follow]     the newest events of the whole log
-  events show <id>                  one job's whole history: who changed what, when
-
-Sub-agent dispatch (also bare: enqueue, status --label, result, done, send, steer, ...):
-  dispatch enqueue|status|result|done|send|steer|heartbeat|list|stuck|sync|import-labels
-
-Read models:
-  projections status                each projection's position and lag
-  projections rebuild [NAME]        rebuild from the first event
-
-Other:
-  status | schema [jobs|all] | version | help
-
---json anywhere prints JSON; errors then print {{"ok": false, "error": "..."}}.
---actor NAME (or OCSCHED_ACTOR) names who is acting in the events; default: the OS user.
-Data: SCHEDULER_DB (a SQLite path or a postgresql:// URL), else $SCHEDULER_HOME/ocsched.db
-(SCHEDULER_HOME defaults to ~/.openclaw/scheduler)."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    prog = os.path.basename(sys.argv[0]) if argv is None else "ocsched"
-    if prog not in ("ocsched", "openclaw-scheduler"):
-        prog = "ocsched"
-    global_options = Argv(args, "Usage: --actor <name>")
-    json_mode = global_options.flag("--json")
-    try:
-        actor = global_options.option("--actor")
-    except UsageError as error:
-        return _fail(str(error), json_mode)
-    not_text = _not_text(args)
-    args = global_options.args
-    if not_text:
-        return _fail(not_text, json_mode, 2 if _is_dispatch(args) else 1)
-    if not args or args[0] in ("help", "--help", "-h"):
-        print(USAGE.format(prog=prog))
-        return 0
-    if args[0] in ("version", "--version", "-v"):
-        print(f"{prog} {__version__}")
-        return 0
-    return _run(args, json_mode, actor, prog)
-
+LEGACY = {"dispatch": "cli_dispatch"}
+"""Modules still reading their own argv: command -> entry point `fn(ctx, args)`."""
 
 DISPATCH_SHORTCUTS = (
     "enqueue",
@@ -132,10 +73,302 @@ DISPATCH_SHORTCUTS = (
     "list",
 )
 
+DESCRIPTION = """\
+A durable, event-sourced scheduler for OpenClaw agents and shell workflows.
+Every change is an event (who, from where, why); `events show <id>` tells a job's story."""
+
+EPILOG = (
+    (
+        examples_text(
+            [
+                'ocsched jobs add \'{"name":"backup","schedule_cron":"0 3 * * *",'
+                '"session_target":"shell",',
+                '      "payload_message":"./backup.sh","run_timeout_ms":600000,'
+                '"origin":"system","delivery_mode":"none"}\'',
+                "ocsched jobs list",
+                "ocsched runs list 75db1016",
+                "ocsched --json status",
+                "ocsched help jobs add",
+            ]
+        )
+        or ""
+    )
+    + """
+
+Ids: a unique prefix of at least 4 characters (as `jobs list` shows them) works wherever
+an id is taken.
+Output: --json prints JSON. A command that reads prints what it read (an object or a
+list); a command that does something prints {"ok": true, ...}; a failure prints
+{"ok": false, "error": "..."}. Exit status: 0 done, 1 refused or failed, 2 unknown command.
+Data: SCHEDULER_DB (a SQLite path or a postgresql:// URL), else $SCHEDULER_HOME/ocsched.db
+(SCHEDULER_HOME defaults to ~/.openclaw/scheduler)."""
+)
+
+
+def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
+    """The root parser. With `wanted`, only that command's module is imported and its
+    parsers built; the other commands are names with their help. Without, every parser."""
+    root = Parser(
+        prog=prog,
+        usage="%(prog)s <command> [args] [--json] [--actor NAME]",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    root.add_argument("-V", "-v", "--version", action="store_true", help="print the version")
+    commands = root.add_subparsers(title="commands", metavar="<command>", prog=prog)
+    registered: set[str] = set()
+
+    def load(module_name: str) -> None:
+        if module_name not in registered:
+            registered.add(module_name)
+            module = importlib.import_module(f"ocsched.commands.{module_name}")
+            register = getattr(module, "register", None)
+            if register is not None:
+                register(commands)
+
+    if wanted in COMMANDS:
+        load(COMMANDS[wanted][0])
+    for name, (module_name, help_text) in COMMANDS.items():
+        if wanted is None:
+            load(module_name)
+        if name not in commands.choices:  # not wanted, or still on its old entry point
+            commands.add_parser(name, help=help_text, add_help=False)
+    _register_builtins(commands)
+    return root
+
+
+def _register_builtins(commands: argparse._SubParsersAction) -> None:
+    from .argv import command
+
+    version = command(
+        commands,
+        "version",
+        None,
+        help="print the version",
+        examples=["ocsched version", "ocsched --json version"],
+    )
+    version.set_defaults(builtin=_print_version)
+    helper = command(
+        commands,
+        "help",
+        None,
+        help="help for the CLI or one command",
+        usage="[COMMAND [SUBCOMMAND]]",
+        examples=["ocsched help", "ocsched help jobs add", "ocsched --json help"],
+    )
+    helper.add_argument("words", nargs="*", metavar="COMMAND", help="a command, subcommand")
+    helper.set_defaults(builtin=_print_help)
+
+
+def _print_version(args: argparse.Namespace) -> None:
+    from ocsched import __version__
+
+    if args.json:
+        from .output import print_json
+
+        print_json({"name": args.prog, "version": __version__})
+    else:
+        print(f"{args.prog} {__version__}")
+
+
+def _print_help(args: argparse.Namespace) -> None:
+    parser = build_parser(args.prog)
+    for word in args.words:
+        found = _subparsers(parser)
+        if found is None or word not in found.choices:
+            raise UnknownCommand(parser, word, list(found.choices) if found else [])
+        parser = found.choices[word]
+    if args.json:
+        from .output import print_json
+
+        print_json(describe(parser))
+    else:
+        print(parser.format_help(), end="")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
+
+
+def command_paths(parser: argparse.ArgumentParser) -> list[tuple[str, ...]]:
+    """Every runnable command's words under `parser` (`("jobs", "add")`, `("status",)`),
+    aliases included; a command still on its old entry point is one path."""
+    subparsers = _subparsers(parser)
+    if subparsers is None:
+        return [()]
+    return [
+        (name, *rest) for name, sub in subparsers.choices.items() for rest in command_paths(sub)
+    ]
+
+
+def describe(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """A parser as data, for `help --json`: its usage, description, arguments, examples
+    and subcommands (each described the same way)."""
+    import argparse
+
+    arguments = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+            continue
+        arguments.append(
+            {
+                "name": action.option_strings or [action.dest],
+                "help": action.help,
+                "takes_value": action.nargs != 0,
+                "required": action.required,
+            }
+        )
+    subparsers = _subparsers(parser)
+    helps = {a.dest: a.help for a in subparsers._choices_actions} if subparsers else {}
+    return {
+        "command": parser.prog,
+        "usage": " ".join(parser.format_usage().split()),
+        "description": parser.description,
+        "arguments": arguments,
+        "examples": [
+            line.strip() for line in (parser.epilog or "").splitlines()[1:] if line.strip()
+        ],
+        "subcommands": {
+            name: {"help": helps.get(name), **describe(sub)}
+            for name, sub in (subparsers.choices.items() if subparsers else ())
+            if name in helps
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if argv is None else "ocsched"
+    if prog not in ("ocsched", "openclaw-scheduler"):
+        prog = "ocsched"
+    json_mode = "--json" in args
+    args = [arg for arg in args if arg != "--json"]
+    try:
+        actor, rest = _take_actor(args)
+    except UsageError as error:
+        return _fail(str(error), json_mode)
+    not_text = _not_text(args)
+    if not_text:
+        return _fail(not_text, json_mode, 2 if _is_dispatch(rest) else 1)
+    args = rest
+    if hasattr(time, "tzset"):
+        time.tzset()  # times are shown in $TZ, read afresh (also in process, by the tests)
+    args = _route_dispatch(args)
+    legacy = _legacy_entry(args)
+    if legacy is not None:
+        return _execute(json_mode, actor, lambda ctx: legacy(ctx, args[1:]))
+    return _parse_and_run(args, json_mode, actor, prog)
+
+
+def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
+    first = next((arg for arg in args if not arg.startswith("-")), "")
+    parser = build_parser(prog, first if first in COMMANDS else "")
+    try:
+        namespace, extras = parser.parse_known_args(args)
+        if extras:
+            _unrecognized(getattr(namespace, "_parser", parser), extras)
+    except SystemExit as done:  # --help printed
+        return done.code if isinstance(done.code, int) else 0
+    except UnknownCommand as error:
+        return _fail(_unknown_command(error), json_mode, 2)
+    except ArgumentsError as error:
+        return _fail(_arguments_error(error), json_mode)
+    namespace.json, namespace.actor, namespace.prog = json_mode, actor, prog
+    builtin = getattr(namespace, "builtin", None)
+    if builtin is not None:
+        try:
+            builtin(namespace)
+        except UnknownCommand as error:
+            return _fail(_unknown_command(error), json_mode, 2)
+        return 0
+    if namespace.version:
+        _print_version(namespace)
+        return 0
+    handler = getattr(namespace, "handler", None)
+    if handler is None:  # no command, or a group without its subcommand
+        chosen = getattr(namespace, "_parser", parser)
+        print(chosen.format_help(), end="")
+        return 0
+    return _execute(json_mode, actor, lambda ctx: handler(ctx, namespace))
+
+
+def _take_actor(args: list[str]) -> tuple[str | None, list[str]]:
+    """`--actor NAME` or `--actor=NAME`, anywhere on the line (the first one)."""
+    for index, arg in enumerate(args):
+        if arg == "--actor":
+            if index + 1 >= len(args):
+                raise UsageError("--actor needs a value. Usage: --actor <name>")
+            return args[index + 1], args[:index] + args[index + 2 :]
+        if arg.startswith("--actor="):
+            return arg[len("--actor=") :], args[:index] + args[index + 1 :]
+    return None, args
+
+
+def _unrecognized(parser: Parser, extras: list[str]) -> None:
+    option = next((arg for arg in extras if arg.startswith("-") and len(arg) > 1), None)
+    if option is None:
+        raise ArgumentsError(parser, "")
+    name = option.partition("=")[0]
+    known = [o for action in parser._actions for o in action.option_strings]
+    guess = _nearest(name, known)
+    raise ArgumentsError(
+        parser, f"Unknown option: {name}" + (f"; did you mean {guess}?" if guess else "")
+    )
+
+
+def _nearest(word: str, choices: list[str]) -> str | None:
+    """The choice closest to a misspelled `word`, quoted, if one is close enough."""
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"'{found[0]}'" if found else None
+
+
+def _unknown_command(error: UnknownCommand) -> str:
+    path = error.parser.path
+    found = _nearest(error.word, error.choices)
+    guess = f"; did you mean {found}?" if found else "."
+    if not path:
+        return f"Unknown command: {error.word}{guess} Run without arguments for usage."
+    root = error.parser.prog.partition(" ")[0]
+    return f"Unknown command: {path} {error.word}{guess} Run '{root} {path} --help' for usage."
+
+
+def _arguments_error(error: ArgumentsError) -> str:
+    """One line: what is wrong (when argparse says more than "required"), then the
+    command's usage, as the anchor's `Usage: …` errors read."""
+    message = str(error)
+    usage = error.parser.usage_line()
+    if not message or message.startswith("the following arguments are required"):
+        return usage
+    if message.startswith("argument ") and message.endswith("expected one argument"):
+        name = message[len("argument ") :].partition(":")[0].split("/")[-1]
+        return f"{name} needs a value. {usage}"
+    message = message[:1].upper() + message[1:]
+    return f"{message} {usage}" if message.endswith(("?", ".")) else f"{message}. {usage}"
+
+
+def _legacy_entry(args: list[str]) -> Callable[[Context, list[str]], None] | None:
+    """The old entry point of a command whose module has no `register` yet."""
+    if not args or args[0] not in LEGACY:
+        return None
+    module = importlib.import_module(f"ocsched.commands.{COMMANDS[args[0]][0]}")
+    if hasattr(module, "register"):
+        return None
+    entry: Callable[[Context, list[str]], None] = getattr(module, LEGACY[args[0]])
+    return entry
+
 
 def _route_dispatch(args: list[str]) -> list[str]:
     """Spec §5.1: the dispatch subcommands also work bare, and `status --label X` is the
     dispatch status."""
+    if not args:
+        return args
     first = args[0]
     wants_label = any(a == "--label" or a.startswith("--label=") for a in args)
     if first in DISPATCH_SHORTCUTS or (first == "status" and wants_label):
@@ -162,19 +395,8 @@ def _is_dispatch(args: list[str]) -> bool:
     return bool(args) and _route_dispatch(args)[0] == "dispatch"
 
 
-def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
-    args = _route_dispatch(args)
-    command, rest = args[0], args[1:]
-    table = COMMANDS.get(command)
-    if table is None:
-        return _fail(f"Unknown command: {command}. Run without arguments for usage.", json_mode)
-    if None in table:
-        target = table[None]
-    elif rest and rest[0] in table:
-        target, rest = table[rest[0]], rest[1:]
-    else:
-        print(USAGE.format(prog=prog))
-        return 0
+def _execute(json_mode: bool, actor: str | None, action: Callable[[Context], None]) -> int:
+    """Run one command with its `Context`: every error becomes one line and a status."""
     from ocsched.domain.errors import DomainError
 
     from .context import Context
@@ -184,7 +406,7 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
         ctx = Context(json=json_mode)
         if actor:
             ctx.actor = actor
-        _handler(target)(ctx, rest)
+        action(ctx)
         return 0
     except CommandError as error:
         return _fail(str(error), json_mode, error.exit_code)
@@ -201,12 +423,6 @@ def _run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
     finally:
         if ctx is not None:
             ctx.close()
-
-
-def _handler(target: str):
-    module_name, function_name = target.split(":")
-    module = importlib.import_module(f"ocsched.commands.{module_name}")
-    return getattr(module, function_name)
 
 
 def _describe_unexpected(

@@ -40,6 +40,15 @@ RECORDED_NOT_PROJECTED = (
 
 T = TypeVar("T")
 
+MIN_PREFIX = 4
+"""The shortest id prefix taken for a whole id (a shorter one too easily names another)."""
+ID_TABLES = {
+    "job": ("jobs",),
+    "run": ("runs",),
+    "delivery": ("deliveries",),
+    "any": ("jobs", "runs", "dispatches", "deliveries", "approvals"),
+}
+
 
 class ReadOnlyStore(CommandError):
     """The store's SQLite file (or its folder) is not writable by this user: reads are
@@ -246,6 +255,36 @@ class Context:
                 self.catch_up()
                 self._views = views.open_views(path, event_table=False)
         return self._views
+
+    def resolve_id(self, text: str, kind: str = "job") -> str:
+        """The id `text` names: itself when it is one, else the one id of `kind` (job,
+        run, delivery, or any: every read model with ids) it is a prefix of (at least
+        `MIN_PREFIX` characters; a trailing `..`, as tables shorten ids, is dropped). An
+        ambiguous prefix is an error naming the matches; no match returns `text`, so the
+        caller's "not found" names what the user typed."""
+        tables = ID_TABLES[kind]
+        prefix = text[:-2] if text.endswith("..") else text
+        connection = self.views() if len(prefix) >= MIN_PREFIX else None
+        if connection is None:
+            return text
+        matches: list[str] = []
+        for table in tables:
+            # A range over the primary key's index (BINARY order), not a scan.
+            rows = connection.execute(
+                f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                (prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+            matches += [row["id"] for row in rows]
+        if prefix in matches:
+            return prefix
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+            raise CommandError(
+                f"Ambiguous id prefix {text}: it starts {shown}; give more characters"
+            )
+        return text
 
     def _close_views(self) -> None:
         if self._views is not None:

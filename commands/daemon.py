@@ -8,18 +8,36 @@ import logging
 import math
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
-from .argv import MAX_WHOLE_NUMBER, Argv
+from .argv import MAX_WHOLE_NUMBER, command
 from .context import Context
 from .output import CommandError
+
+if TYPE_CHECKING:
+    import argparse
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 
 
-def cli_daemon(ctx: Context, args: list[str]) -> None:
-    argv = Argv(args, "Usage: daemon [--grace <seconds>]")
-    grace = argv.option("--grace")
-    argv.positionals(0, 0)
+def register(commands: argparse._SubParsersAction) -> None:
+    for name in ("daemon", "start"):
+        parser = command(
+            commands,
+            name,
+            cli_daemon,
+            help="run the scheduler until SIGTERM or SIGINT"
+            + (" (= daemon)" if name == "start" else ""),
+            usage="[--grace <seconds>]",
+            examples=[f"ocsched {name}", f"ocsched {name} --grace 30"],
+        )
+        parser.add_argument(
+            "--grace", metavar="<seconds>", help="how long running jobs get to finish on stop"
+        )
+
+
+def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
+    grace = args.grace
     grace_seconds = ctx.settings.reactor.shutdown_grace_s
     if grace is not None:
         try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .argv import Argv
+from .argv import command, group
 from .context import Context
-from .output import CommandError, print_json, render_table, short_id
+from .output import CommandError, print_done, print_rows, render_table, short_id
 
-ALIAS_ADD_USAGE = "Usage: alias add <name> <channel> <target> [description]"
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_alias(ctx: Context, name: str, channel: str, target: str, description: str | None):
@@ -71,7 +72,7 @@ def list_deliveries(
     clauses, values = [], []
     if run_id:
         clauses.append("run_id = ?")
-        values.append(run_id)
+        values.append(ctx.resolve_id(run_id, "run"))
     if status:
         clauses.append("status = ?")
         values.append(status)
@@ -81,64 +82,97 @@ def list_deliveries(
     ).fetchall()
 
 
-def cli_alias(ctx: Context, args: list[str]) -> None:
-    sub, rest = (args[0], args[1:]) if args else (None, [])
-    if sub == "add":
-        if len(rest) < 3:
-            raise CommandError(ALIAS_ADD_USAGE)
-        name, channel, target, *description = rest
-        result = add_alias(ctx, name, channel, target, " ".join(description) or None)
-        if ctx.json:
-            print_json(result)
-        else:
-            print(f"Added alias: {name} -> {channel}/{target}")
-    elif sub == "remove":
-        (name,) = Argv(rest, "Usage: alias remove <name>").positionals(1, 1)
-        remove_alias(ctx, name)
-        if ctx.json:
-            print_json({"ok": True, "alias": name, "removed": True})
-        else:
-            print(f"Removed alias: {name}")
-    elif sub == "list":
-        Argv(rest, "Usage: alias list").positionals(0, 0)
-        rows = list_aliases(ctx)
-        if ctx.json:
-            print_json(rows)
-        elif not rows:
-            print("No aliases defined")
-        else:
-            table = [(r["alias"], r["channel"], r["target"], r["description"]) for r in rows]
-            print(render_table(table, ("ALIAS", "CHANNEL", "TARGET", "DESCRIPTION")))
-    else:
-        print("Usage: alias add|list|remove")
+def register(commands: argparse._SubParsersAction) -> None:
+    alias = group(
+        commands,
+        "alias",
+        help="names for delivery targets",
+        examples=[
+            "ocsched alias add ops telegram -100123456 the ops chat",
+            "ocsched alias list",
+        ],
+    )
+    add = command(
+        alias,
+        "add",
+        cli_alias_add,
+        help="add an alias, or change an existing one",
+        usage="<name> <channel> <target> [description]",
+        examples=["ocsched alias add ops telegram -100123456 the ops chat"],
+    )
+    add.add_argument("name", help="the alias (used as delivery_to)")
+    add.add_argument("channel", help="telegram, discord, slack, …")
+    add.add_argument("target", help="the chat, channel or user on that channel")
+    add.add_argument("description", nargs="*", help="what it is (the rest of the line)")
+    command(
+        alias, "list", cli_alias_list, help="all aliases", usage="", examples=["ocsched alias list"]
+    )
+    remove = command(
+        alias,
+        "remove",
+        cli_alias_remove,
+        help="remove an alias",
+        usage="<name>",
+        examples=["ocsched alias remove ops"],
+    )
+    remove.add_argument("name", help="the alias")
+    deliveries = group(
+        commands,
+        "deliveries",
+        help="deliveries of results and notices, with their attempts",
+        examples=["ocsched deliveries list --status failed"],
+    )
+    listing = command(
+        deliveries,
+        "list",
+        cli_deliveries,
+        help="deliveries, oldest first",
+        usage="[--run <id>] [--status pending|delivered|failed]",
+        examples=["ocsched deliveries list", "ocsched deliveries list --run 0c9f2e41"],
+    )
+    listing.add_argument("--run", metavar="<id>", help="of this run (id or unique prefix)")
+    listing.add_argument("--status", metavar="pending|delivered|failed", help="in this status")
 
 
-def cli_deliveries(ctx: Context, args: list[str]) -> None:
-    usage = "Usage: deliveries list [--run <id>] [--status pending|delivered|failed]"
-    if not args or args[0] != "list":
-        print(usage)
-        return
-    argv = Argv(args[1:], usage)
-    run_id, status = argv.option("--run"), argv.option("--status")
-    argv.positionals(0, 0)
-    rows = list_deliveries(ctx, run_id, status)
-    if ctx.json:
-        print_json(rows)
-    elif not rows:
-        print("No deliveries")
-    else:
-        table = [
-            (
-                short_id(r["id"]),
-                short_id(r["run_id"]),
-                r["status"],
-                r["channel"],
-                r["target"],
-                f"{r['chunks_sent']}/{r['chunks']}",
-                r["attempts"],
-                r["last_error"],
-            )
-            for r in rows
-        ]
-        headers = ("ID", "RUN", "STATUS", "CHANNEL", "TARGET", "SENT", "TRIES", "ERROR")
-        print(render_table(table, headers))
+def cli_alias_add(ctx: Context, args: argparse.Namespace) -> None:
+    description = " ".join(args.description) or None
+    result = add_alias(ctx, args.name, args.channel, args.target, description)
+    line = f"Added alias: {args.name} -> {args.channel}/{args.target}"
+    print_done(ctx.json, line, **{k: v for k, v in result.items() if k != "ok"})
+
+
+def cli_alias_remove(ctx: Context, args: argparse.Namespace) -> None:
+    remove_alias(ctx, args.name)
+    print_done(ctx.json, f"Removed alias: {args.name}", alias=args.name, removed=True)
+
+
+def cli_alias_list(ctx: Context, args: argparse.Namespace) -> None:
+    print_rows(ctx.json, list_aliases(ctx), "No aliases defined", _alias_table)
+
+
+def _alias_table(rows: list[dict[str, Any]]) -> str:
+    table = [(r["alias"], r["channel"], r["target"], r["description"]) for r in rows]
+    return render_table(table, ("ALIAS", "CHANNEL", "TARGET", "DESCRIPTION"))
+
+
+def cli_deliveries(ctx: Context, args: argparse.Namespace) -> None:
+    rows = list_deliveries(ctx, args.run, args.status)
+    print_rows(ctx.json, rows, "No deliveries", _deliveries_table)
+
+
+def _deliveries_table(rows: list[dict[str, Any]]) -> str:
+    table = [
+        (
+            short_id(r["id"]),
+            short_id(r["run_id"]),
+            r["status"],
+            r["channel"],
+            r["target"],
+            f"{r['chunks_sent']}/{r['chunks']}",
+            r["attempts"],
+            r["last_error"],
+        )
+        for r in rows
+    ]
+    headers = ("ID", "RUN", "STATUS", "CHANNEL", "TARGET", "SENT", "TRIES", "ERROR")
+    return render_table(table, headers, keep=(0, 1))

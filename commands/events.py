@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .argv import MAX_WHOLE_NUMBER, Argv, whole_number
+from .argv import MAX_WHOLE_NUMBER, command, group, whole_number
 from .context import Context
 from .output import CommandError, print_json
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def event_record(notification_id: int | None, event: Any) -> dict[str, Any]:
@@ -104,11 +107,39 @@ def history(ctx: Context, aggregate_id: str) -> list[dict[str, Any]]:
     return [event_record(None, event) for event in events]
 
 
-def cli_tail(ctx: Context, args: list[str]) -> None:
-    argv = Argv(args, "Usage: events tail [-n N] [--follow]")
-    follow = argv.flag("--follow") or argv.flag("-f")
-    count_text = argv.option("-n") or "20"
-    argv.positionals(0, 0)
+def register(commands: argparse._SubParsersAction) -> None:
+    events = group(
+        commands,
+        "events",
+        help="the audit trail: the newest events, or one id's whole history",
+        examples=["ocsched events tail -n 50", "ocsched events show 75db1016"],
+    )
+    tail_parser = command(
+        events,
+        "tail",
+        cli_tail,
+        help="the newest events of the whole log",
+        usage="[-n N] [--follow]",
+        examples=["ocsched events tail", "ocsched events tail -n 100 --follow"],
+    )
+    tail_parser.add_argument("-n", dest="count", metavar="N", default="20", help="how many")
+    tail_parser.add_argument(
+        "-f", "--follow", action="store_true", help="then print new events as they come"
+    )
+    show = command(
+        events,
+        "show",
+        cli_show,
+        help="one id's whole history: who changed what, when, why",
+        usage="<id>",
+        examples=["ocsched events show 75db1016", "ocsched --json events show 0c9f2e41"],
+    )
+    show.add_argument("id", metavar="<id>", help="a job, run, dispatch, delivery or approval id")
+
+
+def cli_tail(ctx: Context, args: argparse.Namespace) -> None:
+    follow = args.follow
+    count_text = args.count
     count = whole_number(count_text, lowest=0)
     if count is None:
         raise CommandError(
@@ -148,9 +179,8 @@ def _compact(record: dict[str, Any]) -> str:
     return msgspec.json.encode(record).decode()
 
 
-def cli_show(ctx: Context, args: list[str]) -> None:
-    (aggregate_id,) = Argv(args, "Usage: events show <id>").positionals(1, 1)
-    _print_records(ctx, history(ctx, aggregate_id))
+def cli_show(ctx: Context, args: argparse.Namespace) -> None:
+    _print_records(ctx, history(ctx, ctx.resolve_id(args.id, "any")))
 
 
 def _print_records(ctx: Context, records: list[dict[str, Any]]) -> None:

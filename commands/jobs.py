@@ -6,18 +6,23 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .argv import Argv
+from .argv import command, group
 from .context import ConcurrentChange, Context
-from .output import CommandError, UsageError, print_json, render_table, short_id, to_json
-
-ADD_USAGE = (
-    "Usage: jobs add <json> [--dry-run] [--watchdog] [--at <datetime>] [--in <duration>]"
-    " [--profile <id>]"
+from .output import (
+    CommandError,
+    local_time,
+    print_done,
+    print_json,
+    print_rows,
+    render_table,
+    short_id,
+    timed,
+    to_json,
 )
-UPDATE_USAGE = "Usage: jobs update <id> <json> [--dry-run] [--profile <id>]"
-VALIDATE_USAGE = "Usage: jobs validate <json>"
 
 if TYPE_CHECKING:
+    import argparse
+
     from ocsched.domain.job import Job
 
 
@@ -269,7 +274,132 @@ def _tree_node(record: dict) -> dict[str, Any]:
     }
 
 
-# CLI handlers: parse argv, call one service function, print.
+# The command line: `ocsched jobs …`.
+
+SPEC_EXAMPLE = (
+    """'{"name":"backup","schedule_cron":"0 3 * * *","session_target":"shell","""
+    """"payload_message":"./backup.sh","run_timeout_ms":600000,"origin":"system","""
+    """"delivery_mode":"none"}'"""
+)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    jobs = group(
+        commands,
+        "jobs",
+        help="create, change, run and inspect jobs",
+        examples=[
+            f"ocsched jobs add {SPEC_EXAMPLE}",
+            "ocsched jobs list",
+            "ocsched jobs get 75db1016",
+            "ocsched jobs run 75db1016",
+        ],
+    )
+    add = command(
+        jobs,
+        "add",
+        cli_add,
+        help="validate and create a job",
+        usage="<json> [--dry-run] [--watchdog] [--at <datetime>] [--in <duration>]"
+        " [--profile <id>]",
+        description="Validate a job spec (JSON, the fields of `ocsched schema jobs`) and create"
+        " the job.\n--at/--in make it a one-shot job (deleted after its run by default).",
+        examples=[
+            f"ocsched jobs add {SPEC_EXAMPLE}",
+            """ocsched jobs add '{"name":"ping","session_target":"shell","""
+            """"payload_message":"echo hi"}' --in 10m""",
+            """ocsched jobs add '{"name":"x","schedule_cron":"*/5 * * * *"}' --dry-run""",
+        ],
+    )
+    add.add_argument("spec", metavar="<json>", help="the job spec, a JSON object")
+    add.add_argument("--dry-run", action="store_true", help="validate only; save nothing")
+    add.add_argument("--watchdog", action="store_true", help="a watchdog job (its defaults)")
+    add.add_argument("--at", metavar="<datetime>", help="run once at this time (UTC unless given)")
+    add.add_argument("--in", dest="within", metavar="<duration>", help="run once after 10m, 2h…")
+    add.add_argument("--profile", metavar="<id>", help="the auth profile (auth_profile)")
+    validate = command(
+        jobs,
+        "validate",
+        cli_validate,
+        help="check a job spec without saving it",
+        usage="<json>",
+        examples=["""ocsched jobs validate '{"name":"x","schedule_cron":"0 3 * * *"}'"""],
+    )
+    validate.add_argument("spec", metavar="<json>", help="the job spec, a JSON object")
+    update = command(
+        jobs,
+        "update",
+        cli_update,
+        help="change some fields of a job",
+        usage="<id> <json> [--dry-run] [--profile <id>]",
+        examples=[
+            """ocsched jobs update 75db1016 '{"schedule_cron":"0 4 * * *"}'""",
+            """ocsched jobs update 75db1016 '{"enabled":0}' --dry-run""",
+        ],
+    )
+    update.add_argument("id", metavar="<id>", help="the job's id or a unique prefix")
+    update.add_argument("patch", metavar="<json>", help="the fields to change, a JSON object")
+    update.add_argument("--dry-run", action="store_true", help="validate only; save nothing")
+    update.add_argument("--profile", metavar="<id>", help="the auth profile (auth_profile)")
+    get = command(
+        jobs,
+        "get",
+        cli_get,
+        help="print a job's record (JSON)",
+        usage="<id>",
+        examples=["ocsched jobs get 75db1016"],
+    )
+    _job_id(get)
+    listing = command(
+        jobs,
+        "list",
+        cli_list,
+        help="all jobs, by name",
+        usage="[--type standard|watchdog]",
+        examples=["ocsched jobs list", "ocsched --json jobs list --type watchdog"],
+    )
+    listing.add_argument("--type", metavar="standard|watchdog", help="only jobs of this type")
+    for verb, handler, what in (
+        ("enable", enable_handler, "enable a job (its next run is computed from now)"),
+        ("disable", disable_handler, "disable a job (it keeps its history)"),
+        ("delete", cli_delete, "delete a job (its events stay)"),
+        ("run", cli_run, "run a job now through the daemon (also a disabled one)"),
+    ):
+        _job_id(
+            command(
+                jobs,
+                verb,
+                handler,
+                help=what,
+                usage="<id>",
+                examples=[f"ocsched jobs {verb} 75db1016"],
+            )
+        )
+    command(
+        jobs,
+        "tree",
+        cli_tree,
+        help="jobs with their chained children",
+        usage="",
+        examples=["ocsched jobs tree"],
+    )
+    cancel = command(
+        jobs,
+        "cancel",
+        cli_cancel,
+        help="disable a job and its descendants and stop their runs",
+        usage="<id> [--no-cascade]",
+        examples=["ocsched jobs cancel 75db1016", "ocsched jobs cancel 75db1016 --no-cascade"],
+    )
+    _job_id(cancel)
+    cancel.add_argument("--no-cascade", action="store_true", help="leave the descendants alone")
+    from .approvals import register_decisions
+
+    register_decisions(jobs)
+
+
+def _job_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="<id>", help="the job's id or a unique prefix (4+ chars)")
 
 
 def parse_json_argument(text: str, usage_hint: str) -> Any:
@@ -279,58 +409,46 @@ def parse_json_argument(text: str, usage_hint: str) -> Any:
         raise CommandError(f"Invalid JSON. Usage: {usage_hint}") from None
 
 
-def cli_add(ctx: Context, args: list[str]) -> None:
-    argv = Argv(args, ADD_USAGE)
-    dry_run, watchdog = argv.flag("--dry-run"), argv.flag("--watchdog")
-    at, within, profile = argv.option("--at"), argv.option("--in"), argv.option("--profile")
-    (text,) = _one_json(argv)
-    spec = parse_json_argument(text, 'jobs add \'{"name":"..."}\'')
+def cli_add(ctx: Context, args: argparse.Namespace) -> None:
+    spec = parse_json_argument(args.spec, 'jobs add \'{"name":"..."}\'')
     result = add_job(
-        ctx, spec, at=at, within=within, profile=profile, watchdog=watchdog, dry_run=dry_run
+        ctx,
+        spec,
+        at=args.at,
+        within=args.within,
+        profile=args.profile,
+        watchdog=args.watchdog,
+        dry_run=args.dry_run,
     )
-    _print_result(ctx, result, dry_run, "Created")
+    _print_result(ctx, result, args.dry_run, "Created")
 
 
-def cli_validate(ctx: Context, args: list[str]) -> None:
-    (text,) = _one_json(Argv(args, VALIDATE_USAGE))
-    spec = parse_json_argument(text, 'jobs validate \'{"name":"..."}\'')
+def cli_validate(ctx: Context, args: argparse.Namespace) -> None:
+    spec = parse_json_argument(args.spec, 'jobs validate \'{"name":"..."}\'')
     from ocsched.domain.validation import validate_job_spec
 
     normalized = validate_job_spec(spec)
-    if ctx.json:
-        print_json({"ok": True, "valid": True, "normalized": normalized})
-    else:
-        print(f"Valid: {to_json(normalized)}")
+    print_done(ctx.json, f"Valid: {to_json(normalized)}", valid=True, normalized=normalized)
 
 
-def cli_update(ctx: Context, args: list[str]) -> None:
-    argv = Argv(args, UPDATE_USAGE)
-    dry_run, profile = argv.flag("--dry-run"), argv.option("--profile")
-    job_id, text = argv.positionals(2, 2)
-    patch = parse_json_argument(text, 'jobs update <id> \'{"key":"value"}\'')
-    result = update_job(ctx, job_id, patch, profile=profile, dry_run=dry_run)
-    _print_result(ctx, result, dry_run, "Updated")
+def cli_update(ctx: Context, args: argparse.Namespace) -> None:
+    patch = parse_json_argument(args.patch, 'jobs update <id> \'{"key":"value"}\'')
+    job_id = ctx.resolve_id(args.id)
+    result = update_job(ctx, job_id, patch, profile=args.profile, dry_run=args.dry_run)
+    _print_result(ctx, result, args.dry_run, "Updated")
 
 
-def cli_get(ctx: Context, args: list[str]) -> None:
-    (job_id,) = Argv(args, "Usage: jobs get <id>").positionals(1, 1)
-    print_json(get_job(ctx, job_id))
+def cli_get(ctx: Context, args: argparse.Namespace) -> None:
+    print_json(get_job(ctx, ctx.resolve_id(args.id)))
 
 
-def cli_list(ctx: Context, args: list[str]) -> None:
-    argv = Argv(args, "Usage: jobs list [--type standard|watchdog]")
-    job_type = argv.option("--type")
-    argv.positionals(0, 0)
-    records = list_jobs(ctx, job_type)
-    if ctx.json:
-        print_json(records)
-    elif not records:
-        print("No jobs")
-    else:
-        print(render_table([_list_row(r) for r in records], LIST_HEADERS))
+def cli_list(ctx: Context, args: argparse.Namespace) -> None:
+    print_rows(ctx.json, list_jobs(ctx, args.type), "No jobs", _jobs_table)
 
 
-LIST_HEADERS = ("ID", "NAME", "TARGET", "SCHEDULE", "ON", "NEXT RUN", "LAST", "ERR")
+def _jobs_table(records: list[dict]) -> str:
+    headers = ("ID", "NAME", "TARGET", "SCHEDULE", "ON", timed("NEXT RUN"), "LAST", "ERR")
+    return render_table([_list_row(r) for r in records], headers, keep=(0, 5))
 
 
 def _list_row(record: dict) -> tuple:
@@ -346,36 +464,29 @@ def _list_row(record: dict) -> tuple:
         record["session_target"],
         schedule,
         "yes" if record["enabled"] else "no",
-        (record["next_run_at"] or "-")[:16],
+        local_time(record["next_run_at"], seconds=False),
         record["last_status"],
         record["consecutive_errors"],
     )
 
 
 def cli_switch(enabled: bool):
-    def handler(ctx: Context, args: list[str]) -> None:
-        verb = "enable" if enabled else "disable"
-        (job_id,) = Argv(args, f"Usage: jobs {verb} <id>").positionals(1, 1)
+    def handler(ctx: Context, args: argparse.Namespace) -> None:
+        job_id = ctx.resolve_id(args.id)
         set_enabled(ctx, job_id, enabled)
-        if ctx.json:
-            print_json({"ok": True, "job_id": job_id, "enabled": enabled})
-        else:
-            print("Enabled" if enabled else "Disabled")
+        line = "Enabled" if enabled else "Disabled"
+        print_done(ctx.json, line, job_id=job_id, enabled=enabled)
 
     return handler
 
 
-def cli_delete(ctx: Context, args: list[str]) -> None:
-    (job_id,) = Argv(args, "Usage: jobs delete <id>").positionals(1, 1)
+def cli_delete(ctx: Context, args: argparse.Namespace) -> None:
+    job_id = ctx.resolve_id(args.id)
     delete_job(ctx, job_id)
-    if ctx.json:
-        print_json({"ok": True, "job_id": job_id, "deleted": True})
-    else:
-        print("Deleted")
+    print_done(ctx.json, "Deleted", job_id=job_id, deleted=True)
 
 
-def cli_tree(ctx: Context, args: list[str]) -> None:
-    Argv(args, "Usage: jobs tree").positionals(0, 0)
+def cli_tree(ctx: Context, args: argparse.Namespace) -> None:
     roots = job_tree(ctx)
     if ctx.json:
         print_json(roots)
@@ -397,42 +508,24 @@ def _tree_lines(nodes: list[dict], depth: int, lines: list[str]) -> None:
         _tree_lines(node["children"], depth + 1, lines)
 
 
-def cli_run(ctx: Context, args: list[str]) -> None:
-    (job_id,) = Argv(args, "Usage: jobs run <id>").positionals(1, 1)
-    result = run_now(ctx, job_id)
-    if ctx.json:
-        print_json(result)
-    else:
-        print(f"Scheduled for immediate run: {result['name']} (dispatch: {result['dispatch_id']})")
+def cli_run(ctx: Context, args: argparse.Namespace) -> None:
+    result = run_now(ctx, ctx.resolve_id(args.id))
+    line = f"Scheduled for immediate run: {result['name']} (dispatch: {result['dispatch_id']})"
+    print_done(ctx.json, line, **{k: v for k, v in result.items() if k != "ok"})
 
 
-def cli_cancel(ctx: Context, args: list[str]) -> None:
-    argv = Argv(args, "Usage: jobs cancel <id> [--no-cascade]")
-    cascade = not argv.flag("--no-cascade")
-    (job_id,) = argv.positionals(1, 1)
-    cancelled = cancel_job(ctx, job_id, cascade)
-    if ctx.json:
-        print_json({"ok": True, "cancelled": cancelled})
-    else:
-        print(f"Cancelled {len(cancelled)} job(s): {', '.join(map(short_id, cancelled))}")
-
-
-def _one_json(argv: Argv) -> list[str]:
-    if not argv.args:
-        raise UsageError(argv.usage)
-    return argv.positionals(1, 1)
+def cli_cancel(ctx: Context, args: argparse.Namespace) -> None:
+    cancelled = cancel_job(ctx, ctx.resolve_id(args.id), not args.no_cascade)
+    line = f"Cancelled {len(cancelled)} job(s): {', '.join(map(short_id, cancelled))}"
+    print_done(ctx.json, line, cancelled=cancelled)
 
 
 def _print_result(ctx: Context, result: dict, dry_run: bool, verb: str) -> None:
     if dry_run:
-        if ctx.json:
-            print_json({"ok": True, "dry_run": True, "valid": True, "normalized": result})
-        else:
-            print(f"Valid (dry run, nothing saved): {to_json(result)}")
-    elif ctx.json:
-        print_json({"ok": True, "job": result})
+        line = f"Valid (dry run, nothing saved): {to_json(result)}"
+        print_done(ctx.json, line, dry_run=True, valid=True, normalized=result)
     else:
-        print(f"{verb}: {to_json(result)}")
+        print_done(ctx.json, f"{verb}: {to_json(result)}", job=result)
 
 
 enable_handler = cli_switch(True)

@@ -1,9 +1,18 @@
-"""One way to print: JSON (2-space indent), aligned tables, and one-line errors."""
+"""One way to print: JSON (2-space indent), aligned tables, times, progress, one-line errors.
+
+The `--json` envelope rule, for every command: a command that reads prints what it read,
+bare (`print_json(record)` or a list); a command that does something (records events,
+checks a spec, rebuilds) prints `{"ok": true, ...}` (`print_done`); a failure prints
+`{"ok": false, "error": "<one line>"}` (commands/cli.py). Without `--json` the same
+commands print text: a line, a table, or (`jobs get`, `runs get`, `schema`: single
+records with no human form, spec §5.2) the JSON itself.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -44,13 +53,89 @@ def print_json(value: Any) -> None:
     sys.stdout.write(to_json(value) + "\n")
 
 
+def print_done(json_mode: bool, line: str, **fields: Any) -> None:
+    """What a command that did something prints: `{"ok": true, **fields}` under --json,
+    else `line`."""
+    if json_mode:
+        print_json({"ok": True, **fields})
+    else:
+        print(line)
+
+
+def print_rows(
+    json_mode: bool,
+    records: list[dict[str, Any]],
+    empty: str,
+    table: Callable[[list[dict[str, Any]]], str],
+) -> None:
+    """What a listing prints: the records under --json, else `empty` or `table(records)`."""
+    if json_mode:
+        print_json(records)
+    elif not records:
+        print(empty)
+    else:
+        print(table(records))
+
+
+def local_time(ts: str | None, seconds: bool = True) -> str | None:
+    """TS text (UTC, as stored) as the local time of day, `2026-12-05 08:50:47`; the zone
+    is in the column's header (`zone()`)."""
+    if not ts:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return ts
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def zone() -> str:
+    """The local zone's name as times are shown (`UTC`, `CET`), for column headers."""
+    import time
+
+    return time.strftime("%Z") or "local"
+
+
+def timed(header: str) -> str:
+    """A column header with the zone its times are in: `STARTED (UTC)`."""
+    return f"{header} ({zone()})"
+
+
+@contextmanager
+def progress(json_mode: bool, total: int, what: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on the terminal (tqdm, imported only then) for long work: yields
+    `advance(done)` to report how much of `total` is done, or None under --json or when
+    stdout or stderr is not a terminal (pipes, logs and tests stay clean)."""
+    if json_mode or total <= 0 or not (sys.stderr.isatty() and sys.stdout.isatty()):
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=what, unit="event", unit_scale=True, leave=False) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(min(done, total) - bar.n)
+
+        yield advance
+
+
 def short_id(value: str | None) -> str:
     """The anchor's shortened id: 8 characters and `..`."""
     return f"{value[:8]}.." if value else "-"
 
 
-def render_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int = 0) -> str:
-    """Columns aligned; the widest columns are cut (with `…`) until a line fits `width`."""
+def render_table(
+    rows: Sequence[Sequence[Any]],
+    headers: Sequence[str],
+    width: int = 0,
+    keep: Collection[int] = (),
+) -> str:
+    """Columns aligned; the widest columns are cut (with `…`) until a line fits `width`
+    (the terminal's); the columns in `keep` (times, ids) are never cut."""
     if not width:
         import shutil
 
@@ -58,8 +143,9 @@ def render_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: i
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
     gap = 2
-    while sum(widths) + gap * (len(widths) - 1) > width:
-        widest = max(range(len(widths)), key=widths.__getitem__)
+    cuttable = [i for i in range(len(widths)) if i not in keep]
+    while cuttable and sum(widths) + gap * (len(widths) - 1) > width:
+        widest = max(cuttable, key=widths.__getitem__)
         if widths[widest] <= 6:
             break
         widths[widest] -= 1

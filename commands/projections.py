@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from .argv import Argv
+from typing import TYPE_CHECKING
+
+from .argv import command, group
 from .context import Context
-from .output import CommandError, print_json, render_table
+from .output import CommandError, print_done, print_json, progress, render_table
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def projection_status(ctx: Context) -> list[dict]:
@@ -23,27 +28,51 @@ def rebuild_projections(ctx: Context, name: str | None = None) -> list[dict]:
         chosen = [by_name(name)] if name else list(all_projections())
     except KeyError as error:
         raise CommandError(str(error.args[0])) from None
-    return [{"name": p.name, "events": rebuild(ctx.log, ctx.store, p)} for p in chosen]
+    results = []
+    for projection in chosen:
+        total = ctx.log.max_position() or 0
+        with progress(ctx.json, total, f"rebuild {projection.name}") as advance:
+            events = rebuild(ctx.log, ctx.store, projection, progress=advance)
+        results.append({"name": projection.name, "events": events})
+    return results
 
 
-def cli_projections(ctx: Context, args: list[str]) -> None:
-    usage = "Usage: projections status | projections rebuild [NAME]"
-    sub = args[0] if args else None
-    if sub == "status":
-        Argv(args[1:], usage).positionals(0, 0)
-        rows = projection_status(ctx)
-        if ctx.json:
-            print_json(rows)
-        else:
-            table = [(r["name"], r["position"], r["head"], r["lag"]) for r in rows]
-            print(render_table(table, ("PROJECTION", "POSITION", "HEAD", "LAG")))
-    elif sub == "rebuild":
-        names = Argv(args[1:], usage).positionals(0, 1)
-        results = rebuild_projections(ctx, names[0] if names else None)
-        if ctx.json:
-            print_json({"ok": True, "rebuilt": results})
-        else:
-            for result in results:
-                print(f"Rebuilt {result['name']} from {result['events']} events")
+def register(commands: argparse._SubParsersAction) -> None:
+    projections = group(
+        commands,
+        "projections",
+        help="the read models: their lag, and rebuilding them",
+        examples=["ocsched projections status", "ocsched projections rebuild jobs"],
+    )
+    command(
+        projections,
+        "status",
+        cli_status,
+        help="each projection's position and lag",
+        usage="",
+        examples=["ocsched projections status"],
+    )
+    rebuild = command(
+        projections,
+        "rebuild",
+        cli_rebuild,
+        help="rebuild read models from the first event",
+        usage="[NAME]",
+        examples=["ocsched projections rebuild", "ocsched projections rebuild runs"],
+    )
+    rebuild.add_argument("name", nargs="?", metavar="NAME", help="one projection (default: all)")
+
+
+def cli_status(ctx: Context, args: argparse.Namespace) -> None:
+    rows = projection_status(ctx)
+    if ctx.json:
+        print_json(rows)
     else:
-        print(usage)
+        table = [(r["name"], r["position"], r["head"], r["lag"]) for r in rows]
+        print(render_table(table, ("PROJECTION", "POSITION", "HEAD", "LAG")))
+
+
+def cli_rebuild(ctx: Context, args: argparse.Namespace) -> None:
+    results = rebuild_projections(ctx, args.name)
+    lines = [f"Rebuilt {result['name']} from {result['events']} events" for result in results]
+    print_done(ctx.json, "\n".join(lines), rebuilt=results)

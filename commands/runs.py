@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocsched.projections import views
 
-from .argv import MAX_WHOLE_NUMBER, Argv, whole_number
+from .argv import MAX_WHOLE_NUMBER, command, group, whole_number
 from .context import Context
-from .output import CommandError, UsageError, print_json, render_table, short_id
+from .output import (
+    CommandError,
+    UsageError,
+    local_time,
+    print_json,
+    print_rows,
+    render_table,
+    short_id,
+    timed,
+)
+
+if TYPE_CHECKING:
+    import argparse
 
 STALE_THRESHOLD_S = 90
 
@@ -36,7 +48,7 @@ def run_output(ctx: Context, run_id: str, kind: str = "stdout") -> dict[str, Any
             raise CommandError(f"Cannot read output file {path}: {error.strerror}") from None
     else:
         content = record[f"shell_{kind}"] or ""
-    return {"ok": True, "run_id": run_id, "kind": kind, "file_path": path, "content": content}
+    return {"run_id": run_id, "kind": kind, "file_path": path, "content": content}
 
 
 def running_runs(ctx: Context) -> list[dict[str, Any]]:
@@ -60,45 +72,113 @@ def stale_runs(ctx: Context, threshold_s: int = STALE_THRESHOLD_S) -> list[dict[
     return stale
 
 
-def cli_list(ctx: Context, args: list[str]) -> None:
-    usage = "Usage: runs list <job-id> [limit]"
-    job_id, *rest = Argv(args, usage).positionals(1, 2)
-    limit = _whole_number(rest[0] if rest else "20", usage)
-    records = list_runs(ctx, job_id, limit)
-    if ctx.json:
-        print_json(records)
-    elif not records:
-        print("No runs")
-    else:
-        print(render_table([_row(r) for r in records], RUN_HEADERS))
+def register(commands: argparse._SubParsersAction) -> None:
+    runs = group(
+        commands,
+        "runs",
+        help="a job's runs, their output, running and stale runs",
+        examples=["ocsched runs list 75db1016", "ocsched runs output 0c9f2e41 stderr"],
+    )
+    listing = command(
+        runs,
+        "list",
+        cli_list,
+        help="a job's runs, newest first",
+        usage="<job-id> [limit]",
+        examples=["ocsched runs list 75db1016", "ocsched --json runs list 75db1016 100"],
+    )
+    listing.add_argument("job_id", metavar="<job-id>", help="the job's id or a unique prefix")
+    listing.add_argument("limit", nargs="?", default="20", help="how many (default 20)")
+    get = command(
+        runs,
+        "get",
+        cli_get,
+        help="print a run's record (JSON)",
+        usage="<run-id>",
+        examples=["ocsched runs get 0c9f2e41"],
+    )
+    get.add_argument("run_id", metavar="<run-id>", help="the run's id or a unique prefix")
+    output = command(
+        runs,
+        "output",
+        cli_output,
+        help="a shell run's stdout or stderr",
+        usage="<run-id> [stdout|stderr]",
+        examples=["ocsched runs output 0c9f2e41", "ocsched runs output 0c9f2e41 stderr"],
+    )
+    output.add_argument("run_id", metavar="<run-id>", help="the run's id or a unique prefix")
+    output.add_argument("kind", nargs="?", default="stdout", metavar="stdout|stderr")
+    command(
+        runs,
+        "running",
+        cli_running,
+        help="runs in progress",
+        usage="",
+        examples=["ocsched runs running"],
+    )
+    stale = command(
+        runs,
+        "stale",
+        cli_stale,
+        help="runs past their timeout, or silent past a threshold",
+        usage="[threshold-s]",
+        examples=["ocsched runs stale", "ocsched runs stale 300"],
+    )
+    stale.add_argument("threshold", nargs="?", metavar="threshold-s", help="default 90")
 
 
-RUN_HEADERS = ("ID", "STATUS", "STARTED", "FINISHED", "DURATION MS", "TRIGGER")
+def cli_list(ctx: Context, args: argparse.Namespace) -> None:
+    limit = _whole_number(args.limit, "Usage: runs list <job-id> [limit]")
+    records = list_runs(ctx, ctx.resolve_id(args.job_id), limit)
+    print_rows(ctx.json, records, "No runs", _runs_table)
+
+
+def _runs_table(records: list[dict]) -> str:
+    """At 80 columns every column keeps its time of day: the finish is shown as a time
+    alone when it is on the start's day, the duration in s/min."""
+    headers = ("ID", "STATUS", timed("STARTED"), "FINISHED", "DURATION", "TRIGGER")
+    return render_table([_row(r) for r in records], headers, keep=(0, 2, 3))
 
 
 def _row(record: dict) -> tuple:
+    started = local_time(record["started_at"])
+    finished = local_time(record["finished_at"])
+    if started and finished and finished[:10] == started[:10]:
+        finished = finished[11:]
     return (
         short_id(record["id"]),
         record["status"],
-        record["started_at"],
-        record["finished_at"],
-        record["duration_ms"],
+        started,
+        finished,
+        duration(record["duration_ms"]),
         record["trigger"],
     )
 
 
-def cli_get(ctx: Context, args: list[str]) -> None:
-    (run_id,) = Argv(args, "Usage: runs get <run-id>").positionals(1, 1)
-    print_json(get_run(ctx, run_id))
+def duration(ms: int | None) -> str | None:
+    """`850ms`, `12.3s`, `4m05s`, `2h03m`."""
+    if ms is None:
+        return None
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, second = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{second:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def cli_output(ctx: Context, args: list[str]) -> None:
-    usage = "Usage: runs output <run-id> [stdout|stderr]"
-    run_id, *rest = Argv(args, usage).positionals(1, 2)
-    kind = (rest[0] if rest else "stdout").lower()
+def cli_get(ctx: Context, args: argparse.Namespace) -> None:
+    print_json(get_run(ctx, ctx.resolve_id(args.run_id, "run")))
+
+
+def cli_output(ctx: Context, args: argparse.Namespace) -> None:
+    kind = args.kind.lower()
     if kind not in ("stdout", "stderr"):
-        raise UsageError(usage)
-    result = run_output(ctx, run_id, kind)
+        raise UsageError("Usage: runs output <run-id> [stdout|stderr]")
+    result = run_output(ctx, ctx.resolve_id(args.run_id, "run"), kind)
     if ctx.json:
         print_json(result)
     else:
@@ -106,26 +186,23 @@ def cli_output(ctx: Context, args: list[str]) -> None:
         print(content, end="" if content.endswith("\n") else "\n")
 
 
-def cli_running(ctx: Context, args: list[str]) -> None:
-    Argv(args, "Usage: runs running").positionals(0, 0)
-    _print_runs(ctx, running_runs(ctx), "No running runs")
+def cli_running(ctx: Context, args: argparse.Namespace) -> None:
+    print_rows(ctx.json, running_runs(ctx), "No running runs", _active_table)
 
 
-def cli_stale(ctx: Context, args: list[str]) -> None:
-    usage = "Usage: runs stale [threshold-s]"
-    rest = Argv(args, usage).positionals(0, 1)
-    threshold = _whole_number(rest[0], usage) if rest else STALE_THRESHOLD_S
-    _print_runs(ctx, stale_runs(ctx, threshold), "No stale runs")
+def cli_stale(ctx: Context, args: argparse.Namespace) -> None:
+    threshold = STALE_THRESHOLD_S
+    if args.threshold is not None:
+        threshold = _whole_number(args.threshold, "Usage: runs stale [threshold-s]")
+    print_rows(ctx.json, stale_runs(ctx, threshold), "No stale runs", _active_table)
 
 
-def _print_runs(ctx: Context, records: list[dict], empty: str) -> None:
-    if ctx.json:
-        print_json(records)
-    elif not records:
-        print(empty)
-    else:
-        rows = [(short_id(r["id"]), r["job_name"], r["status"], r["started_at"]) for r in records]
-        print(render_table(rows, ("ID", "JOB", "STATUS", "STARTED")))
+def _active_table(records: list[dict]) -> str:
+    rows = [
+        (short_id(r["id"]), r["job_name"], r["status"], local_time(r["started_at"]))
+        for r in records
+    ]
+    return render_table(rows, ("ID", "JOB", "STATUS", timed("STARTED")), keep=(0, 3))
 
 
 def _whole_number(text: str, usage: str) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .argv import Argv
+from .argv import command
 from .context import Context
 from .output import CommandError, print_json
+
+if TYPE_CHECKING:
+    import argparse
 
 ALIASES = {
     "job": "jobs",
@@ -71,7 +74,19 @@ def schema(target: str = "all") -> dict[str, Any]:
     return {"jobs": job_schema(), **others}
 
 
-def cli_schema(ctx: Context, args: list[str]) -> None:
-    usage = "Usage: schema [jobs|runs|approvals|dispatches|all]"
-    (target,) = Argv(args, usage).positionals(0, 1) or ["all"]
-    print_json(schema(target))
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = command(
+        commands,
+        "schema",
+        cli_schema,
+        help="the job spec's fields, and the record schemas (JSON)",
+        usage="[jobs|runs|approvals|dispatches|all]",
+        examples=["ocsched schema jobs", "ocsched schema"],
+    )
+    parser.add_argument(
+        "target", nargs="?", default="all", metavar="jobs|runs|approvals|dispatches|all"
+    )
+
+
+def cli_schema(ctx: Context, args: argparse.Namespace) -> None:
+    print_json(schema(args.target))

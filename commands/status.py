@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .argv import Argv
+from .argv import command
 from .context import Context
-from .output import print_json
+from .output import local_time, print_json, zone
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def scheduler_status(ctx: Context) -> dict[str, Any]:
@@ -38,8 +41,20 @@ def _redacted(ctx: Context) -> str:
     return f"{parts.scheme}://{parts.username or ''}@{host}{port}{parts.path}"
 
 
-def cli_status(ctx: Context, args: list[str]) -> None:
-    Argv(args, "Usage: status").positionals(0, 0)
+def register(commands: argparse._SubParsersAction) -> None:
+    command(
+        commands,
+        "status",
+        cli_status,
+        help="what is stored and what runs next",
+        usage="",
+        description="What is stored and what runs next.\n`status --label L` is the dispatch"
+        " status (ocsched dispatch status --help).",
+        examples=["ocsched status", "ocsched --json status"],
+    )
+
+
+def cli_status(ctx: Context, args: argparse.Namespace) -> None:
     status = scheduler_status(ctx)
     if ctx.json:
         print_json(status)
@@ -61,5 +76,6 @@ def cli_status(ctx: Context, args: list[str]) -> None:
     ]
     if status["next_job"]:
         next_job = status["next_job"]
-        lines.append(f"Next:     {next_job['name']} at {next_job['next_run_at']}")
+        when = local_time(next_job["next_run_at"])
+        lines.append(f"Next:     {next_job['name']} at {when} {zone()}")
     print("\n".join(lines))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +46,11 @@ def catch_up(
     store: ReadModelStore,
     projections: Iterable[Projection] | None = None,
     page_size: int = PAGE_SIZE,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Apply every event not yet applied; returns how many events were read. Each page of
-    the log is read once and applied to all projections in one transaction."""
+    the log is read once and applied to all projections in one transaction; `progress`,
+    when given, is told the events read so far after each page."""
     chosen = list(projections or all_projections())
     for projection in chosen:
         store.ensure_tables(projection)
@@ -62,14 +64,22 @@ def catch_up(
         with _collector_paused():
             applied = store.apply(chosen, read, page_size)
         consumed += applied
+        if progress is not None:
+            progress(consumed)
         if applied < page_size:
             return consumed
 
 
-def rebuild(log: EventSource, store: ReadModelStore, projection: Projection) -> int:
-    """Drop the projection's tables and replay the whole log into fresh ones."""
+def rebuild(
+    log: EventSource,
+    store: ReadModelStore,
+    projection: Projection,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Drop the projection's tables and replay the whole log into fresh ones; `progress`
+    is told how many events are done after each page."""
     store.drop(projection)
-    return catch_up(log, store, [projection], page_size=REBUILD_PAGE_SIZE)
+    return catch_up(log, store, [projection], page_size=REBUILD_PAGE_SIZE, progress=progress)
 
 
 @contextmanager

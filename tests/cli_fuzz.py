@@ -129,6 +129,9 @@ SHAPES: tuple[Shape, ...] = (
     Shape(("projections", "rebuild"), ("projection",), optional=1),
     Shape(("status",)),
     Shape(("schema",), ("schema",), optional=1),
+    Shape(("completion",), ("shell",), optional=1),
+    Shape(("version",)),
+    Shape(("help",), ("text", "text"), optional=2),
     Shape(
         ("dispatch", "enqueue"),
         options={
@@ -466,6 +469,7 @@ def value(kind: str) -> st.SearchStrategy[Token]:
                 "stream": ("stdout", "stderr", "STDERR"),
                 "status": ("pending", "delivered", "failed", "running", "done", "error"),
                 "schema": ("jobs", "runs", "all", "approvals", "dispatch"),
+                "shell": ("bash", "zsh", "fish", "ksh"),
                 "projection": ("jobs", "runs", "labels", "nope"),
                 "mode": ("fresh", "reuse"),
                 "env": ("HOME", "NOT_SET_ANYWHERE", "OCSCHED_ACTOR"),

@@ -50,6 +50,7 @@ class Scheduler:
         self.home = home
         self.in_process = in_process
         self.env = {**os.environ, "SCHEDULER_HOME": str(home), "OCSCHED_ACTOR": "tester"}
+        self.env["TZ"] = "UTC"  # tables show local times, labelled with the zone
         self.env.pop("SCHEDULER_DB", None)
 
     @property

@@ -13,7 +13,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from ocsched.commands.cli import COMMANDS
+from ocsched.commands.cli import build_parser, command_paths
 from ocsched.commands.dispatch import SUBCOMMANDS
 
 from .cli_fuzz import (
@@ -30,7 +30,9 @@ EXAMPLES = int(os.environ.get("OCSCHED_FUZZ_EXAMPLES") or 200)
 
 
 def test_every_command_in_the_table_is_fuzzed_or_excluded_with_a_reason():
-    table = {(command, sub) for command, subs in COMMANDS.items() for sub in subs}
+    table = {
+        (path[0], path[1] if len(path) > 1 else None) for path in command_paths(build_parser())
+    }
     table.discard(("dispatch", None))
     table |= {("dispatch", sub) for sub in SUBCOMMANDS}
     missing = table - covered_commands() - set(EXCLUDED)

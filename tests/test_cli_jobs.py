@@ -305,7 +305,7 @@ def test_making_a_job_its_own_ancestor_is_refused(scheduler):
 
 def test_unknown_command_and_usage(scheduler):
     result = scheduler.run("frobnicate")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (the anchor: 1)
     assert result.stderr.strip() == "Unknown command: frobnicate. Run without arguments for usage."
     assert scheduler.ok().stdout.startswith("Usage: ocsched")
     assert scheduler.ok("help").stdout.startswith("Usage: ocsched")

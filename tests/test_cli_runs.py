@@ -41,7 +41,7 @@ def test_runs_list_and_running_tables(scheduler, daemons, tmp_path):
     running = scheduler.ok("--json", "runs", "running").json
     assert running[0]["job_name"] == "backup" and running[0]["job_timeout_ms"] == 60000
     table = scheduler.ok("runs", "running").stdout.splitlines()
-    assert table[0].split() == ["ID", "JOB", "STATUS", "STARTED"]
+    assert table[0].split() == ["ID", "JOB", "STATUS", "STARTED", "(UTC)"]
     assert "running" in table[2]
     status = scheduler.ok("--json", "status").json
     assert status["running_runs"] == 1 and status["stale_runs"] == 0
@@ -64,6 +64,7 @@ def test_a_run_left_running_past_its_timeout_is_stale(scheduler, daemons, tmp_pa
         "JOB",
         "STATUS",
         "STARTED",
+        "(UTC)",
     ]
 
 
