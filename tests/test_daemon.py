@@ -39,7 +39,6 @@ def test_a_cron_job_runs_and_records_its_output(scheduler, daemons):
     assert scheduler.ok("runs", "output", run["id"]).stdout == "hello\n"
     err = scheduler.ok("--json", "runs", "output", run["id"], "stderr").json
     assert err == {
-        "ok": True,
         "run_id": run["id"],
         "kind": "stderr",
         "file_path": None,
