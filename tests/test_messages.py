@@ -4,7 +4,7 @@ reactions against a real store, and its read model rebuilt from the log."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -373,3 +373,72 @@ def test_a_rebuild_reproduces_the_message_tables_row_for_row(store):
     finally:
         fresh.close()
     assert _tables(path) == live
+
+
+# The inbox consumer's drain through the fake gateway, in process
+
+
+def drain(store, rows, consumer, *, http_status=None):
+    import asyncio
+
+    from ocsched.adapters.gateway import GatewayClient, GatewaySettings
+    from ocsched.adapters.senders import ChatSender
+    from ocsched.commands.inbox_consumer import command_outlet
+    from ocsched.commands.inbox_consumer import drain as drain_rows
+    from ocsched.testing.fake_gateway import FakeGateway
+
+    async def go():
+        async with FakeGateway(token="t") as fake:
+            fake.http_status = http_status
+            settings = GatewaySettings(url=fake.url, token="t", token_source="test")
+            async with GatewayClient(settings) as client:
+                outlet = command_outlet(store.ctx, ChatSender(lambda: client), pause_s=0)
+                done = await drain_rows(rows, consumer, outlet)
+                return done, fake.messages_sent()
+
+    return asyncio.run(go())
+
+
+def test_the_consumer_sends_each_message_to_its_target_and_acknowledges_it(store):
+    from ocsched.commands.deliveries import add_alias
+    from ocsched.commands.inbox_consumer import Consumer
+
+    store.ctx.now = datetime.now(UTC)  # (the consumer's clock is the real one: the ages)
+    add_alias(store.ctx, "ops", "slack", "C42", None)
+    plain = store.send(to_agent="main", body="stdout:\nall good\nHEARTBEAT_OK", subject="Backup")
+    aliased = store.send(to_agent="main", body="to ops", delivery_to="@ops")
+    empty = store.send(to_agent="main", body="NO_FLUSH")
+    rows = post.inbox(store.ctx, "main", 50, ("pending",))
+    done, sent = drain(store, rows, Consumer(to="telegram/77", brand="Acme"))
+    assert (done.delivered, done.errors) == (3, [])
+    assert [(m["channel"], m["target"], m["message"]) for m in sent] == [
+        ("telegram", "77", "Acme | Backup | 0s ago\n\nall good"),
+        ("slack", "C42", "Acme | Notification | 0s ago\n\nto ops"),
+    ]
+    notes = {
+        row_id: post.receipts(store.ctx, row_id, 20)[0]["detail"]
+        for row_id in (plain["id"], aliased["id"], empty["id"])
+    }
+    assert notes == {
+        plain["id"]: "Delivered to telegram:telegram/77",
+        aliased["id"]: "Delivered to telegram:@ops",
+        empty["id"]: "Suppressed (empty after sentinel strip)",
+    }
+    assert post.unread_count(store.ctx, "main") == 0
+
+
+def test_a_failed_send_leaves_the_message_pending_with_an_error_receipt(store):
+    from ocsched.commands.inbox_consumer import Consumer
+
+    message = store.send(to_agent="main", body="x" * 5000)
+    rows = post.inbox(store.ctx, "main", 50, ("pending",))
+    done, sent = drain(store, rows, Consumer(to="42"), http_status=500)
+    assert done.delivered == 0 and len(done.errors) == 1 and sent == []
+    row = post.get_message(store.ctx, message["id"])
+    assert (row["status"], row["delivery_attempts"]) == ("pending", 1)
+    assert row["last_error"] == done.errors[0]
+    (receipt,) = post.receipts(store.ctx, message["id"], 20)
+    assert (receipt["event_type"], receipt["attempt"]) == ("error", 1)
+    done, sent = drain(store, rows, Consumer(to="42"))
+    assert done.delivered == 1 and [m["message"][:6] for m in sent] == ["[1/2] ", "[2/2] "]
+    assert post.get_message(store.ctx, message["id"])["delivery_attempts"] == 2
