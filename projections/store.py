@@ -17,8 +17,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from itertools import compress, repeat
-from operator import is_, not_
+from operator import itemgetter
+from types import NoneType
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -252,11 +252,11 @@ class _Pending:
     """An Upsert or Update of one row (by its primary key) that later changes of the same
     row may still be merged into."""
 
-    __slots__ = ("kind", "table", "pk", "key", "values", "epoch")
+    __slots__ = ("kind", "table", "pk", "key", "values")
 
-    def __init__(self, kind: type, table: str, pk: str, key: Any, values: dict, epoch: int):
+    def __init__(self, kind: type, table: str, pk: str, key: Any, values: dict):
         self.kind, self.table, self.pk, self.key = kind, table, pk, key
-        self.values, self.epoch = values, epoch
+        self.values = values
 
     def statement(self) -> tuple[str, Sequence[Any]]:
         return _row_statement(self.kind, self.table, self.pk, self.key, self.values)
@@ -279,54 +279,56 @@ class _RowWriter:
         self.cursor = cursor
         self.key_columns = key_columns
         self.entries: list[_Pending | RowChange] = []
-        self.latest: dict[tuple[str, Any], _Pending] = {}
-        self.epochs: dict[str, int] = {}
+        self.latest: dict[str, dict[Any, _Pending]] = {}
+        """table -> key -> the row's pending change that later changes may merge into; a
+        new epoch of the table starts with an empty one."""
 
     def write(self, changes: Iterable[RowChange]) -> None:
-        key_columns, latest_of, epochs = self.key_columns, self.latest, self.epochs
+        key_columns, latest, entries = self.key_columns, self.latest, self.entries
+        change: Any  # one of RowChange, told apart by `kind`
         for change in changes:
             table = change.table
-            if table in key_columns:
+            try:
                 key_column = key_columns[table]
-            else:
+            except KeyError:
                 key_column = key_columns[table] = _mergeable_key(self.cursor.connection, table)
-            if key_column is None or isinstance(change, KeepNewest) or change.pk != key_column:
+            kind = type(change)
+            if kind is KeepNewest or key_column is None or change.pk != key_column:
                 pass  # reads or matches rows by something other than their key: below
-            elif isinstance(change, Update):
+            elif kind is Update:
                 values = change.values
                 if key_column not in values:  # (an Update that changes the key is not merged)
                     key = change.key
-                    latest = latest_of.get((table, key))
-                    if latest is not None and latest.epoch == epochs.get(table, 0):
-                        latest.values.update(values)  # Upsert or Update, then Update
+                    pending = latest.setdefault(table, {})
+                    earlier = pending.get(key)
+                    if earlier is not None:
+                        earlier.values.update(values)  # Upsert or Update, then Update
                     else:
-                        self._add(Update, table, key_column, key, values)
+                        self._add(pending, Update, table, key_column, key, values)
                     continue
-            elif isinstance(change, Upsert):
+            elif kind is Upsert:
                 values = change.row
-                row_key = values.get(key_column)
-                if row_key is not None:
-                    latest = latest_of.get((table, row_key))
-                    if (
-                        latest is not None
-                        and latest.epoch == epochs.get(table, 0)
-                        and latest.kind is Upsert
-                    ):
-                        latest.values.update(values)  # Upsert, then Upsert
+                key = values.get(key_column)
+                if key is not None:
+                    pending = latest.setdefault(table, {})
+                    earlier = pending.get(key)
+                    if earlier is not None and earlier.kind is Upsert:
+                        earlier.values.update(values)  # Upsert, then Upsert
                     else:  # (Update, then Upsert is not one statement: a missing row differs)
-                        self._add(Upsert, table, key_column, row_key, values)
+                        self._add(pending, Upsert, table, key_column, key, values)
                     continue
             else:  # a Delete by key
-                latest_of.pop((table, change.key), None)
-                self.entries.append(change)
+                latest.get(table, {}).pop(change.key, None)
+                entries.append(change)
                 continue
-            epochs[table] = epochs.get(table, 0) + 1  # a new epoch: no merge reaches past it
-            self.entries.append(change)
+            latest[table] = {}  # a new epoch: no merge reaches past this change
+            entries.append(change)
 
-    def _add(self, kind: type, table: str, pk: str, key: Any, values: dict) -> None:
-        pending = _Pending(kind, table, pk, key, dict(values), self.epochs.get(table, 0))
-        self.entries.append(pending)
-        self.latest[(table, key)] = pending
+    def _add(
+        self, pending: dict[Any, _Pending], kind: type, table: str, pk: str, key: Any, values: dict
+    ) -> None:
+        pending[key] = entry = _Pending(kind, table, pk, key, dict(values))
+        self.entries.append(entry)
 
     def flush(self) -> None:
         """Write the page's changes (merged) in order; the writer is then empty."""
@@ -342,7 +344,7 @@ class _RowWriter:
                 sql, batch = statement, []
             batch.append(parameters)
         self._execute(sql, batch)
-        self.entries, self.latest, self.epochs = [], {}, {}
+        self.entries, self.latest = [], {}
 
     def _execute(self, sql: str, batch: list[Sequence[Any]]) -> None:
         if len(batch) == 1:
@@ -367,65 +369,75 @@ def _sqlite_utils_view(cursor: SQLiteCursor, sqlite_utils: Any) -> Any:
     )
 
 
-def _upsert(change: Upsert) -> tuple[str, list[Any]]:
+def _upsert(change: Upsert) -> tuple[str, Sequence[Any]]:
     return _row_statement(Upsert, change.table, change.pk, None, change.row)
 
 
-def _update(change: Update) -> tuple[str, list[Any]]:
+def _update(change: Update) -> tuple[str, Sequence[Any]]:
     return _row_statement(Update, change.table, change.pk, change.key, change.values)
 
 
 def _row_statement(
     kind: type, table: str, pk: str, key: Any, row: dict[str, Any]
-) -> tuple[str, list[Any]]:
+) -> tuple[str, Sequence[Any]]:
     """The SQL and parameters of an Upsert of `row`, or an Update of `row` where pk = key.
 
     A None is written as a NULL literal rather than bound: binding None costs the sqlite3
     module an adapter lookup, three times a text value (most of the time of writing a jobs
-    row, half of whose columns are null). Each pattern of NULLs is a statement of its own,
-    so one shape of row gets at most MAX_NULL_PATTERNS of them; beyond those, None is
-    bound."""
+    row, half of whose columns are null). The statement, and which of the row's values it
+    binds, are made once per pattern of value types (`_Shape.form`), looked up by the tuple
+    of the row's value types, which is made in C: looking at each value in Python took as
+    long as SQLite took to write the row. A shape of row gets at most MAX_FORMS of them;
+    beyond those, None is bound."""
     columns = tuple(row)
     shape = _shapes.get((kind, table, pk, columns))
     if shape is None:
         if len(_shapes) >= 1024:
             _shapes.clear()
         shape = _shapes[kind, table, pk, columns] = _Shape(kind, table, pk, columns)
-    parameters = _values(row.values())
-    nulls = bytes(map(is_, parameters, repeat(None)))
-    sql = shape.sql(nulls) if 1 in nulls else shape.plain
-    if sql is not shape.plain:
-        parameters = list(compress(parameters, map(not_, nulls)))
+    types = tuple(map(type, row.values()))
+    sql, pick, encoded = shape.forms.get(types) or shape.form(types)
+    parameters = pick(row)
+    if encoded:
+        parameters = list(parameters)
+        for index in encoded:
+            parameters[index] = json.dumps(parameters[index])
     if kind is Update:
-        parameters.append(key)
+        return sql, (*parameters, key)
     return sql, parameters
 
 
-MAX_NULL_PATTERNS = 16
+MAX_FORMS = 64
+
+_Form = tuple[str, Callable[[dict[str, Any]], Sequence[Any]], tuple[int, ...]]
+"""A statement, what takes its parameters from the row, and which of them are JSON text."""
 
 
 class _Shape:
     """The statements of an Upsert or Update of one set of columns."""
 
-    __slots__ = ("kind", "table", "pk", "columns", "plain", "by_nulls")
+    __slots__ = ("kind", "table", "pk", "columns", "forms")
 
     def __init__(self, kind: type, table: str, pk: str, columns: tuple[str, ...]) -> None:
         self.kind, self.table, self.pk, self.columns = kind, table, pk, columns
-        self.by_nulls: dict[bytes, str] = {}
-        self.plain = self._sql(bytes(len(columns)))
+        self.forms: dict[tuple[type, ...], _Form] = {}
 
-    def sql(self, nulls: bytes) -> str:
-        """The statement with NULL where `nulls` has a 1 (else the plain one)."""
-        sql = self.by_nulls.get(nulls)
-        if sql is None:
-            if len(self.by_nulls) >= MAX_NULL_PATTERNS:
-                return self.plain
-            sql = self.by_nulls[nulls] = self._sql(nulls)
-        return sql
+    def form(self, types: tuple[type, ...]) -> _Form:
+        """The statement for values of these types: NULL for each None (beyond MAX_FORMS
+        forms, every value bound), dicts and lists bound as JSON text."""
+        bound = self.columns
+        if len(self.forms) < MAX_FORMS:
+            bound = tuple(c for c, t in zip(self.columns, types, strict=True) if t is not NoneType)
+        kinds = dict(zip(self.columns, types, strict=True))
+        encoded = tuple(i for i, c in enumerate(bound) if issubclass(kinds[c], (dict, list)))
+        form = (self._sql(frozenset(bound)), _picker(bound), encoded)
+        if len(self.forms) < MAX_FORMS:
+            self.forms[types] = form
+        return form
 
-    def _sql(self, nulls: bytes) -> str:
+    def _sql(self, bound: frozenset[str]) -> str:
         table, pk, columns = self.table, self.pk, self.columns
-        marks = ["NULL" if null else "?" for null in nulls]
+        marks = ["?" if c in bound else "NULL" for c in columns]
         if self.kind is Update:
             assignments = ", ".join(f"[{c}] = {m}" for c, m in zip(columns, marks, strict=True))
             return f"UPDATE [{table}] SET {assignments} WHERE [{pk}] = ?"
@@ -435,6 +447,16 @@ class _Shape:
             f"INSERT INTO [{table}] ({names}) VALUES ({', '.join(marks)}) "
             f"ON CONFLICT([{pk}]) DO UPDATE SET {updates}"
         )
+
+
+def _picker(columns: tuple[str, ...]) -> Callable[[dict[str, Any]], Sequence[Any]]:
+    """The values of these columns of a row, as a tuple (in C: an itemgetter)."""
+    if len(columns) > 1:
+        return itemgetter(*columns)
+    if columns:
+        (column,) = columns
+        return lambda row: (row[column],)
+    return lambda row: ()
 
 
 _shapes: dict[tuple, _Shape] = {}
@@ -470,14 +492,3 @@ def _keep_newest_sql(table: str, group: str, order: str) -> str:
         f" (SELECT rowid FROM [{table}] WHERE [{group}] = ?"
         f" ORDER BY [{order}] DESC, rowid DESC LIMIT ?)"
     )
-
-
-_PLAIN_TYPES = frozenset((str, int, float, bool, bytes, type(None)))
-
-
-def _values(values: Iterable[Any]) -> list[Any]:
-    """Column values for SQLite: dicts and lists as JSON text."""
-    values = list(values)
-    if _PLAIN_TYPES.issuperset(map(type, values)):  # checked in C: most rows are plain
-        return values
-    return [json.dumps(v) if isinstance(v, (dict, list)) else v for v in values]
