@@ -4,4 +4,14 @@ NAMES lists every projection, so read-only commands can check freshness without
 importing the event-store machinery.
 """
 
-NAMES = ("jobs", "runs", "dispatches", "deliveries", "approvals", "labels", "messages")
+NAMES = (
+    "jobs",
+    "runs",
+    "dispatches",
+    "deliveries",
+    "approvals",
+    "labels",
+    "messages",
+    "agents",
+    "tasks",
+)

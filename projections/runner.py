@@ -20,7 +20,7 @@ one row merged into one statement. A page holds the write lock while it is appli
 
 
 def all_projections() -> tuple[Projection, ...]:
-    from . import approvals, deliveries, dispatches, jobs, labels, messages, runs
+    from . import agents, approvals, deliveries, dispatches, jobs, labels, messages, runs, tasks
 
     return (
         jobs.projection,
@@ -30,6 +30,8 @@ def all_projections() -> tuple[Projection, ...]:
         approvals.projection,
         labels.projection,
         messages.projection,
+        agents.projection,
+        tasks.projection,
     )
 
 

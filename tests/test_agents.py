@@ -1,0 +1,72 @@
+"""The agents registry (spec §22): registration as the anchor's upsert, on a real store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ocsched.commands import agents as service
+from ocsched.commands.output import CommandError
+from ocsched.domain.agent import Agent, agent_aggregate_id, register
+from ocsched.domain.aggregate import EventMeta
+from ocsched.domain.errors import DomainError
+
+from .test_reactions import NOW, Store
+from .test_tasks import store_fixture  # noqa: F401 - the `store` fixture
+
+META = EventMeta(actor="tester", origin="cli", correlation_id="c")
+
+
+def test_a_new_agent_is_idle_and_not_yet_seen(store: Store):
+    row = service.register_agent(store.ctx, "ops", "Ops Bot")
+    assert row == {
+        "id": "ops",
+        "name": "Ops Bot",
+        "status": "idle",
+        "last_seen_at": None,
+        "session_key": None,
+        "capabilities": None,
+        "delivery_channel": None,
+        "delivery_to": None,
+        "brand_name": None,
+        "created_at": "2026-12-05 03:00:00",
+    }
+
+
+def test_registering_again_keeps_what_is_not_given_and_resets_the_status(store: Store):
+    agent = register(None, "main", name="Main Agent", capabilities=["*"], meta=META, at=NOW)
+    later = NOW + timedelta(seconds=5)
+    register(agent, "main", status="busy", session_key="s1", meta=META, at=later)
+    assert (agent.status, agent.session_key) == ("busy", "s1")
+    register(agent, "main", meta=META, at=later)
+    assert (agent.name, agent.status, agent.session_key, agent.capabilities) == (
+        "Main Agent",
+        "idle",
+        "s1",
+        ["*"],
+    )
+    store.ctx.save(agent)
+    row = service.get_agent(store.ctx, "main")
+    assert row is not None
+    assert (row["status"], row["capabilities"], row["last_seen_at"]) == (
+        "idle",
+        ["*"],
+        "2026-12-05 03:00:05",
+    )
+
+
+def test_agents_are_listed_by_id_apart_from_jobs_of_the_same_name(store: Store):
+    store.add(id="ops", name="a job called ops")
+    for agent_id in ("zeta", "ops", "alpha"):
+        service.register_agent(store.ctx, agent_id)
+    assert [a["id"] for a in service.list_agents(store.ctx)] == ["alpha", "ops", "zeta"]
+    assert service.get_agent(store.ctx, "ops")["name"] is None  # type: ignore[index]
+    assert isinstance(store.ctx.log.repository.get(agent_aggregate_id("ops")), Agent)
+
+
+def test_an_empty_agent_id_is_refused(store: Store):
+    with pytest.raises(CommandError, match="Agent id must be a non-empty string"):
+        service.register_agent(store.ctx, "")
+    with pytest.raises(DomainError, match="Invalid agent status"):
+        register(None, "x", status="asleep", meta=META, at=NOW)
