@@ -52,15 +52,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="approval gates waiting for a person",
         examples=["ocsched approvals list", "ocsched jobs approve 75db1016"],
     )
-    command(
-        approvals,
-        "list",
-        cli_approvals,
-        help="pending approvals, oldest first",
-        usage="",
-        aliases=["pending"],
-        examples=["ocsched approvals list", "ocsched --json approvals pending"],
-    )
+    for name in ("list", "pending"):
+        command(
+            approvals,
+            name,
+            cli_approvals,
+            help="pending approvals, oldest first" + (" (= list)" if name == "pending" else ""),
+            usage="",
+            examples=[f"ocsched approvals {name}", f"ocsched --json approvals {name}"],
+        )
 
 
 def register_decisions(jobs: argparse._SubParsersAction) -> None:

@@ -114,7 +114,7 @@ def command(
         name,
         help=help,
         aliases=list(aliases),
-        usage=f"%(prog)s {usage}" if usage is not None else None,
+        usage=f"%(prog)s {usage}".rstrip() if usage is not None else None,
         description=description or _sentence(help),
         epilog=examples_text(examples),
     )

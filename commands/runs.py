@@ -134,8 +134,8 @@ def cli_list(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def _runs_table(records: list[dict]) -> str:
-    """At 80 columns every column keeps its time of day: the finish is shown as a time
-    alone when it is on the start's day, the duration in s/min."""
+    """At 80 columns every column keeps its time of day: the finish is shown without what
+    it shares with the start (the day, the year), the duration in ms/s/min/h."""
     headers = ("ID", "STATUS", timed("STARTED"), "FINISHED", "DURATION", "TRIGGER")
     return render_table([_row(r) for r in records], headers, keep=(0, 2, 3))
 
@@ -145,6 +145,8 @@ def _row(record: dict) -> tuple:
     finished = local_time(record["finished_at"])
     if started and finished and finished[:10] == started[:10]:
         finished = finished[11:]
+    elif started and finished and finished[:4] == started[:4]:
+        finished = finished[5:]
     return (
         short_id(record["id"]),
         record["status"],

@@ -48,6 +48,9 @@ def test_runs_list_and_running_tables(scheduler, daemons, tmp_path):
     listed = scheduler.ok("runs", "list", job["id"]).stdout.splitlines()
     assert listed[0].split()[:2] == ["ID", "STATUS"]
     assert running[0]["id"][:8] in listed[2]
+    # 80 columns (the fixture's COLUMNS) with the time of day of the start
+    assert all(len(line) <= 80 for line in listed), listed
+    assert running[0]["started_at"][11:19] in listed[2]
 
 
 def test_a_run_left_running_past_its_timeout_is_stale(scheduler, daemons, tmp_path):
