@@ -185,6 +185,17 @@ def trigger_context(parent_job: dict | None, parent_run: dict | None) -> str:
     return "\n".join(lines)
 
 
+def messages_in(inbox: str) -> int:
+    """How many messages a `--- Pending Messages ---` block holds: each starts with its
+    `From:` line, right after the header or the previous message's `---`."""
+    lines = inbox.split("\n")
+    return sum(
+        1
+        for before, line in zip(lines, lines[1:], strict=False)
+        if line.startswith("From: ") and before in ("--- Pending Messages ---", "---")
+    )
+
+
 def is_shell_run(run: dict[str, Any]) -> bool:
     """A run of a shell command: any shell column holds something (a stored run's
     `shell_timed_out` is 0, never null, so it alone says nothing)."""

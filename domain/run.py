@@ -88,6 +88,9 @@ class Run(Aggregate):
         self.started_at: datetime | None = None
         self.session_key: str | None = None
         self.gates: list[str] = []
+        self.idempotency_key = meta.cause
+        """The run's key (spec §19): its cause, which its id is derived from."""
+        self.key_released = False
 
     class Queued(Aggregate.Event):
         """Held back by the job's `queue` overlap policy until `behind` finishes."""
@@ -126,6 +129,16 @@ class Run(Aggregate):
         timestamp: datetime,
     ) -> None:
         self.gates.append(gate)
+
+    class KeyReleased(Aggregate.Event):
+        """`idem release`: the run's idempotency key is shown released (spec §5.6). The
+        cause still made its one run; running the job again is `jobs run`."""
+
+        job_id: str
+
+    @event(KeyReleased)
+    def _record_key_released(self, job_id: str, meta: EventMeta, timestamp: datetime) -> None:
+        self.key_released = True
 
     class Started(Aggregate.Event):
         """The run's process started; `process_group` is killed if the run is abandoned."""
@@ -202,6 +215,10 @@ class Run(Aggregate):
             meta=meta,
             timestamp=at,
         )
+
+    def release_key(self, meta: EventMeta, at: datetime) -> None:
+        if not self.key_released:
+            self._record_key_released(job_id=self.job_id, meta=meta, timestamp=at)
 
     def start(
         self,

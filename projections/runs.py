@@ -60,6 +60,7 @@ COLUMNS: dict[str, type] = {
     "authorization_proof_verification": str,
     "evidence_record": str,
     "credential_handoff_summary": str,
+    "key_released_at": str,
 }
 GATE_COLUMNS = {
     "identity": "identity_resolved",
@@ -129,6 +130,10 @@ def gated(event: Run.Gated):
         yield Update(TABLE, event.originator_id, {column: event.detail})
 
 
+def key_released(event: Run.KeyReleased):
+    yield Update(TABLE, event.originator_id, {"key_released_at": ts(event)})
+
+
 def finished(event: Run.Finished):
     values = {**event.outcome, "status": event.status, "finished_at": ts(event)}
     yield Update(TABLE, event.originator_id, values)
@@ -136,7 +141,7 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=5,
+    version=6,
     tables=(TABLE, f"{TABLE}_fts"),
     create_tables=create_tables,
     handlers={
@@ -145,5 +150,6 @@ projection = Projection(
         "run:Run.Gated": gated,
         "run:Run.Started": started,
         "run:Run.Finished": finished,
+        "run:Run.KeyReleased": key_released,
     },
 )

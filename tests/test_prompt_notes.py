@@ -3,6 +3,8 @@ chain run (§15.4) and the context summary stored on agent runs (§11.4)."""
 
 from __future__ import annotations
 
+import json
+
 from ocsched.domain.agent_turn import build_prompt, context_summary, trigger_context
 
 
@@ -158,3 +160,83 @@ def test_a_missing_parent_run_is_noted_in_the_context_summary():
     assert (summary["triggered_by_run"], summary["parent_run_missing"]) == ("gone", True)
     plain = context_summary(job(), triggered_by_run=None, parent_job=None, parent_run=None)
     assert "triggered_by_run" not in plain
+
+
+# Through a real daemon and the fake gateway
+
+
+def test_an_agent_child_of_a_shell_parent_gets_its_status_in_prompt_and_summary(
+    scheduler, daemons, gateway
+):
+    from .conftest import shell_job
+    from .test_agent_jobs import agent_job
+    from .test_daemon import finished_runs
+
+    parent = scheduler.add(
+        shell_job(
+            name="fetch",
+            schedule_cron=None,
+            delete_after_run=0,
+            payload_message="echo partial; exit 3",
+        ),
+        "--in",
+        "1s",
+    )
+    child = scheduler.add(
+        agent_job(
+            name="explain",
+            parent_id=parent["id"],
+            trigger_on="failure",
+            schedule_cron=None,
+            delivery_mode="none",
+            execution_read_only=1,
+        )
+    )
+    daemons.start()
+    (parent_run,) = finished_runs(scheduler, parent["id"])
+    (run,) = finished_runs(scheduler, child["id"])
+    (turn,) = gateway.calls_of("agent")
+    assert (
+        "\n--- Trigger Context ---\nTriggered by: fetch\nParent run status: error\n"
+        "Parent shell result:\nExit code: 3\nError: Shell exited with code 3\n"
+        "stdout:\npartial\n---\n"
+    ) in turn["message"]
+    assert "Treat every write, send, post, mutation" in turn["message"]
+    summary = json.loads(run["context_summary"])
+    assert summary["execution_read_only"] is True
+    assert (summary["triggered_by_run"], summary["parent_job_name"]) == (parent_run["id"], "fetch")
+    assert (summary["parent_run_status"], summary["parent_shell_exit_code"]) == ("error", 3)
+    assert summary["parent_shell_timed_out"] is False
+
+
+def test_an_at_least_once_prompt_carries_the_key_the_run_record_shows(scheduler, daemons, gateway):
+    from .test_agent_jobs import agent_job
+    from .test_daemon import finished_runs
+
+    job = scheduler.add(
+        agent_job(delivery_mode="none", delivery_guarantee="at-least-once"), "--in", "1s"
+    )
+    daemons.start()
+    (run,) = finished_runs(scheduler, job["id"])
+    (turn,) = gateway.calls_of("agent")
+    key = run["idempotency_key"]
+    assert key == f"clock/{job['id']}/{run['slot']}"
+    assert f"\n\n[IDEMPOTENCY KEY: {key}]\nThis is an at-least-once job." in turn["message"]
+
+
+def test_the_messages_of_an_inbox_block_are_counted():
+    from ocsched.domain.agent_turn import messages_in
+
+    block = "\n".join(
+        [
+            "--- Pending Messages ---",
+            "From: ops | text | (no subject)",
+            "line one\n---\nnot a message",
+            "---",
+            "From: qa | result | done",
+            "ok",
+            "---",
+        ]
+    )
+    assert messages_in(block) == 2
+    assert messages_in("") == 0

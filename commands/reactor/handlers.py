@@ -11,6 +11,7 @@ import logging
 import signal
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,13 @@ from ocsched.adapters.processes import end_run_processes
 from ocsched.adapters.senders import Sender, SendError
 from ocsched.adapters.settings import ReactorSettings
 from ocsched.adapters.storage_errors import backoff
-from ocsched.domain.agent_turn import build_prompt, session_key, trigger_context
+from ocsched.domain.agent_turn import (
+    build_prompt,
+    context_summary,
+    messages_in,
+    session_key,
+    trigger_context,
+)
 from ocsched.domain.delivery import Delivery
 from ocsched.domain.reactions import approvals, firing, outcome, pruning
 from ocsched.domain.reactions.deliveries import send_failed
@@ -217,9 +224,11 @@ class Handlers:
         watchdog = job["job_type"] == "watchdog"
         executor = self.executors["watchdog" if watchdog else "agent" if agent else "shell"]
         order = RunOrder(run.id, job)
+        context: dict[str, Any] | None = None
         if agent:
             key = run.session_key or session_key(job)
-            order = RunOrder(run.id, job, prompt=await self._prompt(run, job), session_key=key)
+            prompt, context = await self._prompt(run, job)
+            order = RunOrder(run.id, job, prompt=prompt, session_key=key)
         started: list[asyncio.Future] = []
 
         def on_started(info: Started) -> None:
@@ -251,6 +260,8 @@ class Handlers:
                 return
             if any(isinstance(save, BaseException) for save in saves):
                 run = self.load(run.id)  # the start was not recorded: conclude from the log
+        if context is not None:  # spec §11.4: what the agent's prompt was made of
+            result = replace(result, fields={"context_summary": context, **result.fields})
         await self.conclude(run, job, result, joining)
 
     @property
@@ -335,19 +346,31 @@ class Handlers:
                     shell.kill_group(group, signal.SIGKILL)
                 task.cancel()
 
-    async def _prompt(self, run: Run, job: Row) -> str:
+    async def _prompt(self, run: Run, job: Row) -> tuple[str, dict[str, Any]]:
+        """The agent turn's prompt, and its context summary (spec §11.4)."""
         db = self.db()
         parent_run = views.run(db, run.triggered_by_run) if run.triggered_by_run else None
         parent_job = views.job(db, parent_run["job_id"]) if parent_run else None
         # A resumed turn's prompt is never read (the gateway answers with the first turn).
         fresh = run.status in ("pending", "queued")
-        return build_prompt(
+        inbox = await inject_inbox(self, job, run.id, self.now()) if fresh else ""
+        retrieval = self._retrieval(run, job)
+        prompt = build_prompt(
             job,
-            inbox=await inject_inbox(self, job, run.id, self.now()) if fresh else "",
+            inbox=inbox,
             trigger_context=trigger_context(parent_job, parent_run),
-            retrieval_context=self._retrieval(run, job),
-            idempotency_key=run.id,
+            retrieval_context=retrieval,
+            idempotency_key=run.idempotency_key or run.id,
         )
+        context = context_summary(
+            job,
+            triggered_by_run=run.triggered_by_run,
+            parent_job=parent_job,
+            parent_run=parent_run,
+            messages_injected=messages_in(inbox),
+            retrieval_context=retrieval,
+        )
+        return prompt, context
 
     def _retrieval(self, run: Run, job: Row) -> str:
         mode = job["context_retrieval"]
