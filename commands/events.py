@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .argv import MAX_WHOLE_NUMBER, command, group, whole_number
 from .context import Context
-from .output import CommandError, print_json
+from .output import CommandError, local_time, print_json, zone
 
 if TYPE_CHECKING:
     import argparse
@@ -51,9 +51,10 @@ def _fields(event: Any) -> dict[str, Any]:
 
 
 def describe(record: dict[str, Any]) -> str:
-    """One line: time, actor, origin, aggregate, event type and what changed."""
+    """One line: local time with its zone, actor, origin, aggregate, event type and what
+    changed."""
     parts = [
-        record["time"],
+        f"{local_time(record['time'])} {zone()}",
         record["actor"],
         record["origin"],
         record["aggregate_id"][:8],

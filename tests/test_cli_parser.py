@@ -281,6 +281,10 @@ def test_jobs_list_shows_the_next_run_in_the_local_zone_labelled(scheduler):
     assert "NEXT RUN (CET)" in paris[0] and " 04:00 " in paris[2]
     status = scheduler.ok("status", env={"TZ": "Europe/Paris"}).stdout
     assert re.search(r"^Next: +backup at \d{4}-\d\d-\d\d 04:00:00 CET$", status, re.M), status
+    event = scheduler.ok("--json", "events", "tail", "-n", "1").json[0]
+    line = scheduler.ok("events", "tail", "-n", "1", env={"TZ": "Asia/Tokyo"}).stdout
+    hour = (int(event["time"][11:13]) + 9) % 24
+    assert re.match(rf"\d{{4}}-\d\d-\d\d {hour:02d}:\d\d:\d\d JST  tester  ", line), line
 
 
 # --- progress ------------------------------------------------------------------------------
