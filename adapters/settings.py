@@ -74,6 +74,11 @@ class Settings:
     """`OCSCHED_ACTOR`: who is acting (else the OS user)."""
     debug: bool = False
     """`OCSCHED_DEBUG`: let unexpected errors raise with their traceback."""
+    log_level: str | None = None
+    """`OCSCHED_LOG_LEVEL`: the daemon's log level (debug, info, warning, error); its
+    `--log-level` wins."""
+    log_format: str | None = None
+    """`OCSCHED_LOG_FORMAT`: the daemon's log lines, text or json; its `--log-format` wins."""
     storage_retry_s: float = 10.0
     """`OCSCHED_STORAGE_RETRY_S` (0 to 300): how long a command retries a transient storage
     error (a lock held elsewhere, a full disk, a lost connection) before it gives up. The
@@ -149,6 +154,8 @@ class Settings:
             shell=env.get("SCHEDULER_SHELL") or cls.shell,
             actor=env.get("OCSCHED_ACTOR") or None,
             debug=bool(env.get("OCSCHED_DEBUG")),
+            log_level=env.get("OCSCHED_LOG_LEVEL") or None,
+            log_format=env.get("OCSCHED_LOG_FORMAT") or None,
             storage_retry_s=_bounded_seconds(env, "OCSCHED_STORAGE_RETRY_S", 10.0, 300.0),
             user_home=user_home,
             openclaw_home=openclaw_home,

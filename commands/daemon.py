@@ -10,14 +10,13 @@ import sys
 import warnings
 from typing import TYPE_CHECKING
 
+from . import daemon_log
 from .argv import MAX_WHOLE_NUMBER, command
 from .context import Context
 from .output import CommandError
 
 if TYPE_CHECKING:
     import argparse
-
-LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,11 +27,25 @@ def register(commands: argparse._SubParsersAction) -> None:
             cli_daemon,
             help="run the scheduler until SIGTERM or SIGINT"
             + (" (= daemon)" if name == "start" else ""),
-            usage="[--grace <seconds>]",
-            examples=[f"ocsched {name}", f"ocsched {name} --grace 30"],
+            usage="[--grace <seconds>] [--log-level <level>] [--log-format text|json]",
+            examples=[
+                f"ocsched {name}",
+                f"ocsched {name} --grace 30",
+                f"ocsched {name} --log-level debug --log-format json",
+            ],
         )
         parser.add_argument(
             "--grace", metavar="<seconds>", help="how long running jobs get to finish on stop"
+        )
+        parser.add_argument(
+            "--log-level",
+            metavar="<level>",
+            help="debug, info, warning or error (else OCSCHED_LOG_LEVEL, else info)",
+        )
+        parser.add_argument(
+            "--log-format",
+            metavar="text|json",
+            help="text lines, or one JSON object per line (else OCSCHED_LOG_FORMAT, else text)",
         )
 
 
@@ -46,11 +59,20 @@ def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
             grace_seconds = math.nan
         if not 0 <= grace_seconds <= MAX_WHOLE_NUMBER:  # NaN, infinite or negative too
             raise CommandError(f"--grace must be a number of seconds, got: {grace}")
+    try:
+        level = daemon_log.choose(
+            args.log_level or ctx.settings.log_level, "--log-level", daemon_log.LEVELS, "info"
+        )
+        form = daemon_log.choose(
+            args.log_format or ctx.settings.log_format, "--log-format", daemon_log.FORMATS, "text"
+        )
+    except daemon_log.LogSettingError as error:
+        raise CommandError(str(error)) from None
     if ctx.read_only:
         raise ctx.refuse_read_only("the daemon cannot record runs")
     from .reactor.scheduler import Reactor
 
-    configure_logging()
+    daemon_log.configure(level, form)
     _use_pidfd_child_watcher()
     retry_storage_until_back(ctx)
     asyncio.run(Reactor(ctx, grace_seconds=grace_seconds).serve())
@@ -65,16 +87,6 @@ def retry_storage_until_back(ctx: Context) -> None:
 
     ctx.storage_retry_s = math.inf
     ctx.on_storage_fault = Outage(logging.getLogger("ocsched"), "starting").fault
-
-
-def configure_logging() -> None:
-    """The one log channel, `ocsched` (and its children): timestamped lines on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
-    channel = logging.getLogger("ocsched")
-    channel.handlers[:] = [handler]
-    channel.setLevel(logging.INFO)
-    channel.propagate = False
 
 
 def _use_pidfd_child_watcher() -> None:
