@@ -25,6 +25,7 @@ from ocsched.adapters.processes import end_run_processes
 from ocsched.adapters.senders import Sender, SendError
 from ocsched.adapters.settings import ReactorSettings
 from ocsched.adapters.storage_errors import backoff
+from ocsched.commands.daemon_log import run_finished, run_started
 from ocsched.domain.agent_turn import (
     build_prompt,
     context_summary,
@@ -224,6 +225,7 @@ class Handlers:
         watchdog = job["job_type"] == "watchdog"
         executor = self.executors["watchdog" if watchdog else "agent" if agent else "shell"]
         order = RunOrder(run.id, job)
+        began = self.now()
         context: dict[str, Any] | None = None
         if agent:
             key = run.session_key or session_key(job)
@@ -247,6 +249,7 @@ class Handlers:
                     session_key=info.session_key,
                 )
                 started.append(self.writer.queue(run))
+                run_started(run.id, job)
 
         try:
             result = await executor.execute(order, on_started)
@@ -263,6 +266,8 @@ class Handlers:
         if context is not None:  # spec §11.4: what the agent's prompt was made of
             result = replace(result, fields={"context_summary": context, **result.fields})
         await self.conclude(run, job, result, joining)
+        duration_s = (self.now() - began).total_seconds()
+        run_finished(run.id, job, result.status, duration_s, result.fields.get("error_message"))
 
     @property
     def waiting(self) -> int:
