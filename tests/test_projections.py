@@ -3,8 +3,10 @@ written as one statement per change would write it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from unittest.mock import patch
 
 from eventsourcing.persistence import IntegrityError
@@ -214,3 +216,297 @@ def test_a_page_of_merged_row_changes_equals_one_statement_per_change(
         actual = _table_rows(cursor.sqlite_cursor.connection)
     assert actual == _table_rows(expected)
     assert read_models.position("rows") == len(events)
+
+
+# A rebuild replays the whole log in large pages (merged, batched, events read as light
+# records); the live read models were built a few events at a time as they were saved. Both
+# must hold exactly the same rows, of every projection.
+
+T0 = datetime(2026, 12, 5, 8, 0, 0, tzinfo=UTC)
+SEEDED_TOPICS = {
+    f"ocsched.domain.{topic}"
+    for topic in (
+        *(f"job:Job.{e}" for e in ("Created", "Updated", "Enabled", "Disabled", "Deleted")),
+        *(f"run:Run.{e}" for e in ("Scheduled", "Queued", "Started", "Finished")),
+        *(f"dispatch:Dispatch.{e}" for e in ("Requested", "Claimed", "Cancelled", "Held")),
+        "dispatch:Dispatch.Released",
+        *(f"delivery:Delivery.{e}" for e in ("Requested", "ChunkSent", "AttemptFailed")),
+        *(f"delivery:Alias.{e}" for e in ("Added", "Changed", "Removed")),
+        *(f"approval:Approval.{e}" for e in ("Requested", "Approved", "Rejected")),
+        *(f"label:Label.{e}" for e in ("Enqueued", "Spawned", "MessageSent", "Done", "Failed")),
+        *(f"label:Label.{e}" for e in ("ActivityObserved", "Verified", "Retried")),
+    )
+}
+
+
+class _Clock:
+    """Event times one second apart, mostly with microseconds, some on the whole second,
+    one at another offset (the stored text then has no `Z`)."""
+
+    def __init__(self) -> None:
+        self.tick = 0
+
+    def __call__(self) -> datetime:
+        self.tick += 1
+        moment = T0 + timedelta(seconds=self.tick, microseconds=(self.tick * 7919) % 10**6)
+        if self.tick % 5 == 0:
+            moment = moment.replace(microsecond=0)
+        if self.tick == 7:
+            moment = moment.astimezone(timezone(timedelta(hours=2)))
+        return moment
+
+
+def _seed_every_event_type(tmp_path) -> tuple:
+    """A log with every event type the projections read (SEEDED_TOPICS), saved a few at a
+    time, each save caught up as a command does."""
+    from ocsched.adapters.event_store import open_event_log
+    from ocsched.adapters.settings import Settings
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.domain.approval import Approval
+    from ocsched.domain.delivery import Alias, Delivery
+    from ocsched.domain.dispatch import Dispatch
+    from ocsched.domain.job import new_job
+    from ocsched.domain.label import Label
+    from ocsched.domain.run import Run
+    from ocsched.projections.runner import catch_up
+
+    settings = Settings(home=tmp_path, database=str(tmp_path / "ocsched.db"))
+    log = open_event_log(settings)
+    read_models = store.ReadModelStore(settings.read_model_path)
+    meta = EventMeta(actor="tester", origin="cli", correlation_id="c1", cause="slot")
+    at = _Clock()
+
+    def save(*aggregates) -> None:
+        log.save(*aggregates)
+        catch_up(log, read_models)
+
+    spec = {"schedule_cron": "0 * * * *", "session_target": "shell", "run_timeout_ms": 1000}
+    jobs = [
+        new_job({**spec, "name": f"job {i}", "payload_message": "true"}, f"job-{i}", meta, at())
+        for i in range(4)
+    ]
+    save(*jobs)
+    jobs[0].update({"name": "renamed", "max_retries": 2, "schedule_tz": None}, meta, at())
+    jobs[1].disable(meta, at())
+    save(*jobs)
+    jobs[1].enable(meta, at())
+    jobs[3].delete(meta, at())
+    save(*jobs)
+
+    def run(job_id: str, dispatch_id: str | None = None) -> Run:
+        return Run(
+            id=f"run-{at.tick}",
+            job_id=job_id,
+            trigger="manual" if dispatch_id else "clock",
+            slot=None if dispatch_id else "2026-12-05 09:00:00",
+            dispatch_id=dispatch_id,
+            retry_count=0,
+            retry_of=None,
+            triggered_by_run=None,
+            replay_of=None,
+            run_timeout_ms=1000,
+            owner="host:1:1",
+            job_changes={"next_run_at": "2026-12-05 10:00:00"},
+            meta=meta,
+            timestamp=at(),
+        )
+
+    finished = []  # more than the runs kept per job: retention deletes the oldest
+    for _ in range(104):
+        done = run("job-0")
+        done.start(10, 10, meta, at(), job_changes={"last_status": "running"})
+        outcome = {"summary": f"run {at.tick}", "shell_exit_code": 0, "duration_ms": at.tick}
+        done.finish("ok", outcome, {"last_status": "ok", "consecutive_errors": 0}, meta, at())
+        finished.append(done)
+        if len(finished) % 25 == 0:
+            save(*finished[-25:])
+    save(*finished[-4:])
+    running, waiting = run("job-1"), run("job-1")
+    running.start(11, 11, meta, at(), session_key="agent:main:1")
+    waiting.queue_behind(running.id, {"queued_count": 1}, meta, at())
+    save(running, waiting)
+
+    request = Dispatch(
+        id="dispatch-1",
+        job_id="job-2",
+        kind="manual",
+        scheduled_for="2026-12-05 08:00:00",
+        source_run_id=None,
+        retry_count=0,
+        meta=meta,
+        timestamp=at(),
+    )
+    claimed = run("job-2", request.id)
+    request.claim(claimed.id, meta, at())
+    claimed.finish("error", {"error_message": "boom", "shell_exit_code": 1}, {}, meta, at())
+    held = Dispatch(
+        id="dispatch-2",
+        job_id="job-2",
+        kind="chain",
+        scheduled_for="2026-12-05 08:00:00",
+        source_run_id=claimed.id,
+        retry_count=1,
+        meta=meta,
+        timestamp=at(),
+    )
+    approvals = [
+        Approval(
+            id=f"approval-{i}",
+            job_id="job-2",
+            dispatch_id=held.id,
+            source_run_id=claimed.id,
+            meta=meta,
+            timestamp=at(),
+        )
+        for i in range(3)
+    ]
+    held.hold(approvals[0].id, meta, at())
+    save(request, claimed, held, *approvals)
+    held.release(approvals[0].id, meta, at())
+    approvals[0].approve("alice", meta, at())
+    approvals[1].approve("timeout", meta, at(), automatic=True)
+    approvals[2].reject("bob", "not now", meta, at())
+    cancelled = Dispatch(
+        id="dispatch-3",
+        job_id="job-1",
+        kind="retry",
+        scheduled_for="2026-12-05 08:00:00",
+        source_run_id=None,
+        retry_count=2,
+        meta=meta,
+        timestamp=at(),
+    )
+    cancelled.cancel("job disabled", meta, at())
+    save(held, cancelled, *approvals)
+
+    sent = Delivery(
+        id="delivery-1",
+        run_id=claimed.id,
+        job_id="job-2",
+        purpose="result",
+        channel="telegram",
+        target="12345",
+        chunks=["one", "two"],
+        meta=meta,
+        timestamp=at(),
+    )
+    sent.record_failure(0, "gateway down", "2026-12-05 08:10:00", meta, at())
+    sent.record_sent(0, meta, at())
+    save(sent)
+    sent.record_sent(1, meta, at())
+    given_up = Delivery(
+        id="delivery-2",
+        run_id=claimed.id,
+        job_id="job-2",
+        purpose="approval",
+        channel=None,
+        target="ops",
+        chunks=["please approve"],
+        meta=meta,
+        timestamp=at(),
+    )
+    given_up.record_failure(0, "unknown target", None, meta, at())
+    aliases = [
+        Alias(
+            id=f"alias-{n}",
+            name=n,
+            channel="telegram",
+            target="1",
+            description=None,
+            meta=meta,
+            timestamp=at(),
+        )
+        for n in ("ops", "dev")
+    ]
+    aliases[0].change("ops", "slack", "#ops", "the ops room", meta, at())
+    aliases[1].remove("dev", meta, at())
+    save(sent, given_up, *aliases)
+
+    def label(name: str, number: int) -> Label:
+        return Label(
+            id=f"label-{number}",
+            label=name,
+            session_key=f"agent:main:subagent:{number}",
+            settings={"agent": "main", "mode": "fresh", "timeout_seconds": 60, "task_prompt": "x"},
+            meta=meta,
+            timestamp=at(),
+        )
+
+    first, again, other = label("fix-bug", 1), label("fix-bug", 2), label("docs", 3)
+    first.spawned("run-a", meta, at())
+    first.send("steer", "key-1", "faster", meta, at())
+    save(first)
+    first.observed("2026-12-05T08:30:00.000Z", 1200, meta, at())
+    first.fail("error", "overloaded", "529", meta, at())
+    first.retry("agent:main:subagent:1b", "overloaded", meta, at())
+    first.done("fixed", None, "abc1234", {"status": "done"}, meta, at())
+    first.verified(False, "tests failed", meta, at())
+    save(first, again)  # the label's row now shows its newest dispatch: `again`
+    again.spawned("run-b", meta, at())
+    other.done("written", {"docs": True}, None, {"status": "done"}, meta, at(), forced=True)
+    other.verified(True, None, meta, at())
+    save(again, other)
+    return log, read_models
+
+
+def _read_model_rows(path) -> dict[str, list[tuple]]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return {
+            table: connection.execute(f"SELECT rowid, * FROM [{table}] ORDER BY rowid").fetchall()
+            for projection in all_projections()
+            for table in projection.tables
+        }
+
+
+def test_a_rebuild_gives_exactly_the_rows_the_live_projections_built(tmp_path):
+    from ocsched.projections.runner import rebuild
+
+    log, read_models = _seed_every_event_type(tmp_path)
+    stored_topics = {row[0] for row in _query(tmp_path, "SELECT DISTINCT topic FROM stored_events")}
+    assert stored_topics == SEEDED_TOPICS
+    assert set().union(*(p.topics for p in all_projections())) >= SEEDED_TOPICS
+    live = _read_model_rows(tmp_path / "ocsched.db")
+    assert len(live["runs"]) == 100 + 3 and len(live["jobs"]) == 3  # retention; a deletion
+    for projection in all_projections():
+        rebuild(log, read_models, projection)
+    assert _read_model_rows(tmp_path / "ocsched.db") == live
+    log.close()
+
+
+def _query(tmp_path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "ocsched.db")) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_events_read_in_bulk_are_records_of_the_same_values_and_times(tmp_path):
+    """Projections get light records (the stored timestamp text, no library event): each
+    must carry the domain event's values, and its time must give the texts `to_ts` and
+    ISO-with-milliseconds give for the datetime (UTC with or without microseconds, and
+    another offset)."""
+    import msgspec
+
+    from ocsched.domain.schedule import to_ts
+    from ocsched.projections.stamps import iso_ms, ts
+
+    log, _ = _seed_every_event_type(tmp_path)
+    records = log.read_after(0, 10_000, SEEDED_TOPICS)
+    stored = log.recorder.select_notifications(start=1, limit=10_000)
+    assert len(records) == len(stored) > 200
+    offsets = set()
+    for (_, topic, record), notification in zip(records, stored, strict=True):
+        event = log.mapper.to_domain_event(notification)
+        assert topic == notification.topic
+        values = msgspec.structs.asdict(record)
+        moment = event.timestamp
+        offsets.add((moment.utcoffset(), moment.microsecond == 0))
+        assert msgspec.convert(values.pop("timestamp"), datetime) == moment
+        assert values == {k: v for k, v in vars(event).items() if k != "timestamp"}
+        assert ts(record) == ts(event) == to_ts(moment)
+        ms = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert iso_ms(record) == iso_ms(event) == ms
+    assert offsets == {
+        (timedelta(0), True),
+        (timedelta(0), False),
+        (timedelta(hours=2), False),
+    }
+    log.close()
