@@ -58,6 +58,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("daemon", "run the scheduler until SIGTERM or SIGINT"),
     "start": ("daemon", "the same as daemon"),
     "dispatch": ("dispatch", "sub-agent dispatches (also bare: enqueue, status --label, …)"),
+    "msg": ("messages", "messages between agents: send, inboxes, threads, acknowledgements"),
+    "messages": ("messages", "send a message with named flags (sub-agents' checkpoints)"),
+    "queue": ("messages", "an agent's unread messages; clear, prune"),
+    "inbox-consumer": ("inbox_consumer", "send an agent's pending messages to a chat"),
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
 }
 LEGACY = {"dispatch": "cli_dispatch"}

@@ -9,6 +9,7 @@ twice by the gateway."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -242,3 +243,36 @@ async def _watch(ctx: Context, consumer: Consumer, outlet: Outlet) -> int:
             watcher.stop(loop)
     print("[inbox-consumer] stopping; exiting", flush=True)
     return 0
+
+
+def cli_inbox_consumer(ctx: Context, args: argparse.Namespace) -> None:
+    run_consumer(ctx, consumer_from(ctx, args), watch=args.watch)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from .argv import command
+
+    parser = command(
+        commands,
+        "inbox-consumer",
+        cli_inbox_consumer,
+        help="send an agent's pending messages to a chat",
+        usage="--to <target> [--channel <channel>] [--agent <agent>] [--limit <n>]"
+        " [--brand <name>] [--watch]",
+        description="Send an agent's pending messages (and broadcasts) to a chat through the"
+        " gateway's message tool, each headed '<brand> | <subject> | <age>', then acknowledge"
+        " them. Once (exit 1 when a send failed), or --watch until SIGINT/SIGTERM.\n"
+        "Flags, else INBOX_DELIVERY_TO, INBOX_DELIVERY_CHANNEL (telegram), INBOX_AGENT (main),"
+        " INBOX_LIMIT (50), INBOX_BRAND (else the dispatch config's brand or name, else"
+        " Scheduler), INBOX_POLL_INTERVAL_MS (60000, --watch).",
+        examples=[
+            "ocsched inbox-consumer --to -100123456",
+            "ocsched inbox-consumer --to ops --channel slack --agent bob --watch",
+        ],
+    )
+    parser.add_argument("--to", metavar="<target>", help="the chat (INBOX_DELIVERY_TO)")
+    parser.add_argument("--channel", metavar="<channel>", help="default: telegram")
+    parser.add_argument("--agent", metavar="<agent>", help="whose inbox (default: main)")
+    parser.add_argument("--limit", metavar="<n>", help="at most this many per drain (50)")
+    parser.add_argument("--brand", metavar="<name>", help="the header's first word")
+    parser.add_argument("--watch", action="store_true", help="keep sending as messages come")

@@ -125,6 +125,23 @@ SHAPES: tuple[Shape, ...] = (
     Shape(("alias", "list")),
     Shape(("alias", "remove"), ("alias",)),
     Shape(("deliveries", "list"), options={"--run": "run", "--status": "status"}),
+    Shape(("msg", "send"), ("text", "text", "text", "text"), optional=2),
+    *(Shape(("msg", sub), ("text", "int"), optional=1) for sub in ("inbox", "outbox")),
+    Shape(("msg", "team-inbox"), ("text", "int", "text", "text"), optional=3),
+    *(Shape(("msg", sub), ("any_id",)) for sub in ("thread", "read")),
+    Shape(("msg", "ack"), ("any_id", "text", "text"), optional=2),
+    Shape(("msg", "receipts"), ("any_id", "int"), optional=1),
+    *(Shape(("msg", sub), ("text",)) for sub in ("readall", "unread")),
+    Shape(
+        ("messages", "send"),
+        options=dict.fromkeys(
+            ("--from", "--to", "--kind", "--channel", "--delivery-to", "--body"), "text"
+        ),
+    ),
+    Shape(("queue", "list"), ("text", "int"), optional=2),
+    Shape(("queue", "clear"), ("text",), optional=1),
+    Shape(("queue", "prune")),
+    *(Shape((name,), ("text",), optional=1) for name in ("msg", "messages", "queue")),
     Shape(("projections", "status")),
     Shape(("projections", "rebuild"), ("projection",), optional=1),
     Shape(("status",)),
@@ -197,6 +214,7 @@ USUAL_OPTIONS = ("--label", "--message")
 EXCLUDED = {
     ("daemon", None): "runs until signalled",
     ("start", None): "runs until signalled",
+    ("inbox-consumer", None): "sends through the gateway (--watch runs until signalled)",
 }
 # Tokens that would make a command block (`events tail --follow`) or start the daemon.
 BLOCKING_TOKENS = {"--follow", "-f", "daemon", "start"}
