@@ -62,6 +62,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "messages": ("messages", "send a message with named flags (sub-agents' checkpoints)"),
     "queue": ("messages", "an agent's unread messages; clear, prune"),
     "inbox-consumer": ("inbox_consumer", "send an agent's pending messages to a chat"),
+    "agents": ("agents", "the agents registry: list, get, register"),
+    "tasks": ("tasks", "task groups of sub-agents: heartbeats, status, the dead-man switch"),
+    "team": ("tasks", "team tasks and mailbox events, completion gates, team acks"),
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
 }
 LEGACY = {"dispatch": "cli_dispatch"}

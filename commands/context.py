@@ -46,6 +46,7 @@ ID_TABLES = {
     "job": ("jobs",),
     "run": ("runs",),
     "delivery": ("deliveries",),
+    "group": ("task_tracker",),
     "message": ("messages",),
     "any": ("jobs", "runs", "dispatches", "deliveries", "approvals"),
 }

@@ -7,10 +7,24 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from .argv import command, group, whole_number
 from .context import Context
-from .output import CommandError
+from .output import (
+    CommandError,
+    UsageError,
+    local_time,
+    print_done,
+    print_json,
+    print_rows,
+    render_table,
+    short_id,
+    timed,
+    to_json,
+)
 
 if TYPE_CHECKING:
+    import argparse
+
     from ocsched.domain.reactions.facts import Facts
     from ocsched.domain.task_group import TaskGroup
     from ocsched.domain.task_team import Team
@@ -220,7 +234,7 @@ def check_gates(ctx: Context, limit: int = GATE_CHECK_LIMIT) -> Row:
         else:  # the group is missing, or ended without closing its gate (a lost save)
             team: Team = ctx.log.repository.get(team_aggregate_id(row["team_id"]))
             status, summary = (group.status, group.summary) if group else (None, None)
-            team.close_gate(row["id"], status, summary, ctx.meta(), ctx.now)
+            team.close_gate(row["id"], row["gate_tracker_id"], status, summary, ctx.meta(), ctx.now)
             ctx.save(team)
         counts["passed" if group is not None and group.status == "completed" else "failed"] += 1
     return counts
@@ -289,3 +303,364 @@ def team_events(ctx: Context, team_id: str, limit: int, task_id: str | None) -> 
     from ocsched.projections import tasks
 
     return tasks.team_events(ctx.views(), team_id, limit, task_id)
+
+
+# The command line
+
+CREATE_USAGE = 'tasks create \'{"name":"..."}\''
+HEARTBEAT_USAGE = "<trackerId> <agentLabel> running|completed|failed [message]"
+GATE_USAGE = "<team-id> <task-id> <members-json> [timeout-s]"
+ICONS = {"completed": "[ok]", "failed": "[FAIL]", "dead": "[DEAD]", "running": "[..]"}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _register_tasks(commands)
+    _register_team(commands)
+
+
+def _register_tasks(commands: argparse._SubParsersAction) -> None:
+    tasks = group(
+        commands,
+        "tasks",
+        help="task groups of sub-agents: heartbeats, status, the dead-man switch",
+        examples=[
+            """ocsched tasks create '{"name":"v5","expectedAgents":["a","b"],"timeoutS":900}'""",
+            "ocsched tasks heartbeat 3f1c0a77 a completed 'schema done'",
+        ],
+    )
+    command(
+        tasks,
+        "list",
+        cli_list,
+        help="active task groups, newest first",
+        usage="",
+        examples=["ocsched tasks list", "ocsched --json tasks list"],
+    )
+    status = command(
+        tasks,
+        "status",
+        cli_status,
+        help="a task group's members, elapsed time and summary",
+        usage="<id>",
+        examples=["ocsched tasks status 3f1c0a77", "ocsched --json tasks status 3f1c0a77"],
+    )
+    status.add_argument("group_id", metavar="<id>", help="the group's id or a unique prefix")
+    create = command(
+        tasks,
+        "create",
+        cli_create,
+        help="a task group: members expected to report before the timeout",
+        usage="<json>",
+        description=(
+            "Create a task group. Keys (camelCase): name (required), expectedAgents (labels,"
+            " required), timeoutS (600), createdBy (main), deliveryChannel, deliveryTo (where"
+            " the summary goes when the group ends)."
+        ),
+        examples=[
+            """ocsched tasks create '{"name":"release","expectedAgents":["writer","reviewer"],"""
+            """ "timeoutS":1800,"deliveryChannel":"telegram","deliveryTo":"-100123"}'"""
+        ],
+    )
+    create.add_argument("spec", nargs="?", metavar="<json>")
+    history = command(
+        tasks,
+        "history",
+        cli_history,
+        help="ended task groups, the last ended first",
+        usage="[limit]",
+        examples=["ocsched tasks history", "ocsched tasks history 50"],
+    )
+    history.add_argument("limit", nargs="?", help="how many (default 10)")
+    beat = command(
+        tasks,
+        "heartbeat",
+        cli_heartbeat,
+        help="a member reports running, completed or failed (called by sub-agents)",
+        usage=HEARTBEAT_USAGE,
+        examples=[
+            "ocsched tasks heartbeat 3f1c0a77-… writer running",
+            "ocsched tasks heartbeat 3f1c0a77-… writer completed notes written",
+            "ocsched tasks heartbeat 3f1c0a77-… writer failed could not push",
+        ],
+    )
+    beat.add_argument("group_id", nargs="?", metavar="<trackerId>")
+    beat.add_argument("label", nargs="?", metavar="<agentLabel>")
+    beat.add_argument("status", nargs="?", metavar="running|completed|failed")
+    beat.add_argument("message", nargs="*", help="the exit message or error")
+    session = command(
+        tasks,
+        "register-session",
+        cli_register_session,
+        help="link a member to its OpenClaw session (the daemon looks for it at the deadline)",
+        usage="<trackerId> <agentLabel> <sessionKey>",
+        examples=["ocsched tasks register-session 3f1c0a77-… writer agent:main:subagent:42"],
+    )
+    session.add_argument("group_id", nargs="?", metavar="<trackerId>")
+    session.add_argument("label", nargs="?", metavar="<agentLabel>")
+    session.add_argument("session_key", nargs="?", metavar="<sessionKey>")
+
+
+def _register_team(commands: argparse._SubParsersAction) -> None:
+    team = group(
+        commands,
+        "team",
+        help="team tasks and mailbox events, completion gates, team acks",
+        examples=["""ocsched team gate core deploy-001 '["writer","reviewer"]' 900"""],
+    )
+    mapping = command(
+        team,
+        "map",
+        cli_map,
+        help="map team messages not yet mapped onto their tasks (the daemon does it too)",
+        usage="[limit]",
+        examples=["ocsched team map", "ocsched team map 500"],
+    )
+    mapping.add_argument("limit", nargs="?", help="how many at most (default 200)")
+    listing = command(
+        team,
+        "tasks",
+        cli_team_tasks,
+        help="a team's tasks, the last changed first",
+        usage="<team-id> [limit]",
+        examples=["ocsched team tasks core"],
+    )
+    listing.add_argument("team_id", nargs="?", metavar="<team-id>")
+    listing.add_argument("limit", nargs="?", help="how many (default 50)")
+    events = command(
+        team,
+        "events",
+        cli_team_events,
+        help="a team's mailbox events, newest first",
+        usage="<team-id> [limit] [task-id]",
+        examples=["ocsched team events core", "ocsched team events core 20 deploy-001"],
+    )
+    events.add_argument("team_id", nargs="?", metavar="<team-id>")
+    events.add_argument("limit", nargs="?", help="how many (default 50)")
+    events.add_argument("task_id", nargs="?", metavar="task-id")
+    gate = command(
+        team,
+        "gate",
+        cli_gate,
+        help="block a team task until a task group of its members ends",
+        usage=GATE_USAGE,
+        examples=["""ocsched team gate core deploy-001 '["writer","reviewer"]' 900"""],
+    )
+    gate.add_argument("team_id", nargs="?", metavar="<team-id>")
+    gate.add_argument("task_id", nargs="?", metavar="<task-id>")
+    gate.add_argument("members", nargs="?", metavar="<members-json>")
+    gate.add_argument("timeout", nargs="?", metavar="timeout-s", help="default 600")
+    check = command(
+        team,
+        "check-gates",
+        cli_check_gates,
+        help="close the gates whose groups have ended; counts (JSON)",
+        usage="[limit]",
+        examples=["ocsched team check-gates"],
+    )
+    check.add_argument("limit", nargs="?", help="how many gates at most (default 100)")
+    ack = command(
+        team,
+        "ack",
+        cli_team_ack,
+        help="acknowledge a team message, noted in the team's mailbox",
+        usage="<message-id> [actor] [note]",
+        examples=["ocsched team ack 8e1f2c3d reviewer looks good"],
+    )
+    ack.add_argument("message_id", nargs="?", metavar="<message-id>")
+    ack.add_argument("actor", nargs="?", help="who (default team-member)")
+    ack.add_argument("note", nargs="*")
+
+
+def _number(text: str | None, default: int, usage: str, what: str = "limit") -> int:
+    if text is None:
+        return default
+    number = whole_number(text)
+    if number is None:
+        raise UsageError(f"{what} must be a whole number from 1. Usage: {usage}")
+    return number
+
+
+def _parse_json(text: str, error: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CommandError(error) from None
+
+
+def cli_list(ctx: Context, args: argparse.Namespace) -> None:
+    print_rows(
+        ctx.json, active_groups(ctx), "No active task groups", lambda rows: _groups(ctx, rows)
+    )
+
+
+def _groups(ctx: Context, rows: list[Row]) -> str:
+    from ocsched.projections import tasks
+
+    table = []
+    for row in rows:
+        members = tasks.members(ctx.views(), row["id"])
+        done = sum(1 for m in members if m["status"] == "completed")
+        view = group_status(ctx, row["id"])
+        table.append(
+            (
+                short_id(row["id"]),
+                row["name"],
+                f"{done}/{len(members)}",
+                row["status"],
+                f"{view['elapsed']}s",
+                f"{row['timeout_s']}s",
+            )
+        )
+    headers = ("ID", "NAME", "AGENTS", "STATUS", "ELAPSED", "TIMEOUT")
+    return render_table(table, headers, keep=(0,))
+
+
+def cli_status(ctx: Context, args: argparse.Namespace) -> None:
+    view = group_status(ctx, ctx.resolve_id(args.group_id, "group"))
+    if ctx.json:
+        print_json(view)
+        return
+    lines = [
+        "",
+        f"Task Group: {view['name']}",
+        f"Status:     {view['status']}",
+        f"Elapsed:    {view['elapsed']}s / {view['remaining_timeout'] + view['elapsed']}s timeout",
+        "",
+        "Agents:",
+    ]
+    for agent in view["agents"]:
+        duration = f" ({agent['duration']}s)" if agent["duration"] is not None else ""
+        detail = agent.get("exit_message") or agent.get("error") or ""
+        icon = ICONS.get(agent["status"], "[ ]")
+        line = f"  {icon} {agent['label']}: {agent['status']}{duration}"
+        lines.append(line + (f" -- {detail}" if detail else ""))
+    if view.get("summary"):
+        lines += ["", "Summary:", view["summary"]]
+    print("\n".join(lines))
+
+
+def cli_create(ctx: Context, args: argparse.Namespace) -> None:
+    usage = f"Invalid JSON. Usage: {CREATE_USAGE}"
+    created = create_group(ctx, _parse_json(args.spec or "", usage))
+    print_done(ctx.json, f"Created: {to_json(created)}", group=created)
+
+
+def cli_history(ctx: Context, args: argparse.Namespace) -> None:
+    limit = _number(args.limit, 10, "tasks history [limit]")
+    print_rows(ctx.json, ended_groups(ctx, limit), "No completed task groups", _history)
+
+
+def _history(rows: list[Row]) -> str:
+    table = [
+        (short_id(r["id"]), r["name"], r["status"], local_time(r["completed_at"]), r["created_by"])
+        for r in rows
+    ]
+    headers = ("ID", "NAME", "STATUS", timed("COMPLETED"), "CREATED BY")
+    return render_table(table, headers, keep=(0, 3))
+
+
+def cli_heartbeat(ctx: Context, args: argparse.Namespace) -> None:
+    if not (args.group_id and args.label and args.status):
+        raise UsageError(f"Usage: tasks heartbeat {HEARTBEAT_USAGE}")
+    message = " ".join(args.message) or None
+    group_id = ctx.resolve_id(args.group_id, "group")
+    result = heartbeat(ctx, group_id, args.label, args.status, message)
+    line = f"Heartbeat recorded: {args.label} -> {args.status}"
+    if args.status != "running" and message:
+        line += f" ({message})"
+    print_done(ctx.json, line, **_fields(result))
+
+
+def cli_register_session(ctx: Context, args: argparse.Namespace) -> None:
+    if not (args.group_id and args.label and args.session_key):
+        raise UsageError("Usage: tasks register-session <trackerId> <agentLabel> <sessionKey>")
+    group_id = ctx.resolve_id(args.group_id, "group")
+    result = register_session(ctx, group_id, args.label, args.session_key)
+    line = f"Session registered: {args.label} -> {args.session_key}"
+    print_done(ctx.json, line, **_fields(result))
+
+
+def _fields(result: Row) -> Row:
+    return {key: value for key, value in result.items() if key != "ok"}
+
+
+def cli_map(ctx: Context, args: argparse.Namespace) -> None:
+    mapped = map_team_messages(ctx, _number(args.limit, MAP_LIMIT, "team map [limit]"))
+    print_done(ctx.json, f"Mapped {mapped} team message(s)", mapped=mapped)
+
+
+def cli_team_tasks(ctx: Context, args: argparse.Namespace) -> None:
+    usage = "Usage: team tasks <team-id> [limit]"
+    if not args.team_id:
+        raise UsageError(usage)
+    rows = team_tasks(ctx, args.team_id, _number(args.limit, 50, usage))
+    print_rows(ctx.json, rows, "No team tasks", _team_tasks)
+
+
+def _team_tasks(rows: list[Row]) -> str:
+    table = [
+        (
+            r["id"],
+            r["member_id"],
+            r["status"],
+            short_id(r["gate_tracker_id"]),
+            r["gate_status"],
+            local_time(r["updated_at"]),
+            local_time(r["completed_at"]),
+        )
+        for r in rows
+    ]
+    headers = ("TASK", "MEMBER", "STATUS", "GATE", "GATE STATUS", timed("UPDATED"), "COMPLETED")
+    return render_table(table, headers, keep=(0, 5))
+
+
+def cli_team_events(ctx: Context, args: argparse.Namespace) -> None:
+    usage = "Usage: team events <team-id> [limit] [task-id]"
+    if not args.team_id:
+        raise UsageError(usage)
+    limit = _number(args.limit, 50, usage)
+    rows = team_events(ctx, args.team_id, limit, args.task_id)
+    print_rows(ctx.json, rows, "No team events", _team_events)
+
+
+def _team_events(rows: list[Row]) -> str:
+    table = [
+        (
+            r["id"][:8],
+            r["member_id"],
+            r["task_id"],
+            (r["message_id"] or "")[:8] or None,
+            r["event_type"],
+            local_time(r["created_at"]),
+        )
+        for r in rows
+    ]
+    headers = ("ID", "MEMBER", "TASK", "MESSAGE", "TYPE", timed("AT"))
+    return render_table(table, headers, keep=(0, 5))
+
+
+def cli_gate(ctx: Context, args: argparse.Namespace) -> None:
+    if not (args.team_id and args.task_id and args.members):
+        raise UsageError(
+            f"Usage: team gate {GATE_USAGE}"
+            """ (example: team gate core-team deploy-001 '["writer","reviewer"]' 900)"""
+        )
+    example = """Invalid JSON for members list. Example: '["writer","reviewer"]'"""
+    members = _parse_json(args.members, example)
+    timeout = _number(args.timeout, 600, f"team gate {GATE_USAGE}", "timeout-s")
+    gate = open_gate(ctx, args.team_id, args.task_id, members, timeout)
+    print_done(ctx.json, f"Gate opened: {to_json(gate)}", gate=gate)
+
+
+def cli_check_gates(ctx: Context, args: argparse.Namespace) -> None:
+    print_json(check_gates(ctx, _number(args.limit, GATE_CHECK_LIMIT, "team check-gates [limit]")))
+
+
+def cli_team_ack(ctx: Context, args: argparse.Namespace) -> None:
+    if not args.message_id:
+        raise UsageError("Usage: team ack <message-id> [actor] [note]")
+    acked = team_ack(ctx, args.message_id, args.actor or "team-member", " ".join(args.note) or None)
+    fields = _fields(acked)
+    print_done(ctx.json, f"Team ACK: {to_json(fields)}", **fields)

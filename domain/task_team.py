@@ -238,14 +238,15 @@ class Team(Aggregate):
     def close_gate(
         self,
         task_id: str,
+        tracker_id: str,
         group_status: str | None,
         summary: str | None,
         meta: EventMeta,
         at: datetime,
     ) -> None:
-        """The gate's task group ended (`group_status`; None: it is missing)."""
-        tracker_id = self.waiting.get(task_id)
-        if tracker_id is None:
+        """The gate's task group `tracker_id` ended (`group_status`; None: it is missing).
+        A group the gate no longer waits for (the task was gated again) changes nothing."""
+        if self.waiting.get(task_id) != tracker_id:
             return
         self._record_closed(
             team_id=self.team_id,

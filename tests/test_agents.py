@@ -70,3 +70,24 @@ def test_an_empty_agent_id_is_refused(store: Store):
         service.register_agent(store.ctx, "")
     with pytest.raises(DomainError, match="Invalid agent status"):
         register(None, "x", status="asleep", meta=META, at=NOW)
+
+
+# Through the CLI
+
+
+def test_agents_register_list_and_get_through_the_cli(scheduler):
+    registered = scheduler.ok("--json", "agents", "register", "ops", "Ops Bot").json
+    assert registered["ok"] is True and registered["agent"]["name"] == "Ops Bot"
+    plain = scheduler.ok("agents", "register", "qa").stdout
+    assert plain.startswith('Registered: {\n  "id": "qa",\n  "name": "qa",')
+    listed = scheduler.ok("--json", "agents", "list").json
+    assert [a["id"] for a in listed] == ["ops", "qa"]
+    assert "Ops Bot" in scheduler.ok("agents", "list").stdout
+    assert scheduler.ok("agents", "get", "ops").json["name"] == "Ops Bot"  # JSON either way
+    missing = scheduler.run("agents", "get", "nope")
+    assert (missing.returncode, missing.stderr.strip()) == (1, "Agent not found: nope")
+    usage = scheduler.run("agents", "register")
+    assert (usage.returncode, usage.stderr.strip()) == (
+        1,
+        "Usage: agents register <agent-id> [name]",
+    )

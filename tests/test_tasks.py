@@ -343,3 +343,15 @@ def test_a_rebuild_reproduces_the_tracker_and_agents_tables_row_for_row(store: S
         fresh.close()
     ctx.close()
     assert tables() == live
+
+
+def test_a_task_gated_again_waits_for_its_new_group_only(store: Store):
+    ctx = store.ctx
+    first = service.open_gate(ctx, "core", "deploy-3", ["w"], 600)["tracker_id"]
+    second = service.open_gate(ctx, "core", "deploy-3", ["w", "r"], 600)["tracker_id"]
+    service.heartbeat(ctx, first, "w", "completed", None)
+    group = ctx.log.repository.get(first)
+    store.save(teams.dead_man(group, active_sessions=(), owner=OWNER, now=NOW, facts=store.facts))
+    assert group.status == "completed"
+    (task,) = read_model.team_tasks(ctx.views(), "core", 50)
+    assert (task["gate_tracker_id"], task["gate_status"]) == (second, "waiting")

@@ -79,6 +79,7 @@ def end_group(group: TaskGroup, *, meta: EventMeta, now: datetime, facts: Facts)
         )
     if group.team_id and group.task_id:
         team = facts.load(team_aggregate_id(group.team_id))
-        team.close_gate(group.task_id, group.status, group.summary, meta, now)
-        records.append(team)
+        team.close_gate(group.task_id, group.id, group.status, group.summary, meta, now)
+        if team.pending_events:
+            records.append(team)
     return records
