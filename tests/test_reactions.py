@@ -13,7 +13,7 @@ import pytest
 from ocsched.adapters.settings import Settings
 from ocsched.commands.context import Context
 from ocsched.commands.jobs import add_job, run_now
-from ocsched.commands.reactor.facts import DaemonFacts
+from ocsched.commands.reactor.facts import DaemonFacts, OwnRuns
 from ocsched.domain.reactions import approvals, firing, outcome, pruning
 from ocsched.domain.reactions.outcome import Outcome
 from ocsched.domain.reactions.plan import Defer, Plan, StartRun, reactor_meta
@@ -33,7 +33,7 @@ class Store:
     def __init__(self, home: Path) -> None:
         env = {"HOME": str(home), "SCHEDULER_HOME": str(home / "scheduler")}
         self.ctx = Context(settings=Settings.from_environment(env), actor="tester", now=NOW)
-        self.own: dict[str, dict] = {}
+        self.own = OwnRuns()
         self.facts = DaemonFacts(self.db, self.ctx.log.repository.get, self.own)
 
     def db(self):
@@ -232,8 +232,11 @@ def test_a_one_shot_job_ends_with_its_run(store):
     row = one_shot(store)
     run = started(store, fire(store, row))
     plan = conclude(store, run, row, Outcome("ok", {}, "done"))
-    ended = [r for r in plan.records if type(r).__name__ == "Job"]
-    assert [type(e).__name__ for e in ended[0].pending_events] == ["Deleted"]
+    ended = [e for r in plan.records if r.id == row["id"] for e in r.pending_events]
+    assert [type(e).__name__ for e in ended] == ["Deleted"]
+    store.save(plan)  # the deletion, decided from the job's version, is its next event
+    assert views.job(store.db(), row["id"]) is None
+    assert store.ctx.log.repository.get(row["id"]).deleted
 
 
 def test_a_crash_under_at_least_once_plans_a_replay(store):

@@ -17,6 +17,7 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from ocsched.adapters import shell
 from ocsched.adapters.executors import RunExecutor, RunOrder, Started
@@ -34,6 +35,7 @@ from ocsched.domain.agent_turn import (
     trigger_context,
 )
 from ocsched.domain.delivery import Delivery
+from ocsched.domain.job import Job
 from ocsched.domain.reactions import approvals, firing, outcome, pruning
 from ocsched.domain.reactions.deliveries import send_failed
 from ocsched.domain.reactions.outcome import Outcome
@@ -42,11 +44,13 @@ from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_exp
 from ocsched.domain.run import Run
 from ocsched.projections import views
 
-from .facts import DaemonFacts
+from .facts import DaemonFacts, OwnRuns
 from .post_office import inject_inbox
 from .writer import Conflict, EventWriter
 
 log = logging.getLogger("ocsched")
+
+JOB_DELETED_TOPIC = get_topic(Job.Deleted)
 
 RECORD_AGAIN_S, RECORD_AGAIN_MAX_S = 1.0, 30.0
 """The pause before a run's outcome that could not be recorded is recorded again, doubling
@@ -95,7 +99,7 @@ class Handlers:
         self.on_progress = on_progress
         """A run admitted by this daemon has begun or ended."""
         self.stopping = stopping
-        self.own: dict[str, Row] = {}
+        self.own = OwnRuns()
         """Runs this daemon admitted and has not finished: run id -> job row."""
         self.running: dict[str, asyncio.Task] = {}
         self.not_begun: set[str] = set()
@@ -103,7 +107,9 @@ class Handlers:
         self.groups: dict[str, int] = {}
         self.concluding: set[str] = set()
         self.sending: set[str] = set()
-        self.facts = DaemonFacts(db, load, self.own)
+        self.facts = DaemonFacts(
+            db, load, self.own, owner=owner, job_version=getattr(load, "job_version", None)
+        )
 
     # Save, then act
 
@@ -123,6 +129,7 @@ class Handlers:
                 await joining  # being written: the plan follows it, if it succeeds
                 joining = None
             moves_timers = bool(plan.records) and self.moves_timers(plan.records)
+            changes = self.facts.changes(plan.records)
             if plan.records:
                 await (joining if joining is not None else self.writer.queue(*plan.records))
         except Conflict:
@@ -134,6 +141,9 @@ class Handlers:
             saved = True
             if moves_timers:
                 self.on_timers_moved()
+            if changes:
+                self.facts.saved(changes)
+                self.writer.when_settled(lambda: self.facts.saved(changes))
         if not saved:
             for start in starts:
                 if start.run.id not in self.running:
@@ -155,7 +165,7 @@ class Handlers:
     # Timers
 
     async def fire_job(self, job_id: str) -> None:
-        job = views.job(self.db(), job_id)
+        job = self.facts.job(job_id)
         gateway_up = await self._gateway_up_for(job)
         plan = firing.fire_slot(
             job, gateway_up=gateway_up, owner=self.owner, now=self.now(), facts=self.facts
@@ -166,7 +176,7 @@ class Handlers:
         row = views.dispatch(self.db(), dispatch_id)
         if row is None or row["status"] != "pending":
             return
-        job = views.job(self.db(), row["job_id"])
+        job = self.facts.job(row["job_id"])
         gateway_up = await self._gateway_up_for(job)
         plan = firing.fire_dispatch(
             row,
@@ -335,7 +345,7 @@ class Handlers:
             spawn(self.start_queued(job["id"]))
 
     async def start_queued(self, job_id: str) -> None:
-        await self.apply(firing.start_queued(views.job(self.db(), job_id), self.facts))
+        await self.apply(firing.start_queued(self.facts.job(job_id), self.facts))
 
     def stop_cancelled(self) -> None:
         """Kill the processes of our runs that someone else finished (`jobs cancel`). Runs
@@ -516,6 +526,10 @@ class AggregateLoader:
                 f" FROM {recorder.events_table_name}"
                 " WHERE originator_id = ? ORDER BY originator_version"
             )
+            self._newest = (
+                f"SELECT originator_version, topic FROM {recorder.events_table_name}"
+                " WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1"
+            )
 
     def __call__(self, aggregate_id: str) -> Any:
         aggregate = None
@@ -525,13 +539,27 @@ class AggregateLoader:
             raise AggregateNotFoundError(aggregate_id)
         return aggregate
 
+    def job_version(self, job_id: str) -> int | None:
+        """The job's version in the log (None once deleted), from its newest event alone."""
+        if self._select is None:
+            job = self(job_id)
+            return None if job.deleted else int(job.version)
+        newest = self._connection().execute(self._newest, (job_id,)).fetchone()
+        if newest is None:
+            raise AggregateNotFoundError(job_id)
+        version, topic = newest
+        return None if topic == JOB_DELETED_TOPIC else int(version)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect(f"file:{self._database}?mode=ro", uri=True, timeout=5)
+        return self._db
+
     def _events(self, aggregate_id: str) -> Any:
         if self._select is None:
             return self.log.events.get(aggregate_id)
-        if self._db is None:
-            self._db = sqlite3.connect(f"file:{self._database}?mode=ro", uri=True, timeout=5)
         to_event = self.log.mapper.to_domain_event
-        rows = self._db.execute(self._select, (aggregate_id,)).fetchall()
+        rows = self._connection().execute(self._select, (aggregate_id,)).fetchall()
         return [
             to_event(StoredEvent(aggregate_id, version, topic, state))
             for version, topic, state in rows

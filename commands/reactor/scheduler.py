@@ -293,22 +293,35 @@ class Reactor:
         more is due, None: nothing). A timer whose firing is still in progress is not fired
         again when a reload brings it back before its decision is in the read models."""
         now = time.time()
-        fired = 0
-        while self.timers and self.timers[0][0] <= now:
-            if fired >= FIRE_BATCH or self.backlog() >= BACKLOG:
-                return 0
-            _, kind, key = heapq.heappop(self.timers)
-            if kind == "reload":
-                self.timers_dirty = True
-                continue
-            if (kind, key) in self.firing:
-                self.refire.add((kind, key))
-                continue
-            self.firing.add((kind, key))
-            self.deciding += 1
-            spawn(self._fire(kind, key))
-            fired += 1
+        due: list[tuple[str, str]] = []
+        try:
+            while self.timers and self.timers[0][0] <= now:
+                if len(due) >= FIRE_BATCH or self.backlog() >= BACKLOG:
+                    return 0
+                _, kind, key = heapq.heappop(self.timers)
+                if kind == "reload":
+                    self.timers_dirty = True
+                    continue
+                if (kind, key) in self.firing:
+                    self.refire.add((kind, key))
+                    continue
+                self.firing.add((kind, key))
+                self.deciding += 1
+                due.append((kind, key))
+        finally:
+            self._hand_over(due)
         return self.timers[0][0] - now if self.timers else None
+
+    def _hand_over(self, due: list[tuple[str, str]]) -> None:
+        """Fire `due`, the rows of its jobs read in one query beforehand."""
+        jobs = [key for kind, key in due if kind == "job"]
+        if len(jobs) > 1:
+            try:
+                self.handlers.facts.prefetch(jobs)
+            except Exception as error:  # noqa: BLE001 - each handler reads its row itself
+                log.warning("reading due jobs: %s: %s", type(error).__name__, error)
+        for kind, key in due:
+            spawn(self._fire(kind, key))
 
     async def _fire(self, kind: str, key: str) -> None:
         """Decide a due timer. It may fire again once its decision is in the read models:
@@ -407,6 +420,7 @@ class Reactor:
         for pause in COMMIT_RECHECKS_S:
             if (head := self._head_moved()) and await self.writer.foreign(head):
                 await self.writer.catch_up()
+                self.handlers.facts.others_changed()
                 self.handlers.stop_cancelled()
                 spawn(self.follower.follow_quickly())
                 self.reload_timers()

@@ -14,6 +14,11 @@ class Facts(Protocol):
 
     def job(self, job_id: str) -> Row | None: ...
 
+    def current_job(self, row: Row) -> Row | None:
+        """The job's row now, given a row of it read earlier (the same row when nothing
+        could have changed it since)."""
+        ...
+
     def children(self, job_id: str) -> list[Row]: ...
 
     def dispatch_backlog(self, job_id: str) -> int: ...
@@ -30,6 +35,18 @@ class Facts(Protocol):
 
     def own_runs(self) -> Mapping[str, Row]:
         """This daemon's admitted, unfinished runs: run id -> job row."""
+        ...
+
+    def own_run_of(self, job_id: str) -> str | None:
+        """One of this daemon's admitted, unfinished runs of the job, if any."""
+        ...
+
+    def own_run_in_pool(self, pool: str) -> str | None:
+        """One of this daemon's admitted, unfinished runs in the resource pool, if any."""
+        ...
+
+    def job_version(self, job_id: str) -> int | None:
+        """The job aggregate's version in the log; None once it is deleted."""
         ...
 
     def load(self, aggregate_id: str) -> Any:

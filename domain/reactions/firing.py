@@ -126,15 +126,13 @@ class Busy:
 def busy(job: Row, facts: Facts) -> Busy | None:
     """The job's own active run, else its pool's; this daemon's runs count at once, other
     daemons' through the read models."""
-    own = facts.own_runs()
-    for run_id, active_job in own.items():
-        if active_job["id"] == job["id"]:
-            return Busy(run_id)
+    own_run = facts.own_run_of(job["id"])
+    if own_run is not None:
+        return Busy(own_run)
     pool = job["resource_pool"]
-    if pool:
-        for run_id, active_job in own.items():
-            if active_job["resource_pool"] == pool:
-                return Busy(run_id, pool)
+    if pool and (own_run := facts.own_run_in_pool(pool)) is not None:
+        return Busy(own_run, pool)
+    own = facts.own_runs()
     for row in facts.active_runs_of(job["id"], pool):
         if row["id"] in own:
             continue

@@ -30,7 +30,7 @@ from ocsched.domain.trust import evidence_record
 
 from .deliveries import new_delivery
 from .facts import Facts
-from .plan import Plan, Row, reactor_meta
+from .plan import Appended, Plan, Row, reactor_meta
 
 CRASH_MESSAGE = "The scheduler stopped while this run was active; its processes were killed"
 FOREIGN_TIMEOUT_GRACE_S = 60
@@ -71,7 +71,7 @@ def conclude(
 
         return conclude_watchdog(run, job, outcome, owner=owner, now=now, facts=facts)
     meta = reactor_meta(owner, run.id)
-    current = facts.job(job["id"]) or job
+    current = facts.current_job(job) or job
     started = run.started_at or now
     fields = {**outcome.fields, "duration_ms": int((now - started).total_seconds() * 1000)}
     evidence = evidence_record(current, run.id, outcome.status, run.gates, to_ts(now))
@@ -126,19 +126,26 @@ def end_job(
     now: datetime,
     facts: Facts,
     keep: bool = False,
-) -> list[Job]:
+) -> list[Any]:
     """A used-up job is deleted or disabled (`ends_job`), unless that already happened;
     `keep` disables where it would delete (a crash leaves the job to be looked at)."""
     ending = ends_job(job, status)
     if ending is None:
         return []
+    if ending == "delete" and not keep:
+        # Its version is all a deletion needs: loading the job (its spec) cost more than
+        # the rest of a one-shot run's bookkeeping.
+        version = facts.job_version(job["id"])
+        if version is None:
+            return []
+        deleted = Job.Deleted(
+            originator_id=job["id"], originator_version=version + 1, timestamp=now, meta=meta
+        )
+        return [Appended(job["id"], [deleted])]
     aggregate: Job = facts.load(job["id"])
     if aggregate.deleted:
         return []
-    if ending == "delete" and not keep:
-        aggregate.delete(meta, now)
-    else:
-        aggregate.disable(meta, now)
+    aggregate.disable(meta, now)
     return [aggregate] if aggregate.pending_events else []
 
 

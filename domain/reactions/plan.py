@@ -17,6 +17,19 @@ def reactor_meta(owner: str, cause: str | None) -> EventMeta:
     return EventMeta(actor=REACTOR_ACTOR, origin=owner, correlation_id=cause or "", cause=cause)
 
 
+class Appended:
+    """A record of events decided for an aggregate without loading it (its version was
+    enough): saved like an aggregate's pending events."""
+
+    def __init__(self, aggregate_id: str, events: list[Any]) -> None:
+        self.id = aggregate_id
+        self.pending_events = events
+
+    def collect_events(self) -> list[Any]:
+        events, self.pending_events = self.pending_events, []
+        return events
+
+
 @dataclass(frozen=True)
 class StartRun:
     """Execute a run whose `Run.Scheduled` (or `Queued`) is saved; `start_changes` go on
