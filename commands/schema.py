@@ -20,6 +20,8 @@ ALIASES = {
     "approvals": "approvals",
     "dispatch": "dispatches",
     "dispatches": "dispatches",
+    "message": "messages",
+    "messages": "messages",
     "all": "all",
 }
 
@@ -40,11 +42,13 @@ def job_schema() -> dict[str, Any]:
 
 
 def other_schemas() -> dict[str, dict[str, Any]]:
-    """Statuses and record fields of runs, approvals and dispatches, from their modules."""
+    """Statuses and record fields of runs, approvals and dispatches, message kinds and
+    statuses, from their modules."""
     import typing
 
     from ocsched.domain.approval import APPROVAL_STATUSES
     from ocsched.domain.dispatch import DISPATCH_STATUSES, DispatchKind
+    from ocsched.domain.message import KINDS, STATUSES
     from ocsched.domain.run import RUN_STATUSES
     from ocsched.projections import approvals, dispatches, runs
 
@@ -59,6 +63,7 @@ def other_schemas() -> dict[str, dict[str, Any]]:
             "statuses": list(DISPATCH_STATUSES),
             "key_fields": list(dispatches.COLUMNS),
         },
+        "messages": {"kinds": list(KINDS), "statuses": list(STATUSES)},
     }
 
 
@@ -80,11 +85,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "schema",
         cli_schema,
         help="the job spec's fields, and the record schemas (JSON)",
-        usage="[jobs|runs|approvals|dispatches|all]",
-        examples=["ocsched schema jobs", "ocsched schema"],
+        usage="[jobs|runs|messages|approvals|dispatches|all]",
+        examples=["ocsched schema jobs", "ocsched schema messages", "ocsched schema"],
     )
     parser.add_argument(
-        "target", nargs="?", default="all", metavar="jobs|runs|approvals|dispatches|all"
+        "target", nargs="?", default="all", metavar="jobs|runs|messages|approvals|dispatches|all"
     )
 
 

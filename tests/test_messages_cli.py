@@ -188,3 +188,10 @@ def test_the_inbox_consumer_exits_1_when_a_send_fails(scheduler, gateway):
     assert scheduler.ok("inbox-consumer", env=env).stdout.endswith("delivered 1 message(s)\n")
     (sent,) = gateway.messages_sent()
     assert sent["message"].startswith("Acme | Notification | ")
+
+
+def test_the_message_schema_lists_kinds_and_statuses(scheduler):
+    schema = scheduler.ok("schema", "message").json
+    assert schema["kinds"][:3] == ["text", "task", "result"] and len(schema["kinds"]) == 10
+    assert schema["statuses"] == ["pending", "delivered", "read", "expired", "failed"]
+    assert scheduler.ok("schema", "messages").json == schema
