@@ -15,4 +15,6 @@ starts anything; the daemon's handlers do that, in the order load → decide →
 | `deliveries.py` | a delivery's record from a target and a text; a failed send |
 | `pruning.py` | spec §26 job pruning |
 | `following.py` | sub-agent dispatches: notices, results, verification, endings, retries |
+| `trust.py` | admission through the v0.2 gates: each decision on the run, a refusal |
+| `watchdog.py` | a watchdog check's outcome: its verdict, alert, disarming |
 """
