@@ -373,9 +373,9 @@ def cli_queue_clear(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cli_queue_prune(ctx: Context, args: argparse.Namespace) -> None:
-    pruned = prune_messages(ctx)
+    prune_messages(ctx)
     line = "Pruned old messages (delivered >3d, system/result >3d, read/expired/failed >30d)"
-    print_done(ctx.json, line, pruned=True, count=pruned)
+    print_done(ctx.json, line, pruned=True)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
