@@ -1,4 +1,9 @@
-"""The agents read model (spec §22): the anchor's `agents` table, and its queries."""
+"""The agents read model (spec §22): the anchor's `agents` table, and its queries.
+
+An agent is `busy` with its session while an agent turn of its runs, `idle` after (the
+anchor's setAgentStatus): read from the runs' own events, whose session key names the
+agent (`agent:<id>:…`); an agent never registered gets no row, as in the anchor.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from .stamps import ts
 
 if TYPE_CHECKING:
     from ocsched.domain.agent import Agent
+    from ocsched.domain.run import Run
 
 TABLE = "agents"
 COLUMNS: dict[str, type] = {
@@ -42,6 +48,28 @@ def updated(event: Agent.Updated):
     yield Update(TABLE, event.agent_id, {**event.values, "last_seen_at": ts(event)})
 
 
+def turn_started(event: Run.Started):
+    agent_id = _agent_of(event.session_key)
+    if agent_id is not None:
+        values = {"status": "busy", "session_key": event.session_key, "last_seen_at": ts(event)}
+        yield Update(TABLE, agent_id, values)
+
+
+def turn_finished(event: Run.Finished):
+    agent_id = _agent_of(event.outcome.get("session_key"))
+    if agent_id is not None:
+        yield Update(
+            TABLE, agent_id, {"status": "idle", "session_key": None, "last_seen_at": ts(event)}
+        )
+
+
+def _agent_of(session_key: Any) -> str | None:
+    """`main` of `agent:main:scheduler:…`; None for a run without a session (a shell run)."""
+    if not isinstance(session_key, str) or not session_key.startswith("agent:"):
+        return None
+    return session_key.split(":", 2)[1] or None
+
+
 projection = Projection(
     name="agents",
     version=1,
@@ -50,6 +78,8 @@ projection = Projection(
     handlers={
         "agent:Agent.Registered": registered,
         "agent:Agent.Updated": updated,
+        "run:Run.Started": turn_started,
+        "run:Run.Finished": turn_finished,
     },
 )
 

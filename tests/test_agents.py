@@ -91,3 +91,24 @@ def test_agents_register_list_and_get_through_the_cli(scheduler):
         1,
         "Usage: agents register <agent-id> [name]",
     )
+
+
+def test_an_agent_is_busy_with_its_session_during_a_turn_and_idle_after(
+    scheduler, daemons, gateway
+):
+    from .conftest import wait_until
+    from .test_agent_jobs import agent_job
+
+    gateway.reply_delay_s = 1.5
+    scheduler.ok("agents", "register", "ops")
+    job = scheduler.add(agent_job(agent_id="ops", delivery_mode="none"), "--in", "1s")
+    daemons.start()
+
+    def agent() -> dict:
+        return scheduler.ok("agents", "get", "ops").json
+
+    busy = wait_until(lambda: agent()["status"] == "busy" and agent(), what="a busy agent")
+    assert busy["session_key"] == f"agent:ops:scheduler:{job['id']}"
+    idle = wait_until(lambda: agent()["status"] == "idle" and agent(), what="an idle agent")
+    assert idle["session_key"] is None and idle["last_seen_at"] is not None
+    assert scheduler.run("agents", "get", "main").returncode == 0  # registered at start
