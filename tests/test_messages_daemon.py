@@ -105,3 +105,26 @@ def test_an_agent_turn_reads_its_pending_messages_and_they_become_delivered(
     assert "not for bob" not in turn["message"]
     (row,) = query(scheduler, "SELECT status FROM messages WHERE id = ?", note["id"])
     assert row["status"] == "delivered"
+
+
+def test_the_daemon_expires_a_message_the_second_after_its_time(scheduler, daemons):
+    from datetime import UTC, datetime, timedelta
+
+    from ocsched.domain.schedule import to_ts
+
+    daemons.start()
+    soon = to_ts(datetime.now(UTC) + timedelta(seconds=2))
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    message = send(scheduler, "lead", "bob", "only for now", expires_at=soon)
+    kept = send(scheduler, "lead", "bob", "for the hour", expires_at=later)
+    wait_until(
+        lambda: query(
+            scheduler, "SELECT id FROM messages WHERE id = ? AND status = 'expired'", message["id"]
+        ),
+        timeout=10,
+        what="the message to expire",
+    )
+    expired_at = datetime.now(UTC)
+    assert expired_at >= datetime.fromisoformat(soon).replace(tzinfo=UTC) + timedelta(seconds=1)
+    (row,) = query(scheduler, "SELECT status FROM messages WHERE id = ?", kept["id"])
+    assert row["status"] == "pending"
