@@ -355,3 +355,11 @@ def test_a_daemon_never_runs_a_refused_job_and_runs_a_permitted_one(scheduler, d
     assert history[1]["fields"]["decision"] == "deny"
     trust_record = json.loads(permitted_run["trust_evaluation"])
     assert trust_record["decision"] == "permit"
+
+
+def test_a_trust_warning_lets_the_run_start_and_is_logged(store):
+    job = due_job(store, **{**BLOCKED, "contract_trust_enforcement": "advisory"})
+    plan = fire(store, job)
+    assert [type(e).__name__ for e in plan.effects] == ["StartRun"]
+    (note,) = plan.notes
+    assert note.endswith(": trust warn: trust level restricted is below required supervised")

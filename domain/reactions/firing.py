@@ -159,22 +159,23 @@ def admit(
     if blocked and blocked.pool is None and policy == "allow":
         blocked = None
     reason = blocked.text if blocked else None
+    notes: list[str] = []
     if blocked is None or (blocked.pool is None and policy == "queue"):
         admitted = trust.admit(run, job, meta=meta, now=now, facts=facts)
         others = [*others, *admitted.records]
         if admitted.job is None:
             return Plan([run, *others], notes=admitted.notes)
-        job = admitted.job
+        job, notes = admitted.job, admitted.notes  # notes: a gate's warnings
     if blocked and blocked.pool is None and policy == "queue":
         queued = len(facts.queued_runs(job["id"]))
         if queued < (job["max_queued_dispatches"] or DEFAULT_MAX_QUEUED):
             run.queue_behind(blocked.run_id, {"queued_count": queued + 1}, meta, now)
-            return Plan([run, *others])
+            return Plan([run, *others], notes=notes)
         reason = f"overlap queue full ({queued} queued)"
     if reason:
         run.finish("skipped", {"summary": f"Skipped: {reason}"}, {}, meta, now)
         return Plan([run, *others])
-    return Plan([run, *others], [StartRun(run, job)])
+    return Plan([run, *others], [StartRun(run, job)], notes=notes)
 
 
 def start_queued(job: Row | None, facts: Facts) -> Plan:
