@@ -48,7 +48,7 @@ ID_TABLES = {
     "delivery": ("deliveries",),
     "group": ("task_tracker",),
     "message": ("messages",),
-    "any": ("jobs", "runs", "dispatches", "deliveries", "approvals"),
+    "any": ("jobs", "runs", "dispatches", "deliveries", "approvals", "messages"),
 }
 
 

@@ -195,3 +195,10 @@ def test_the_message_schema_lists_kinds_and_statuses(scheduler):
     assert schema["kinds"][:3] == ["text", "task", "result"] and len(schema["kinds"]) == 10
     assert schema["statuses"] == ["pending", "delivered", "read", "expired", "failed"]
     assert scheduler.ok("schema", "messages").json == schema
+
+
+def test_a_messages_history_is_shown_by_a_prefix_of_its_id(scheduler):
+    message = send(scheduler, "alice", "bob", "hi")
+    scheduler.ok("msg", "ack", message["id"][:8])
+    history = scheduler.ok("events", "show", message["id"][:8]).stdout
+    assert "Message.Sent" in history and "Message.Acknowledged" in history
