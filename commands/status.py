@@ -27,9 +27,22 @@ def scheduler_status(ctx: Context) -> dict[str, Any]:
         "stale_runs": len(stale_runs(ctx)),
         "budgets": budgets,
         "budget_hotspots": [],
-        "agents": [],
+        "agents": _agents(ctx),
         "next_job": counts["next"],
     }
+
+
+def _agents(ctx: Context) -> list[dict[str, Any]]:
+    """Each registered agent's status and unread messages (spec §29.1)."""
+    from ocsched.projections import agents, message_views
+
+    db = ctx.views()
+    if db is None:
+        return []
+    return [
+        {"id": a["id"], "status": a["status"], "unread": message_views.unread_count(db, a["id"])}
+        for a in agents.agents(db)
+    ]
 
 
 def _redacted(ctx: Context) -> str:
@@ -74,6 +87,9 @@ def cli_status(ctx: Context, args: argparse.Namespace) -> None:
         f" ({budgets['offloaded_shell_runs']} offloaded runs)",
         f"Agents:   {len(status['agents'])}",
     ]
+    for agent in status["agents"]:
+        unread = f" ({agent['unread']} unread)" if agent["unread"] else ""
+        lines.append(f"  {agent['id']}: {agent['status']}{unread}")
     if status["next_job"]:
         next_job = status["next_job"]
         when = local_time(next_job["next_run_at"])

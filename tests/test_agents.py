@@ -112,3 +112,16 @@ def test_an_agent_is_busy_with_its_session_during_a_turn_and_idle_after(
     idle = wait_until(lambda: agent()["status"] == "idle" and agent(), what="an idle agent")
     assert idle["session_key"] is None and idle["last_seen_at"] is not None
     assert scheduler.run("agents", "get", "main").returncode == 0  # registered at start
+
+
+def test_status_lists_the_agents_with_their_unread_messages(scheduler):
+    scheduler.ok("agents", "register", "ops")
+    scheduler.ok("agents", "register", "qa")
+    scheduler.ok("msg", "send", "lead", "ops", "please", "look")
+    agents = scheduler.ok("--json", "status").json["agents"]
+    assert agents == [
+        {"id": "ops", "status": "idle", "unread": 1},
+        {"id": "qa", "status": "idle", "unread": 0},
+    ]
+    plain = scheduler.ok("status").stdout
+    assert "Agents:   2\n  ops: idle (1 unread)\n  qa: idle\n" in plain + "\n"
