@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 TRUST_LEVELS = ("untrusted", "restricted", "supervised", "autonomous")
@@ -401,13 +402,14 @@ def _authorization(decision: str, reason: str, ref: Any) -> dict[str, Any]:
 
 
 def evidence_record(
-    job: Row, run_id: str, status: str, gates: list[str], created_at: str
+    job: Row, run_id: str, status: str, gates: list[str], now: datetime
 ) -> dict[str, Any] | None:
     """The evidence envelope written with a permitted run's outcome: metadata only, no
-    hash (`integrity: none`), as the anchor writes it."""
+    hash (`integrity: none`), as the anchor writes it (`created_at` in its ISO form)."""
     raw, ref = job.get("evidence"), job.get("evidence_ref") or None
     if raw is None and ref is None:
         return None
+    created_at = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     blob, error = _parse(raw) if raw not in (None, "") else (None, None)
     if error is not None:
         summary: dict[str, Any] = {"error": f"evidence JSON parse failed: {error}"}

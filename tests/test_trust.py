@@ -277,6 +277,7 @@ def test_a_permitted_run_records_each_decision_and_its_evidence(store):
     assert json.loads(record["identity_resolved"])["principal"] == "svc:reports"
     evidence = json.loads(record["evidence_record"])
     assert evidence["integrity"] == "none" and evidence["hash"] is None
+    assert evidence["created_at"] == "2026-12-05T03:00:00.000Z"
     assert evidence["payload_summary"] == {
         "collect": ["stdout"],
         "format": "json",

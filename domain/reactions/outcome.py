@@ -74,7 +74,7 @@ def conclude(
     current = facts.current_job(job) or job
     started = run.started_at or now
     fields = {**outcome.fields, "duration_ms": int((now - started).total_seconds() * 1000)}
-    evidence = evidence_record(current, run.id, outcome.status, run.gates, to_ts(now))
+    evidence = evidence_record(current, run.id, outcome.status, run.gates, now)
     if evidence is not None:
         fields["evidence_record"] = evidence
     records: list[Any] = []
