@@ -128,3 +128,36 @@ def test_the_daemon_expires_a_message_the_second_after_its_time(scheduler, daemo
     assert expired_at >= datetime.fromisoformat(soon).replace(tzinfo=UTC) + timedelta(seconds=1)
     (row,) = query(scheduler, "SELECT status FROM messages WHERE id = ?", kept["id"])
     assert row["status"] == "pending"
+
+
+def test_the_watching_inbox_consumer_sends_what_arrives_and_stops_on_sigterm(scheduler, gateway):
+    import signal
+    import subprocess
+
+    from .conftest import OCSCHED
+
+    scheduler.home.mkdir(parents=True, exist_ok=True)
+    scheduler.ok("msg", "unread", "main")  # the store exists before the watch starts
+    log = scheduler.home.parent / "consumer.log"
+    with open(log, "w") as output:
+        consumer = subprocess.Popen(
+            [*OCSCHED, "inbox-consumer", "--to", "42", "--brand", "Acme", "--watch"],
+            env=scheduler.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: "poll fallback enabled" in log.read_text(), what="the watch")
+            message = send(scheduler, "worker", "main", "first result")
+            (sent,) = wait_until(gateway.messages_sent, what="the send")
+            assert sent["message"].endswith("\n\nfirst result")
+            assert sent["idempotencyKey"] == f"{message['id']}:0"
+            send(scheduler, "worker", "main", "second result")
+            wait_until(lambda: len(gateway.messages_sent()) == 2, what="the second send")
+        finally:
+            consumer.send_signal(signal.SIGTERM)
+            status = consumer.wait(timeout=15)
+    assert status == 0
+    text = log.read_text()
+    assert "[inbox-consumer] delivered 1 message(s)" in text
+    assert text.rstrip().endswith("[inbox-consumer] stopping; exiting")
