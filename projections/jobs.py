@@ -1,4 +1,8 @@
-"""The jobs read model: one row per live job, what `jobs list` and `jobs get` show."""
+"""The jobs read model: one row per live job, what `jobs list` and `jobs get` show.
+
+Every job event and every run event passes through these handlers, so they return tuples
+rather than yield (a generator per event was a tenth of a rebuild's handler time).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ STATE_COLUMNS: dict[str, type] = {
     "updated_at": str,
 }
 STATE_DEFAULTS = {"consecutive_errors": 0, "queued_count": 0}
+_NEW_STATE = {name: STATE_DEFAULTS.get(name) for name in STATE_COLUMNS}
 
 _SQL_TYPES = {"integer": int, "number": float, "string": str}
 
@@ -44,38 +49,34 @@ def created(event: Job.Created):
     row = msgspec.structs.asdict(event.spec)
     row["id"] = event.originator_id
     stamp = ts(event)
-    row.update(
-        {name: STATE_DEFAULTS.get(name) for name in STATE_COLUMNS},
-        next_run_at=event.next_run_at,
-        created_at=stamp,
-        updated_at=stamp,
-    )
-    yield Upsert(TABLE, row)
+    row.update(_NEW_STATE, next_run_at=event.next_run_at, created_at=stamp, updated_at=stamp)
+    return (Upsert(TABLE, row),)
 
 
 def updated(event: Job.Updated):
     values = {name: change.new for name, change in event.changes.items()}
     values["updated_at"] = ts(event)
-    yield Update(TABLE, event.originator_id, values)
+    return (Update(TABLE, event.originator_id, values),)
 
 
 def enabled(event: Job.Enabled):
     values = {"enabled": 1, "next_run_at": event.next_run_at}
-    yield Update(TABLE, event.originator_id, {**values, "updated_at": ts(event)})
+    return (Update(TABLE, event.originator_id, {**values, "updated_at": ts(event)}),)
 
 
 def disabled(event: Job.Disabled):
-    yield Update(TABLE, event.originator_id, {"enabled": 0, "updated_at": ts(event)})
+    return (Update(TABLE, event.originator_id, {"enabled": 0, "updated_at": ts(event)}),)
 
 
 def deleted(event: Job.Deleted):
-    yield Delete(TABLE, event.originator_id)
+    return (Delete(TABLE, event.originator_id),)
 
 
 def run_moved_job(event: Run.Scheduled | Run.Queued | Run.Started | Run.Finished):
     """A run decision that moved the job's scheduling fields (next fire, last status, …)."""
-    if event.job_changes:
-        yield Update(TABLE, event.job_id, dict(event.job_changes))
+    if not event.job_changes:
+        return ()
+    return (Update(TABLE, event.job_id, dict(event.job_changes)),)
 
 
 projection = Projection(

@@ -23,8 +23,8 @@ class Stamped(Protocol):
 def ts(event: Stamped) -> str:
     """The event's time as TS text (`YYYY-MM-DD HH:MM:SS`, UTC)."""
     stamp = event.timestamp
-    if type(stamp) is str and stamp[-1:] == "Z" and stamp[10:11] == "T":
-        return f"{stamp[:10]} {stamp[11:19]}"
+    if type(stamp) is str and stamp[-1] == "Z" and stamp[10] == "T":
+        return stamp[:19].replace("T", " ")
     return to_ts(moment(event))
 
 
