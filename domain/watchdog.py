@@ -72,7 +72,9 @@ def terminal_payload(stdout: str) -> dict[str, Any] | None:
 def judge(
     job: dict[str, Any], exit_code: int | None, stdout: str, stderr: str, now: datetime
 ) -> Verdict:
-    """Spec §24's branches, first match wins."""
+    """Spec §24's branches, first match wins. A check killed (by its timeout or a signal)
+    has no exit code; it counts as exit 1, a stuck task, as the anchor's exec reports it."""
+    exit_code = 1 if exit_code is None else exit_code
     stdout, stderr = stdout.strip(), stderr.strip()
     label = job.get("watchdog_target_label")
     minutes, timed_out = elapsed_minutes(job, now)
@@ -108,9 +110,8 @@ def judge(
         if stdout:
             return Verdict("running", "ok", f"Watchdog check returned non-terminal output; {state}")
         return Verdict("running", "ok", f"Watchdog check: {state}")
-    code = "null" if exit_code is None else exit_code
     return Verdict(
-        "unexpected", "error", f"Watchdog check command returned unexpected exit code {code}"
+        "unexpected", "error", f"Watchdog check command returned unexpected exit code {exit_code}"
     )
 
 

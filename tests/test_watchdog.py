@@ -125,8 +125,12 @@ def test_an_odd_exit_code_is_an_error_of_the_watchdog():
     verdict = judge(watchdog(), 7, "", "", NOW)
     assert (verdict.status, verdict.alert) == ("error", None)
     assert verdict.summary == "Watchdog check command returned unexpected exit code 7"
-    killed = judge(watchdog(), None, "", "", NOW)
-    assert killed.summary.endswith("unexpected exit code null")
+
+
+def test_a_check_killed_by_its_timeout_counts_as_reporting_stuck():
+    killed = judge(watchdog(), None, "", "Terminated", NOW)
+    assert killed.kind == "stuck"
+    assert killed.summary == "Watchdog alert fired: check command reported stuck"
 
 
 def test_an_unreadable_start_time_counts_as_no_elapsed_time():
@@ -302,3 +306,14 @@ def test_a_daemon_records_odd_exits_and_transient_failures_without_alerting(
         "Watchdog check failed (transient): dns",
     )
     assert gateway.messages_sent() == []
+
+
+def test_a_daemon_kills_a_hanging_check_at_its_timeout_and_alerts(scheduler, daemons, alerts):
+    spec = watchdog(watchdog_check_cmd="sleep 30", run_timeout_ms=1000)
+    job = scheduler.add(shell_job(schedule_cron=None, **spec), "--in", "1s")
+    daemons.start()
+    (message,) = alerts(1)
+    assert "- Reason: check command reported stuck" in message["message"]
+    (run,) = finished_runs(scheduler, job["id"])
+    assert (run["status"], run["shell_timed_out"]) == ("ok", 1)
+    assert run["duration_ms"] < 10000
