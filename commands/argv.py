@@ -49,20 +49,30 @@ class Subcommands(argparse._SubParsersAction):
     group called without a subcommand can print its own help and an argument error can
     name the usage of the command it belongs to."""
 
+    error_status = 1
+
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         namespace._parser = self._name_parser_map[values[0]]
         super().__call__(parser, namespace, values, option_string)
+
+    def add_parser(self, name: str, **kwargs: Any) -> Parser:
+        kwargs.setdefault("error_status", self.error_status)  # a group's commands inherit it
+        parser: Parser = super().add_parser(name, **kwargs)
+        return parser
 
 
 class Parser(argparse.ArgumentParser):
     """Every parser of the CLI: no abbreviated options, `Formatter`, the global options in
     its help, and errors raised (`ArgumentsError`, `UnknownCommand`) instead of printed:
-    the CLI turns them into its one-line errors."""
+    the CLI turns them into its one-line errors. `error_status`: the exit status of an
+    argument error (1, the anchor's; the dispatch CLI's is 2, spec §31.1), inherited by the
+    parser's subcommands."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, error_status: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", Formatter)
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.error_status = error_status
         self.register("action", "parsers", Subcommands)
         if kwargs.get("add_help", True):
             # Taken off the line before parsing (commands/cli.py); listed for help and
@@ -72,6 +82,11 @@ class Parser(argparse.ArgumentParser):
             options.add_argument(
                 "--actor", metavar="NAME", help="who is acting, in the events (OCSCHED_ACTOR)"
             )
+
+    def add_subparsers(self, **kwargs: Any) -> Subcommands:  # type: ignore[override]
+        action: Subcommands = super().add_subparsers(**kwargs)
+        action.error_status = self.error_status
+        return action
 
     def error(self, message: str) -> NoReturn:
         raise ArgumentsError(self, message)
@@ -137,11 +152,15 @@ def group(
     help: str,
     description: str | None = None,
     examples: Sequence[str] = (),
+    error_status: int | None = None,
 ) -> argparse._SubParsersAction:
     """A command with subcommands; returns the action to add them to. Called without a
-    subcommand it prints its help (exit 0, as the anchor's usage text)."""
+    subcommand it prints its help (exit 0, as the anchor's usage text). `error_status`
+    (default: the parent's) is the exit status of its commands' argument errors."""
+    extra = {} if error_status is None else {"error_status": error_status}
     parser: Parser = commands.add_parser(
         name,
+        **extra,
         help=help,
         usage="%(prog)s <subcommand> [args]",
         description=description or _sentence(help),

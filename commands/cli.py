@@ -17,13 +17,12 @@ How a command joins the CLI (the contract every command module follows):
   (`ctx.json`, `ctx.actor`); every parser lists them for help and completion.
 * Exit status: 0 done; 1 a refused or failed command, including wrong arguments to a known
   command (the anchor's `Usage: …` line, spec §5.2); 2 an unknown command or subcommand
-  (with "did you mean"), and the dispatch CLI's argument errors (spec §31.1); 130
-  interrupted. Every error is one line on stderr, or `{"ok": false, "error": …}` on stdout
-  under `--json`; never a traceback (`OCSCHED_DEBUG=1` shows one).
+  (with "did you mean"), and the dispatch CLI's argument errors (spec §31.1: its parsers
+  are made with `error_status=2`, `argv.group(…, error_status=2)`); 130 interrupted.
+  Every error is one line on stderr, or `{"ok": false, "error": …}` on stdout under
+  `--json`; never a traceback (`OCSCHED_DEBUG=1` shows one).
 * A group called without a subcommand (`ocsched jobs`) prints its help, exit 0 (the
   anchor's usage text).
-* A module without `register` but named in `LEGACY` keeps its old entry point
-  `fn(ctx, argv_rest)`: the dispatch CLI, until it moves to argparse.
 """
 
 from __future__ import annotations
@@ -67,8 +66,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "team": ("tasks", "team tasks and mailbox events, completion gates, team acks"),
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
 }
-LEGACY = {"dispatch": "cli_dispatch"}
-"""Modules still reading their own argv: command -> entry point `fn(ctx, args)`."""
 
 DISPATCH_SHORTCUTS = (
     "enqueue",
@@ -140,7 +137,7 @@ def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
     for name, (module_name, help_text) in COMMANDS.items():
         if wanted is None:
             load(module_name)
-        if name not in commands.choices:  # not wanted, or still on its old entry point
+        if name not in commands.choices:  # not wanted
             commands.add_parser(name, help=help_text, add_help=False)
     _register_builtins(commands)
     return root
@@ -206,7 +203,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction |
 
 def command_paths(parser: argparse.ArgumentParser) -> list[tuple[str, ...]]:
     """Every runnable command's words under `parser` (`("jobs", "add")`, `("status",)`),
-    aliases included; a command still on its old entry point is one path."""
+    aliases included."""
     subparsers = _subparsers(parser)
     if subparsers is None:
         return [()]
@@ -268,9 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(time, "tzset"):
         time.tzset()  # times are shown in $TZ, read afresh (also in process, by the tests)
     args = _route_dispatch(args)
-    legacy = _legacy_entry(args)
-    if legacy is not None:
-        return _execute(json_mode, actor, lambda ctx: legacy(ctx, args[1:]))
     return _parse_and_run(args, json_mode, actor, prog)
 
 
@@ -286,7 +280,7 @@ def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: st
     except UnknownCommand as error:
         return _fail(_unknown_command(error), json_mode, 2)
     except ArgumentsError as error:
-        return _fail(_arguments_error(error), json_mode)
+        return _fail(_arguments_error(error), json_mode, error.parser.error_status)
     namespace.json, namespace.actor, namespace.prog = json_mode, actor, prog
     builtin = getattr(namespace, "builtin", None)
     if builtin is not None:
@@ -360,17 +354,6 @@ def _arguments_error(error: ArgumentsError) -> str:
         return f"{name} needs a value. {usage}"
     message = message[:1].upper() + message[1:]
     return f"{message} {usage}" if message.endswith(("?", ".")) else f"{message}. {usage}"
-
-
-def _legacy_entry(args: list[str]) -> Callable[[Context, list[str]], None] | None:
-    """The old entry point of a command whose module has no `register` yet."""
-    if not args or args[0] not in LEGACY:
-        return None
-    module = importlib.import_module(f"ocsched.commands.{COMMANDS[args[0]][0]}")
-    if hasattr(module, "register"):
-        return None
-    entry: Callable[[Context, list[str]], None] = getattr(module, LEGACY[args[0]])
-    return entry
 
 
 def _route_dispatch(args: list[str]) -> list[str]:
