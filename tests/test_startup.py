@@ -6,13 +6,18 @@ the start: croniter's `file -b` process, aiohttp without a gateway, redefined ev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ocsched.domain.aggregate import Aggregate
-from ocsched.domain.job import Job
+import pytest
+from eventsourcing.domain import event
+
+from ocsched.domain.aggregate import Aggregate, EventMeta
+from ocsched.domain.job import Job, new_job
 
 from .conftest import OCSCHED, shell_job, wait_until
 
@@ -86,6 +91,52 @@ def test_a_daemon_with_only_shell_jobs_runs_them_without_importing_aiohttp(
     imported = _imported(errors.read_text())
     assert "ocsched.commands.reactor.scheduler" in imported
     assert "aiohttp" not in imported
+
+
+def test_an_event_class_with_no_field_of_its_own_is_not_generated_again(monkeypatch):
+    generated: list[str] = []
+    generate = dataclasses._process_class  # type: ignore[attr-defined]
+
+    def counting(cls, *args, **kwargs):
+        generated.append(cls.__qualname__)
+        return generate(cls, *args, **kwargs)
+
+    monkeypatch.setattr(dataclasses, "_process_class", counting)
+
+    class Sample(Aggregate):
+        class Made(Aggregate.Created):
+            size: int
+
+        @event(Made)
+        def __init__(self, size: int, meta: EventMeta, timestamp: datetime) -> None:
+            self.size = size
+
+        class Grown(Aggregate.Event):
+            size: int
+
+        @event(Grown)
+        def grow(self, size: int, meta: EventMeta, timestamp: datetime) -> None:
+            self.size = size
+
+    # Made and Grown as declared; not the library's caller class for `grow`, which adds none
+    assert [name for name in generated if "Made" in name or "Grown" in name] == [
+        "test_an_event_class_with_no_field_of_its_own_is_not_generated_again.<locals>.Sample.Made",
+        "test_an_event_class_with_no_field_of_its_own_is_not_generated_again.<locals>.Sample.Grown",
+    ]
+
+
+def test_an_event_of_a_class_that_was_not_generated_behaves_as_a_generated_one():
+    meta = EventMeta(actor="tester", origin="test", correlation_id="c1")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    job = new_job(shell_job(), "job-1", meta, now)
+    job.update({"max_retries": 2}, meta, now)
+    _, updated = job.collect_events()
+    assert [f.name for f in dataclasses.fields(updated)][-2:] == ["meta", "changes"]
+    again = dataclasses.replace(updated)
+    assert again == updated and again is not updated
+    assert repr(updated).startswith("Job.Updated(originator_id='job-1'")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        updated.meta = meta  # type: ignore[misc]
 
 
 def test_events_declared_on_an_aggregate_are_not_redefined_by_the_library():
