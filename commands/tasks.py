@@ -189,13 +189,15 @@ def _existing_team(ctx: Context) -> Callable[[str], Team | None]:
 def open_gate(ctx: Context, team_id: str, task_id: str, members: Any, timeout_s: int) -> Row:
     """`team gate`: a task group of the members, and the task blocked until it ends."""
     from ocsched.domain.errors import DomainError
-    from ocsched.domain.task_group import TaskGroupSpec, new_task_group
+    from ocsched.domain.task_group import MAX_TIMEOUT_S, TaskGroupSpec, new_task_group
     from ocsched.domain.task_team import check_gate, gate_group_name
 
     try:
         check_gate(team_id, task_id, members)
-        if timeout_s <= 0:
-            raise DomainError("timeout-s must be a positive whole number of seconds")
+        if not 1 <= timeout_s <= MAX_TIMEOUT_S:
+            raise DomainError(
+                f"timeout-s must be a whole number of seconds from 1 to {MAX_TIMEOUT_S}"
+            )
     except DomainError as error:
         raise CommandError(str(error)) from None
     spec = TaskGroupSpec(gate_group_name(team_id, task_id), list(members), timeout_s)

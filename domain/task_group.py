@@ -20,6 +20,8 @@ from .aggregate import Aggregate, EventMeta
 from .errors import DomainError
 
 DEFAULT_TIMEOUT_S = 600
+MAX_TIMEOUT_S = 1_000_000_000
+"""31 years: beyond it a deadline would not fit a date."""
 DEFAULT_CREATED_BY = "main"
 HEARTBEAT_GRACE_MAX_S = 300
 """A heartbeat keeps a member alive for min(timeout, 5 min) past the group's timeout."""
@@ -60,8 +62,8 @@ def parse_spec(spec: Any) -> TaskGroupSpec:
     if not isinstance(name, str) or not name.strip():
         raise DomainError("name is required")
     timeout = spec.get("timeoutS", DEFAULT_TIMEOUT_S)
-    if type(timeout) is not int or timeout <= 0:
-        raise DomainError("timeoutS must be a positive whole number of seconds")
+    if type(timeout) is not int or not 1 <= timeout <= MAX_TIMEOUT_S:
+        raise DomainError(f"timeoutS must be a whole number of seconds from 1 to {MAX_TIMEOUT_S}")
     texts = {key: spec.get(key) for key in ("createdBy", "deliveryChannel", "deliveryTo")}
     for key, value in texts.items():
         if value is not None and not isinstance(value, str):

@@ -44,7 +44,9 @@ def group_of(*labels: str, timeout_s: int = 600, **fields) -> TaskGroup:
         ({"expectedAgents": ["a"]}, "name is required"),
         ({"name": "x", "expectedAgents": ["a", "a"]}, "expectedAgents names a twice"),
         ({"name": "x", "expectedAgents": [1]}, "expectedAgents must hold non-empty labels (text)"),
-        ({"name": "x", "expectedAgents": ["a"], "timeoutS": 0}, "timeoutS must be a positive"),
+        ({"name": "x", "expectedAgents": ["a"], "timeoutS": 0}, "timeoutS must be a whole number"),
+        ({"name": "x", "expectedAgents": ["a"], "timeoutS": 10**30}, "from 1 to 1000000000"),
+        ({"name": "x", "expectedAgents": ["a"], "timeoutS": True}, "timeoutS must be a whole"),
         (
             {"name": "x", "expected_agents": ["a"]},
             'Unknown field "expected_agents". Did you mean "expectedAgents"?',

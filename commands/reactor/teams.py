@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
@@ -108,10 +108,14 @@ class TeamPass:
         now = h.now()
         next_due: datetime | None = None
         for row in tasks.active_groups(h.db()):
-            group: TaskGroup = h.load(row["id"])
-            due = group.next_deadline()
-            if due is not None and due <= now:
-                due = await self._decide(group, now)
+            try:
+                group: TaskGroup = h.load(row["id"])
+                due = group.next_deadline()
+                if due is not None and due <= now:
+                    due = await self._decide(group, now)
+            except Exception as error:  # noqa: BLE001 - one group must not stop the others
+                log.error("task group %s: %s: %s", row["id"], type(error).__name__, error)
+                due = now + timedelta(seconds=RETRY_S)
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
         if next_due is None:
