@@ -95,3 +95,25 @@ async def _touch_session(scheduler, key: str) -> None:
 
     async with GatewayClient(GatewaySettings.from_environment(scheduler.env)) as client:
         await client.sessions_patch(key, label="alive")
+
+
+def test_the_daemon_maps_team_messages_as_they_come(scheduler, daemons):
+    from ocsched.commands import messages
+
+    daemons.start()
+    ctx = context(scheduler)
+    task = messages.send_message(ctx, "lead", "writer", "Ship it", kind="task", team_id="core")
+    ctx.close()
+
+    def mapped() -> list:
+        ctx = context(scheduler)
+        try:
+            return tasks.team_tasks(ctx, "core", 10)
+        finally:
+            ctx.close()
+
+    (row,) = wait_until(mapped, timeout=5, what="the team task")
+    assert (row["id"], row["title"], row["status"]) == (task["id"], "Ship it", "open")
+    assert scheduler.ok("--json", "team", "map").json == {"ok": True, "mapped": 0}
+    (event,) = scheduler.ok("--json", "team", "events", "core").json
+    assert (event["event_type"], event["message_id"]) == ("task_created", task["id"])
