@@ -493,6 +493,7 @@ class Reactor:
 
 TIMER_NEUTRAL_EVENTS = frozenset(
     {"Deleted", "Disabled", "Claimed", "Cancelled", "Held", "ChunkSent", "Queued", "Started"}
+    | {"Gated"}  # a gate's decision on a run; its refusal is the `Finished` that follows
 )
 """Events that end, hold or leave a timer where it is, never add one or move it earlier."""
 
