@@ -38,8 +38,8 @@ def send_message(ctx: Context, from_agent: Any, to_agent: Any, body: Any, **fiel
     reply_to, expires_at, job_id, run_id, owner, ack_required."""
     import json
 
-    from ocsched.domain.message import MessageError
     from ocsched.domain.message import send_message as new_message
+    from ocsched.domain.message_rules import MessageError
 
     metadata = fields.pop("metadata", None)
     if metadata is not None and not isinstance(metadata, str):

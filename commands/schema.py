@@ -48,7 +48,7 @@ def other_schemas() -> dict[str, dict[str, Any]]:
 
     from ocsched.domain.approval import APPROVAL_STATUSES
     from ocsched.domain.dispatch import DISPATCH_STATUSES, DispatchKind
-    from ocsched.domain.message import KINDS, STATUSES
+    from ocsched.domain.message_rules import KINDS, STATUSES
     from ocsched.domain.run import RUN_STATUSES
     from ocsched.projections import approvals, dispatches, runs
 

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from .dispatch_rules.values import js_truthy
-from .message import MESSAGE_NAMESPACE
+from .message_rules import MESSAGE_NAMESPACE
 
 SPAWN_SESSION_TARGETS = ("isolated", "shell")
 SPAWN_DELIVERY_MODES = ("none", "announce", "announce-always")

@@ -147,8 +147,8 @@ def next_due(db: sqlite3.Connection, agents: list[str]) -> str | None:
         "SELECT min(due) AS due FROM ("
         " SELECT min(expires_due) AS due FROM message_timers"
         " UNION ALL SELECT min(spawn_due) FROM message_timers"
-        " UNION ALL SELECT min(retry_due) FROM message_timers"
-        f" WHERE to_agent IN ({marks}, 'broadcast'))",
+        " UNION ALL SELECT min(t.retry_due) FROM message_timers t JOIN messages m ON m.id = t.id"
+        f" WHERE t.retry_due IS NOT NULL AND m.to_agent IN ({marks}, 'broadcast'))",
         tuple(agents),
     ).fetchone()
     return row["due"] if row else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ocsched.domain.message_rules import expiry_instant, receipt_id
 from ocsched.domain.schedule import to_ts
 
 from .projection import Projection
@@ -60,7 +61,6 @@ RECEIPT_COLUMNS: dict[str, type] = {
 }
 TIMER_COLUMNS: dict[str, type] = {
     "id": str,
-    "to_agent": str,
     "spawn_due": str,
     "expires_due": str,
     "retry_due": str,
@@ -82,12 +82,10 @@ def create_tables(db: Any) -> None:
     db[TIMERS].create(TIMER_COLUMNS, pk="id")
     db[TIMERS].create_index(["spawn_due"])
     db[TIMERS].create_index(["expires_due"])
-    db[TIMERS].create_index(["to_agent", "retry_due"])
+    db[TIMERS].create_index(["retry_due"])
 
 
 def sent(event: Message.Sent):
-    from ocsched.domain.message import expiry_instant
-
     stamp = ts(event)
     yield Upsert(
         MESSAGES,
@@ -121,24 +119,22 @@ def sent(event: Message.Sent):
             "owner": event.owner,
         },
     )
-    expires = expiry_instant(event.expires_at)
-    yield Upsert(
-        TIMERS,
-        {
-            "id": event.originator_id,
-            "to_agent": event.to_agent,
-            "spawn_due": stamp if event.kind == "spawn" else None,
-            "expires_due": to_ts(expires) if expires else None,
-            "retry_due": None,
-            "spawn_job_id": None,
-            "spawn_error": None,
-        },
-    )
+    expires = expiry_instant(event.expires_at) if event.expires_at else None
+    if event.kind == "spawn" or expires:  # (most messages never need the daemon)
+        yield Upsert(
+            TIMERS,
+            {
+                "id": event.originator_id,
+                "spawn_due": stamp if event.kind == "spawn" else None,
+                "expires_due": to_ts(expires) if expires else None,
+                "retry_due": None,
+                "spawn_job_id": None,
+                "spawn_error": None,
+            },
+        )
 
 
 def _receipt(event: Any, kind: str, attempt: int | None, actor: str, detail: str | None):
-    from ocsched.domain.message import receipt_id
-
     message_id = event.originator_id
     return Upsert(
         RECEIPTS,
@@ -184,11 +180,12 @@ def acknowledged(event: Message.Acknowledged):
 def attempt_recorded(event: Message.AttemptRecorded):
     values = {"delivery_attempts": event.attempt, "last_error": event.error}
     yield Update(MESSAGES, event.originator_id, values)
-    retry = None
-    if not event.ok:
+    if event.ok:
+        yield Update(TIMERS, event.originator_id, {"retry_due": None})
+    else:
         wait = SEND_RETRY_S[min(event.attempt, len(SEND_RETRY_S)) - 1]
         retry = to_ts(moment(event) + timedelta(seconds=wait))
-    yield Update(TIMERS, event.originator_id, {"retry_due": retry})
+        yield Upsert(TIMERS, {"id": event.originator_id, "retry_due": retry})
     kind = "attempt" if event.ok else "error"
     yield _receipt(event, kind, event.attempt, event.actor, event.error)
 
@@ -217,7 +214,7 @@ def pruned(event: Message.Pruned):
 
 projection = Projection(
     name="messages",
-    version=1,
+    version=2,
     tables=(MESSAGES, RECEIPTS, TIMERS),
     create_tables=create_tables,
     handlers={

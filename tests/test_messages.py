@@ -13,7 +13,7 @@ import pytest
 from ocsched.commands import messages as post
 from ocsched.commands.context import Context
 from ocsched.commands.output import CommandError
-from ocsched.domain.message import expiry_instant, prune_rule
+from ocsched.domain.message_rules import expiry_instant, prune_rule
 from ocsched.domain.message_spawn import spawned_job_id
 from ocsched.domain.message_texts import age, clean_body, consumer_text, prompt_block
 from ocsched.domain.reactions import messages as reactions

@@ -12,7 +12,8 @@ from ocsched.domain.aggregate import EventMeta
 from ocsched.domain.chain import check_parent
 from ocsched.domain.delivery import normalize_target, split_message
 from ocsched.domain.errors import DomainError
-from ocsched.domain.message import Message, prune_rule
+from ocsched.domain.message import Message
+from ocsched.domain.message_rules import prune_rule
 from ocsched.domain.message_spawn import SpawnRefused, spawn_job_spec, spawned_job_id
 from ocsched.domain.message_texts import (
     CONSUMER_ACTOR,
