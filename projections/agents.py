@@ -12,7 +12,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from .projection import Projection
-from .rows import Update, Upsert
+from .rows import RowChange, Update, Upsert
 from .stamps import ts
 
 if TYPE_CHECKING:
@@ -48,19 +48,21 @@ def updated(event: Agent.Updated):
     yield Update(TABLE, event.agent_id, {**event.values, "last_seen_at": ts(event)})
 
 
-def turn_started(event: Run.Started):
+def turn_started(event: Run.Started) -> tuple[RowChange, ...]:
+    # (plain functions, not generators: every run's events pass through them)
     agent_id = _agent_of(event.session_key)
-    if agent_id is not None:
-        values = {"status": "busy", "session_key": event.session_key, "last_seen_at": ts(event)}
-        yield Update(TABLE, agent_id, values)
+    if agent_id is None:
+        return ()
+    values = {"status": "busy", "session_key": event.session_key, "last_seen_at": ts(event)}
+    return (Update(TABLE, agent_id, values),)
 
 
-def turn_finished(event: Run.Finished):
+def turn_finished(event: Run.Finished) -> tuple[RowChange, ...]:
     agent_id = _agent_of(event.outcome.get("session_key"))
-    if agent_id is not None:
-        yield Update(
-            TABLE, agent_id, {"status": "idle", "session_key": None, "last_seen_at": ts(event)}
-        )
+    if agent_id is None:
+        return ()
+    values = {"status": "idle", "session_key": None, "last_seen_at": ts(event)}
+    return (Update(TABLE, agent_id, values),)
 
 
 def _agent_of(session_key: Any) -> str | None:
