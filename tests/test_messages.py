@@ -444,3 +444,24 @@ def test_a_failed_send_leaves_the_message_pending_with_an_error_receipt(store):
     done, sent = drain(store, rows, Consumer(to="42"))
     assert done.delivered == 1 and [m["message"][:6] for m in sent] == ["[1/2] ", "[2/2] "]
     assert post.get_message(store.ctx, message["id"])["delivery_attempts"] == 2
+
+
+def test_a_failed_send_is_due_again_after_15_s_then_60_s_and_other_messages_are_not_held(
+    store,
+):
+    from ocsched.projections import message_views
+
+    failed = store.send(to_agent="main")
+    waiting = store.send(to_agent="main", body="next")
+    meta = reactor_meta(OWNER, "x")
+    store.save(reactions.send_failed(store.load(failed["id"]), "boom", meta, NOW))
+    db = store.db()
+    assert message_views.next_due(db, ["main"]) == "2026-12-05 03:00:15"
+    assert message_views.next_due(db, ["bob"]) is None
+    due_now = message_views.sends_due(db, "main", "2026-12-05 03:00:00", 50)
+    assert [row["id"] for row in due_now] == [waiting["id"]]
+    due_later = message_views.sends_due(db, "main", "2026-12-05 03:00:15", 50)
+    assert [row["id"] for row in due_later] == [failed["id"], waiting["id"]]
+    later = NOW + timedelta(seconds=15)
+    store.save(reactions.send_failed(store.load(failed["id"]), "boom", meta, later))
+    assert message_views.next_due(store.db(), ["main"]) == "2026-12-05 03:01:15"
