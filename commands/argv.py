@@ -83,9 +83,10 @@ class Parser(argparse.ArgumentParser):
                 "--actor", metavar="NAME", help="who is acting, in the events (OCSCHED_ACTOR)"
             )
 
-    def add_subparsers(self, **kwargs: Any) -> Subcommands:  # type: ignore[override]
-        action: Subcommands = super().add_subparsers(**kwargs)
-        action.error_status = self.error_status
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        action = super().add_subparsers(**kwargs)
+        if isinstance(action, Subcommands):
+            action.error_status = self.error_status
         return action
 
     def error(self, message: str) -> NoReturn:
@@ -157,7 +158,7 @@ def group(
     """A command with subcommands; returns the action to add them to. Called without a
     subcommand it prints its help (exit 0, as the anchor's usage text). `error_status`
     (default: the parent's) is the exit status of its commands' argument errors."""
-    extra = {} if error_status is None else {"error_status": error_status}
+    extra: dict[str, Any] = {} if error_status is None else {"error_status": error_status}
     parser: Parser = commands.add_parser(
         name,
         **extra,

@@ -323,3 +323,24 @@ def _on_a_terminal(scheduler, *args: str) -> str:
         os.close(leader)
         assert child.wait(timeout=30) == 0
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+
+def test_a_command_imports_only_its_own_module(scheduler):
+    scheduler.add(shell_job())
+    result = subprocess.run(
+        [OCSCHED[0], "-X", "importtime", *OCSCHED[1:], "jobs", "list"],
+        env=scheduler.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines()}
+    commands = {name for name in imported if name.startswith("ocsched.commands.")}
+    assert "ocsched.commands.jobs" in commands  # (-X importtime lists it with its time)
+    for name in ("runs", "events", "dispatch", "daemon", "completion", "projections"):
+        assert f"ocsched.commands.{name}" not in commands, name
+    assert not imported & {"shtab", "tqdm", "difflib", "eventsourcing", "croniter"}
