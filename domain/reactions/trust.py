@@ -44,7 +44,7 @@ def admit(run: Run, job: Row, *, meta: EventMeta, now: datetime, facts: Facts) -
     ]
     if gates.refusal is None:
         return Admission(inherit_profile(job, gates.auth_profile), notes=notes)
-    current = facts.job(job["id"]) or job
+    current = facts.current_job(job) or job
     fields = {"summary": gates.refusal, "error_message": gates.refusal, "duration_ms": 0}
     run.finish("error", fields, job_changes_after_run(current, "error", now), meta, now)
     ended = end_job(current, "error", meta=meta, now=now, facts=facts)

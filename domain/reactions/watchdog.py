@@ -43,7 +43,7 @@ def conclude_watchdog(
     if run.is_finished:
         return Plan()
     meta = reactor_meta(owner, run.id)
-    current = facts.job(job["id"]) or job
+    current = facts.current_job(job) or job
     started = run.started_at or now
     fields: dict[str, Any] = {
         **outcome.fields,
