@@ -212,8 +212,14 @@ async def _watch(ctx: Context, consumer: Consumer, outlet: Outlet) -> int:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    received: list[str] = []
+
+    def stopping(number: signal.Signals) -> None:
+        received.append(number.name)
+        stop.set()
+
     for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, stop.set)
+        loop.add_signal_handler(number, stopping, number)
     database = os.path.abspath(ctx.settings.database)
     written = asyncio.Event()
     watcher = FileWriteWatcher(
@@ -241,7 +247,7 @@ async def _watch(ctx: Context, consumer: Consumer, outlet: Outlet) -> int:
     finally:
         if watching:
             watcher.stop(loop)
-    print("[inbox-consumer] stopping; exiting", flush=True)
+    print(f"[inbox-consumer] {received[0] if received else 'stopping'}; exiting", flush=True)
     return 0
 
 

@@ -160,4 +160,4 @@ def test_the_watching_inbox_consumer_sends_what_arrives_and_stops_on_sigterm(sch
     assert status == 0
     text = log.read_text()
     assert "[inbox-consumer] delivered 1 message(s)" in text
-    assert text.rstrip().endswith("[inbox-consumer] stopping; exiting")
+    assert text.rstrip().endswith("[inbox-consumer] SIGTERM; exiting")
