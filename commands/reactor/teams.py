@@ -128,7 +128,7 @@ class TeamPass:
         active = await self.active_sessions() if asked else set()
         plan = teams.dead_man(group, active_sessions=active, owner=h.owner, now=now, facts=h.facts)
         if plan.records and not await h.apply(plan):
-            return h.now()  # (the pass after RETRY_S looks again)
+            return h.now() + timedelta(seconds=RETRY_S)  # look again then
         return group.next_deadline()
 
     async def active_sessions(self) -> set[str]:
