@@ -455,7 +455,7 @@ def _list_row(record: dict) -> tuple:
     if record["parent_id"]:
         schedule = f"after {short_id(record['parent_id'])} {record['trigger_on']}"
     elif record["schedule_kind"] == "at":
-        schedule = f"at:{(record['schedule_at'] or '')[:16]}"
+        schedule = f"at:{local_time(record['schedule_at'], seconds=False) or ''}"  # NEXT RUN's zone
     else:
         schedule = record["schedule_cron"]
     return (
