@@ -283,9 +283,7 @@ class Context:
             return matches[0]
         if len(matches) > 1:
             shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
-            raise CommandError(
-                f"Ambiguous id prefix {text}: it starts {shown}; give more characters"
-            )
+            raise CommandError(f"Ambiguous id prefix {text}: matches {shown}; give more characters")
         return text
 
     def _close_views(self) -> None:

@@ -204,7 +204,7 @@ def test_an_ambiguous_prefix_names_the_matches_and_changes_nothing(scheduler):
     result = scheduler.run("jobs", "delete", "nigh")
     assert result.returncode == 1
     assert result.stderr == (
-        "Ambiguous id prefix nigh: it starts nightly, nightly-backup, nightly-report;"
+        "Ambiguous id prefix nigh: matches nightly, nightly-backup, nightly-report;"
         " give more characters\n"
     )
     assert scheduler.event_count() == before
