@@ -30,19 +30,14 @@ from ocsched.domain.label import Label
 
 from . import dispatch_gateway as gateway
 from .context import Context
+from .dispatch import argument_error
 from .dispatch_gateway import Warn
 from .dispatch_labels import imported_settings, json_text, known_label_row, label_row
 from .output import CommandError
 
-ARGUMENT_ERROR = 2
 DEFAULT_MONITOR_TIMEOUT_MIN = 60
 DEFAULT_MONITOR_INTERVAL = "*/15 * * * *"
 DELIVERY_MODES = ("announce", "announce-always", "none")
-
-
-def argument_error(message: str) -> CommandError:
-    """Spec §31.1: argument errors exit with status 2."""
-    return CommandError(message, exit_code=ARGUMENT_ERROR)
 
 
 # enqueue (spec §31.4)
@@ -57,6 +52,7 @@ class EnqueueRequest:
     agent: str
     timeout_s: int
     monitor_timeout_min: int
+    monitor_interval: str | None
     idle_threshold_s: int
     origin: str | None
     deliver_to: str | None
@@ -160,7 +156,8 @@ def enqueue(ctx: Context, config: dict[str, Any], request: EnqueueRequest, warn:
         watchdog=Watchdog(
             enabled=True,
             job_id=None,
-            interval=str(config.get("watchdogIntervalCron") or DEFAULT_MONITOR_INTERVAL),
+            interval=request.monitor_interval
+            or str(config.get("watchdogIntervalCron") or DEFAULT_MONITOR_INTERVAL),
             timeout=request.monitor_timeout_min,
         )
         if request.monitoring

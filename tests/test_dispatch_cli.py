@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from ocsched.commands.dispatch import SUBCOMMANDS
+
 from .conftest import wait_until
 
 
-def enqueue(scheduler, label="fix-bug", *extra, message="Fix the bug"):
+def enqueue(scheduler, label="fix-bug", *extra, message="Fix the bug", json=True):
     return scheduler.run(
+        *(["--json"] if json else []),
         "dispatch",
         "enqueue",
         "--label",
@@ -21,6 +26,11 @@ def enqueue(scheduler, label="fix-bug", *extra, message="Fix the bug"):
         "12345",
         *extra,
     )
+
+
+def state(scheduler, label="fix-bug"):
+    """`status --label` as JSON."""
+    return scheduler.ok("--json", "status", "--label", label).json
 
 
 def test_enqueue_spawns_a_session_and_records_the_label(scheduler, gateway):
@@ -42,7 +52,7 @@ def test_enqueue_spawns_a_session_and_records_the_label(scheduler, gateway):
     assert "Fix the bug" in turn["message"]
     patch = gateway.calls_of("sessions.patch")[0]
     assert patch == {"key": out["sessionKey"], "spawnDepth": 1}
-    status = scheduler.ok("status", "--label", "fix-bug").json
+    status = state(scheduler, "fix-bug")
     assert (status["status"], status["sessionKey"]) == ("running", out["sessionKey"])
 
 
@@ -66,10 +76,10 @@ def test_enqueue_argument_errors_exit_2(scheduler, gateway):
 
 def test_reenqueueing_a_label_starts_a_clean_record(scheduler, gateway):
     first = enqueue(scheduler).json
-    scheduler.ok("dispatch", "import-labels", _ledger(scheduler, {}))  # no-op import
+    scheduler.ok("--json", "dispatch", "import-labels", _ledger(scheduler, {}))  # no-op import
     second = enqueue(scheduler).json
     assert first["sessionKey"] != second["sessionKey"]
-    (entry,) = scheduler.ok("dispatch", "list").json["labels"]
+    (entry,) = scheduler.ok("--json", "dispatch", "list").json["labels"]
     assert entry["sessionKey"] == second["sessionKey"]
     assert entry["completion"] is None and entry["summary"] is None
 
@@ -90,7 +100,7 @@ def test_mode_reuse_needs_a_prior_session(scheduler, gateway):
 def test_a_gateway_that_is_down_is_a_clear_error(scheduler):
     scheduler.env.update(OPENCLAW_GATEWAY_URL="http://127.0.0.1:9", OPENCLAW_GATEWAY_TOKEN="t")
     before = scheduler.event_count()
-    result = enqueue(scheduler)
+    result = enqueue(scheduler, json=False)
     assert result.returncode == 1
     assert result.stderr.startswith("[dispatch] ")
     assert "Traceback" not in result.stderr
@@ -99,7 +109,7 @@ def test_a_gateway_that_is_down_is_a_clear_error(scheduler):
 
 def test_send_and_steer_reach_the_labels_session(scheduler, gateway):
     session = enqueue(scheduler).json["sessionKey"]
-    sent = scheduler.ok("send", "--label", "fix-bug", "--message", "status?").json
+    sent = scheduler.ok("--json", "send", "--label", "fix-bug", "--message", "status?").json
     assert (sent["status"], sent["sessionKey"]) == ("sent", session)
     scheduler.ok("steer", "--label", "fix-bug", "--message", "focus on tests")
     nested = [c for c in gateway.calls_of("agent") if c["lane"] == "nested"]
@@ -115,11 +125,13 @@ def test_result_returns_the_last_assistant_reply(scheduler, gateway):
     gateway.reply_text = "Fixed it, see the PR."
     enqueue(scheduler)
     out = wait_until(
-        lambda: (r := scheduler.ok("result", "--label", "fix-bug").json)["lastReply"] and r,
+        lambda: (
+            (r := scheduler.ok("--json", "result", "--label", "fix-bug").json)["lastReply"] and r
+        ),
         what="the reply",
     )
     assert out["lastReply"] == "Fixed it, see the PR."
-    assert scheduler.ok("result", "--label", "nope").json == {
+    assert scheduler.ok("--json", "result", "--label", "nope").json == {
         "ok": False,
         "label": "nope",
         "message": "No session found for this label",
@@ -129,7 +141,7 @@ def test_result_returns_the_last_assistant_reply(scheduler, gateway):
 def test_heartbeat_reports_liveness_from_the_gateway(scheduler, gateway):
     enqueue(scheduler)
     beat = wait_until(
-        lambda: (b := scheduler.ok("heartbeat", "--label", "fix-bug").json)["ok"] and b,
+        lambda: (b := scheduler.ok("--json", "heartbeat", "--label", "fix-bug").json)["ok"] and b,
         what="the session to exist",
     )
     assert beat["alive"] is True
@@ -151,20 +163,20 @@ def test_import_labels_turns_a_ledger_into_events_once(scheduler, gateway, tmp_p
             "broken": "not an entry",
         },
     )
-    first = scheduler.ok("dispatch", "import-labels", ledger).json
+    first = scheduler.ok("--json", "dispatch", "import-labels", ledger).json
     assert (first["imported"], first["skipped"]) == (1, 1)
     count = scheduler.event_count()
-    again = scheduler.ok("dispatch", "import-labels", ledger).json
+    again = scheduler.ok("--json", "dispatch", "import-labels", ledger).json
     assert again["imported"] == 0
     assert scheduler.event_count() == count
-    (entry,) = scheduler.ok("dispatch", "list").json["labels"]
+    (entry,) = scheduler.ok("--json", "dispatch", "list").json["labels"]
     assert (entry["label"], entry["status"], entry["summary"]) == ("old-task", "done", "Shipped.")
 
 
 def test_stuck_and_sync_with_nothing_running(scheduler, gateway):
-    stuck = scheduler.ok("stuck").json
+    stuck = scheduler.ok("--json", "stuck").json
     assert stuck["stuck_count"] == 0 and stuck["threshold_min"] == 15
-    synced = scheduler.ok("sync", "--dry-run").json
+    synced = scheduler.ok("--json", "sync", "--dry-run").json
     assert synced == {"ok": True, "dryRun": True, "changes": 0, "details": []}
 
 
@@ -176,6 +188,10 @@ def _ledger(scheduler, entries) -> str:
 
 def done(scheduler, *flags):
     return scheduler.run("done", "--label", "fix-bug", *flags)
+
+
+def done_json(scheduler, *flags):
+    return scheduler.run("--json", "done", "--label", "fix-bug", *flags)
 
 
 CHECKLIST = '{"work_complete":true,"tests_passed":true,"pushed":true}'
@@ -203,7 +219,7 @@ def test_done_guards_reject_and_leave_the_label_running(scheduler, gateway):
         assert result.returncode == 1, flags
         assert message in result.stderr, (flags, result.stderr)
     assert scheduler.event_count() == before
-    assert scheduler.ok("status", "--label", "fix-bug").json["status"] == "running"
+    assert state(scheduler, "fix-bug")["status"] == "running"
 
 
 def test_a_sha_that_does_not_exist_is_rejected(scheduler, gateway):
@@ -227,7 +243,7 @@ def test_a_sha_that_does_not_exist_is_rejected(scheduler, gateway):
 def test_done_marks_the_label_and_the_daemon_delivers_the_result(scheduler, daemons, gateway):
     enqueue(scheduler)
     daemons.start()
-    result = done(
+    result = done_json(
         scheduler,
         "--checklist",
         CHECKLIST,
@@ -241,7 +257,7 @@ def test_done_marks_the_label_and_the_daemon_delivers_the_result(scheduler, daem
     out = result.json
     assert out["status"] == "done" and out["completion"]["version"] == 2
     assert out["message"] == "Label marked done via agent signal."
-    status = scheduler.ok("status", "--label", "fix-bug").json
+    status = state(scheduler, "fix-bug")
     assert status["status"] == "done"
     sent = wait_until(
         lambda: [m for m in gateway.messages_sent() if "✅ [fix-bug] done" in m["message"]],
@@ -253,10 +269,10 @@ def test_done_marks_the_label_and_the_daemon_delivers_the_result(scheduler, daem
 
 
 def test_done_for_an_unknown_label_is_recorded(scheduler, gateway):
-    result = scheduler.run("done", "--label", "ghost", "--checklist", CHECKLIST)
+    result = scheduler.run("--json", "done", "--label", "ghost", "--checklist", CHECKLIST)
     assert result.returncode == 0, result.stderr
     assert result.json["message"] == "Label not previously registered; marked done."
-    (entry,) = scheduler.ok("dispatch", "list").json["labels"]
+    (entry,) = scheduler.ok("--json", "dispatch", "list").json["labels"]
     assert (entry["label"], entry["status"]) == ("ghost", "done")
 
 
@@ -314,19 +330,19 @@ def test_an_overloaded_dispatch_is_retried_once_across_a_restart(scheduler, daem
     assert enqueue(scheduler).returncode == 0
     first = daemons.start()
     failed = wait_until(
-        lambda: (s := scheduler.ok("status", "--label", "fix-bug").json)["status"] == "error" and s,
+        lambda: (s := state(scheduler, "fix-bug"))["status"] == "error" and s,
         what="the overload to be noticed",
     )
     assert failed["error"].startswith("FailoverError (529): ")
     gateway.agent_error = None
     wait_until(
-        lambda: scheduler.ok("dispatch", "list").json["labels"][0]["retryCount"] == 1,
+        lambda: scheduler.ok("--json", "dispatch", "list").json["labels"][0]["retryCount"] == 1,
         what="the retry",
     )
     first.stop(signal.SIGKILL)
     daemons.start()
     time.sleep(3)
-    (entry,) = scheduler.ok("dispatch", "list").json["labels"]
+    (entry,) = scheduler.ok("--json", "dispatch", "list").json["labels"]
     assert (entry["status"], entry["retryCount"]) == ("running", 1)
     retries = [c for c in gateway.calls_of("agent") if "Auto-retry after 529" in c["message"]]
     assert len({c["idempotencyKey"] for c in retries}) == 1
@@ -366,7 +382,7 @@ def test_a_failing_verify_command_turns_done_into_an_error(scheduler, daemons, g
     )
     assert result.returncode == 0, result.stderr
     status = wait_until(
-        lambda: (s := scheduler.ok("status", "--label", "checked").json)["status"] == "error" and s,
+        lambda: (s := state(scheduler, "checked"))["status"] == "error" and s,
         what="the verification",
     )
     assert status["error"] == "verify-cmd failed: missing artifact"
@@ -390,9 +406,7 @@ def test_a_session_the_gateway_never_saw_is_a_spawn_failure(scheduler, daemons, 
         scheduler.env.update(elsewhere.env())
         daemons.start()
         status = wait_until(
-            lambda: (
-                (s := scheduler.ok("status", "--label", "fix-bug").json)["status"] == "error" and s
-            ),
+            lambda: (s := state(scheduler, "fix-bug"))["status"] == "error" and s,
             what="the spawn failure",
         )
         assert status["error"] == "spawn-failure: session never appeared in gateway"
@@ -422,7 +436,7 @@ def test_origin_is_detected_from_the_agents_active_group_session(scheduler, gate
         )
     )
     scheduler.env["OPENCLAW_HOME"] = str(tmp_path / "openclaw")
-    result = scheduler.run("enqueue", "--label", "auto", "--message", "x")
+    result = scheduler.run("--json", "enqueue", "--label", "auto", "--message", "x")
     assert result.returncode == 0, result.stderr
     assert "auto-detected origin from active session: telegram:-100222" in result.stderr
     assert result.json["delivery"]["target"] == "-100222"
@@ -435,7 +449,7 @@ def test_the_gateway_token_may_come_from_openclaw_json(scheduler, gateway, tmp_p
     scheduler.env.pop("OPENCLAW_GATEWAY_TOKEN")
     scheduler.env["OPENCLAW_HOME"] = str(home)
     assert enqueue(scheduler).returncode == 0
-    handoff = scheduler.ok("dispatch", "watcher-handoff", "--label", "fix-bug").json
+    handoff = scheduler.ok("--json", "dispatch", "watcher-handoff", "--label", "fix-bug").json
     assert (handoff["ok"], handoff["scheduled"]) == (True, False)
 
 
@@ -450,10 +464,129 @@ def test_status_resolves_a_dispatch_whose_session_went_away(scheduler, gateway, 
     elsewhere = ThreadedFakeGateway()  # the session is unknown there: it went away
     try:
         scheduler.env.update(elsewhere.env())
-        status = scheduler.ok("status", "--label", "fix-bug").json
+        status = state(scheduler, "fix-bug")
     finally:
         elsewhere.stop()
     assert status["status"] == "interrupted"
     assert status["syncAction"] == (
         "auto-resolved as interrupted: session not found in sessions store or gateway API"
     )
+
+
+# --- the command line: help, typos, unknown flags, text output ------------------------------
+
+SUBCOMMAND_NAMES = sorted(SUBCOMMANDS)
+SHORTCUTS = ("enqueue", "stuck", "result", "sync", "done", "send", "steer", "heartbeat", "list")
+
+
+@pytest.mark.parametrize("name", SUBCOMMAND_NAMES)
+def test_every_dispatch_subcommand_has_help_with_examples(scheduler, name):
+    result = scheduler.ok("dispatch", name, "--help")
+    assert result.stdout.startswith(f"Usage: ocsched dispatch {name}")
+    assert "\nExamples:\n  ocsched " in result.stdout
+    assert "--json" in result.stdout
+    if name in SHORTCUTS:  # spec §5.1: the bare form is the same command
+        assert scheduler.ok(name, "--help").stdout == result.stdout
+    assert not scheduler.db_path.exists()  # help opens no store
+
+
+def test_a_flag_s_value_that_looks_like_help_is_a_value(scheduler, gateway):
+    result = scheduler.run("send", "--label", "nope", "--message", "-h")
+    assert (result.returncode, result.stderr) == (
+        1,
+        '[dispatch] No session found for label "nope"\n',
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "nearest"),
+    [
+        (("dispatch", "enqeue"), "enqueue"),
+        (("dispatch", "stauts", "--label", "x"), "status"),
+        (("dispatch", "import-lables", "x.json"), "import-labels"),
+    ],
+)
+def test_a_misspelled_subcommand_exits_2_naming_the_nearest(scheduler, argv, nearest):
+    result = scheduler.run(*argv)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"did you mean '{nearest}'?" in result.stderr and result.stderr.count("\n") == 1
+    as_json = scheduler.run("--json", *argv)
+    assert as_json.returncode == 2 and as_json.json["ok"] is False
+
+
+def test_an_unknown_flag_exits_2_naming_the_nearest(scheduler, gateway):
+    result = scheduler.run("enqueue", "--label", "a", "--mesage", "x", "--deliver-to", "1")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "[dispatch] Unknown option: --mesage; did you mean '--message'?\n",
+    )
+    assert gateway.calls_of("agent") == []
+
+
+def test_dispatch_alone_prints_its_help_and_exits_2(scheduler):
+    result = scheduler.run("dispatch")
+    assert result.returncode == 2
+    assert result.stdout == scheduler.ok("dispatch", "--help").stdout
+
+
+def test_loose_flags_keep_spec_31_1(scheduler, gateway):
+    """`--name=value`; a flag before another `--` flag is true; the last occurrence wins;
+    other words are ignored."""
+    result = scheduler.run(
+        "--json",
+        "enqueue",
+        "stray",
+        "--label=first",
+        "--label",
+        "second",
+        "--message",
+        "x",
+        "--timeout=60",
+        "--deliver-to",
+        "1",
+        "--no-monitor",
+        "--thinking",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.json["label"] == "second" and result.json["watchdog"] is None
+    (patch,) = gateway.calls_of("sessions.patch")  # --thinking alone: no thinking level
+    assert "thinkingLevel" not in patch
+
+
+def test_the_commands_print_text_without_json(scheduler, gateway, tmp_path):
+    enqueued = enqueue(scheduler, json=False)
+    assert enqueued.returncode == 0, enqueued.stderr
+    lines = enqueued.stdout.splitlines()
+    assert lines[0] == "Enqueued fix-bug (fresh session, agent main)."
+    assert any(line.split() == ["deliver", "to", "telegram", "12345"] for line in lines)
+    assert lines[-1] == "Session spawned. Durable delivery watcher registered."
+    status = scheduler.ok("status", "--label", "fix-bug").stdout
+    assert status.startswith("fix-bug: running\n")
+    assert "  session " in status and "spawned " in status and " UTC" in status
+    listing = scheduler.ok("list").stdout.splitlines()
+    assert listing[0].split()[:5] == ["LABEL", "STATUS", "AGENT", "SPAWNED", "(UTC)"]
+    assert listing[2].split()[:3] == ["fix-bug", "running", "main"]
+    sent = scheduler.ok("send", "--label", "fix-bug", "--message", "hi").stdout
+    assert sent.startswith("Message sent to session agent:main:subagent:")
+    beat = wait_until(
+        lambda: (
+            (b := scheduler.ok("heartbeat", "--label", "fix-bug").stdout).startswith("alive") and b
+        ),
+        what="the session to exist",
+    )
+    assert beat.startswith("alive: agent:main:subagent:")
+    reply = wait_until(
+        lambda: "Last reply:" in (r := scheduler.ok("result", "--label", "fix-bug").stdout) and r,
+        what="the reply",
+    )
+    assert reply.startswith("fix-bug: running\n")
+    assert scheduler.ok("result", "--label", "nope").stdout == "No session found for this label\n"
+    assert scheduler.ok("stuck").stdout == "No stuck sessions (threshold 15 min).\n"
+    assert scheduler.ok("sync", "--dry-run").stdout == "Nothing to resolve.\n"
+    assert scheduler.ok("dispatch", "watcher-handoff", "--label", "fix-bug").stdout == (
+        "fix-bug: not scheduled: the daemon follows every running dispatch\n"
+    )
+    done = scheduler.ok("done", "--label", "ghost", "--checklist", CHECKLIST).stdout
+    assert done.startswith("Label not previously registered; marked done.\n")
+    imported = scheduler.ok("dispatch", "import-labels", _ledger(scheduler, {"old": {}})).stdout
+    assert imported == "Imported 1 label, skipped 0: old\n"
