@@ -55,11 +55,21 @@ class PostOffice:
         self.prune_every_s = settings.reactor.prune_every_s
         self._pruned_at = float("-inf")
         self._wake = asyncio.Event()
+        self._sending: dict[str, asyncio.Task] = {}
+        """Agent -> its inbox's sends under way: a slow or unreachable gateway holds up
+        that agent's messages only, never spawn requests or expiries."""
 
     def wake(self) -> None:
         self._wake.set()
 
     async def serve(self, stopping: asyncio.Event) -> None:
+        try:
+            await self._serve(stopping)
+        finally:
+            for task in self._sending.values():
+                task.cancel()
+
+    async def _serve(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             self._wake.clear()
             try:
@@ -94,7 +104,7 @@ class PostOffice:
         if self.configured and all(a["id"] != self.configured["id"] for a in agents):
             agents.append(self.configured)
         for agent in agents:
-            await self.send_inbox(agent)
+            self._send_apart(agent)
         if time.monotonic() - self._pruned_at >= self.prune_every_s:
             self._pruned_at = time.monotonic()
             await self.prune()
@@ -104,6 +114,20 @@ class PostOffice:
             return IDLE_S
         wait = (from_ts(due) - handlers.now()).total_seconds()
         return AGAIN_S if wait <= 0 else min(wait, IDLE_S)
+
+    def _send_apart(self, agent: Row) -> None:
+        running = self._sending.get(agent["id"])
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self.send_inbox(agent))
+        self._sending[agent["id"]] = task
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("post office: sending: %s: %s", type(error).__name__, error)
+        self.wake()  # (what is due next may have moved)
 
     async def send_inbox(self, agent: Row) -> None:
         """The inbox consumer of an agent with a delivery target (the anchor's
