@@ -37,7 +37,31 @@ def completion_script(shell: str, prog: str = "ocsched") -> str:
 
     from .cli import build_parser
 
-    return shtab.complete(build_parser(prog), shell=shell)
+    parser = build_parser(prog)
+    _quiet(parser)
+    return shtab.complete(parser, shell=shell)
+
+
+UNSAFE = str.maketrans({'"': "'", "`": "'", "$": "", "\\": "/"})
+
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    """Help texts and metavars without the characters a shell would still read inside
+    shtab's double quotes (`"`, a backquote, `$`, a backslash), in this tree built for
+    the script alone: a help text must not break, or run something in, the user's shell."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = action.help.translate(UNSAFE)
+        if isinstance(action.metavar, str):
+            action.metavar = action.metavar.translate(UNSAFE).strip("'")
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                if isinstance(choice.help, str):
+                    choice.help = choice.help.translate(UNSAFE)
+            for sub in set(action.choices.values()):
+                _quiet(sub)
 
 
 def cli_completion(ctx: Context, args: argparse.Namespace) -> None:
