@@ -298,9 +298,9 @@ def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: st
         _print_version(namespace)
         return 0
     handler = getattr(namespace, "handler", None)
-    if handler is None:  # no command, or a group without its subcommand
-        chosen = getattr(namespace, "_parser", parser)
-        print(chosen.format_help(), end="")
+    if handler is None:  # no command, or a group without its subcommand: its help
+        namespace.words = getattr(namespace, "_parser", parser).path.split()
+        _print_help(namespace)
         return 0
     return _execute(json_mode, actor, lambda ctx: handler(ctx, namespace))
 

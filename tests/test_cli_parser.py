@@ -54,6 +54,8 @@ def test_the_cli_help_lists_every_command_without_importing_them(scheduler):
 def test_a_group_without_its_subcommand_prints_its_help(scheduler):
     result = scheduler.ok("jobs")
     assert result.stdout == scheduler.ok("jobs", "--help").stdout
+    assert scheduler.ok("--json", "jobs").json == scheduler.ok("--json", "help", "jobs").json
+    assert scheduler.ok("--json").json["command"] == "ocsched"
 
 
 def test_help_json_describes_the_tree(scheduler):
