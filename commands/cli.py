@@ -138,6 +138,8 @@ def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
             load(module_name)
         if name not in commands.choices:  # not wanted
             commands.add_parser(name, help=help_text, add_help=False)
+    for choice in commands._choices_actions:  # the table's line, however a module put it
+        choice.help = COMMANDS[choice.dest][1]
     _register_builtins(commands)
     return root
 
@@ -183,7 +185,8 @@ def _print_version(args: argparse.Namespace) -> None:
 
 
 def _print_help(args: argparse.Namespace) -> None:
-    parser = build_parser(args.prog)
+    # The CLI's own help lists the table's lines: no command module need be imported.
+    parser = build_parser(args.prog, "" if not args.words and not args.json else None)
     for word in args.words:
         found = _subparsers(parser)
         if found is None or word not in found.choices:
