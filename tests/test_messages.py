@@ -237,7 +237,7 @@ def test_a_spawn_message_creates_a_job_due_a_second_ago_and_is_consumed_with_it(
         ("not json", "Spawn message parse error"),
         ('{"payload_message": "  "}', "Spawn message missing payload_message"),
         ("[1]", "Spawn message missing payload_message"),
-        (spawn_body(), "schedule_cron is required for root cron jobs"),
+        (spawn_body(run_timeout_ms=-5), "run_timeout_ms"),
     ],
 )
 def test_a_spawn_message_that_makes_no_valid_job_is_consumed_once_and_says_why(store, body, reason):
@@ -248,6 +248,28 @@ def test_a_spawn_message_that_makes_no_valid_job_is_consumed_once_and_says_why(s
     store.save(plan)
     assert post.get_message(store.ctx, message["id"])["status"] == "delivered"
     assert not reactions.spawn(store.load(message["id"]), owner=OWNER, now=NOW, facts=store.facts)
+
+
+def test_a_spawn_without_a_cron_is_a_one_shot_job_for_now(store):
+    body = '{"name":"Dynamic Task","payload_message":"analyze results","run_now":true}'
+    message = store.send(kind="spawn", to_agent="scheduler", body=body)
+    plan = reactions.spawn(store.load(message["id"]), owner=OWNER, now=NOW, facts=store.facts)
+    store.save(plan)
+    job = views.job(store.db(), spawned_job_id(message["id"]))
+    assert job is not None and job["name"] == "Dynamic Task"
+    assert (job["schedule_kind"], job["schedule_at"]) == ("at", "2026-12-05 03:00:00")
+    assert (job["session_target"], job["agent_id"]) == ("isolated", "scheduler")
+    assert job["next_run_at"] == "2026-12-05 02:59:59"
+
+
+def test_a_spawn_from_a_jobs_message_would_be_its_child_and_is_refused_as_the_anchor_does(
+    store,
+):
+    parent = store.add()
+    message = store.send(kind="spawn", body=spawn_body(trigger_on="success"), job_id=parent["id"])
+    plan = reactions.spawn(store.load(message["id"]), owner=OWNER, now=NOW, facts=store.facts)
+    assert [type(record).__name__ for record in plan.records] == ["Message"]
+    assert "child jobs require trigger_on" in plan.notes[0]
 
 
 def test_bad_spawn_targets_and_modes_fall_back_with_a_warning(store):

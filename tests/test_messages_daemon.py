@@ -32,28 +32,35 @@ def query(scheduler, sql: str, *values) -> list[dict]:
         return [dict(row) for row in connection.execute(sql, values).fetchall()]
 
 
-def test_a_spawn_message_creates_a_job_that_runs_at_once(scheduler, daemons, tmp_path):
-    marker = tmp_path / "spawned.txt"
+def test_spawn_messages_create_jobs_that_run_at_once(scheduler, daemons, tmp_path):
     daemons.start()
-    spec = {
-        "name": "spawned",
-        "schedule_cron": "0 3 * * *",
-        "session_target": "shell",
-        "payload_message": f"echo spawned > {marker}",
-    }
-    message = send(scheduler, "worker", "main", json.dumps(spec), kind="spawn")
-    job_id = spawned_job_id(message["id"])
-    runs = wait_until(
-        lambda: query(scheduler, "SELECT * FROM runs WHERE job_id = ? AND status = 'ok'", job_id),
-        what="the spawned job's run",
-    )
-    assert len(runs) == 1 and marker.read_text() == "spawned\n"
-    (row,) = query(
-        scheduler, "SELECT status, delivered_at FROM messages WHERE id = ?", message["id"]
-    )
-    assert row["status"] == "delivered" and row["delivered_at"]
-    # delete_after_run: the job is gone after its successful run
-    wait_until(lambda: not query(scheduler, "SELECT id FROM jobs WHERE id = ?", job_id))
+    messages = []
+    for name, cron in (("with cron", {"schedule_cron": "0 3 * * *"}), ("one-shot", {})):
+        marker = tmp_path / f"{name}.txt"
+        spec = {
+            "name": name,
+            "session_target": "shell",
+            "payload_message": f"echo ran > '{marker}'",
+        }
+        messages.append(
+            (send(scheduler, "worker", "main", json.dumps({**spec, **cron}), kind="spawn"), marker)
+        )
+    for message, marker in messages:
+        job_id = spawned_job_id(message["id"])
+        runs = wait_until(
+            lambda job_id=job_id: query(
+                scheduler, "SELECT * FROM runs WHERE job_id = ? AND status = 'ok'", job_id
+            ),
+            what="the spawned job's run",
+        )
+        assert len(runs) == 1 and marker.read_text() == "ran\n"
+        sql = "SELECT status, delivered_at FROM messages WHERE id = ?"
+        (row,) = query(scheduler, sql, message["id"])
+        assert row["status"] == "delivered" and row["delivered_at"]
+        # delete_after_run: the job is gone after its successful run
+        wait_until(
+            lambda job_id=job_id: not query(scheduler, "SELECT id FROM jobs WHERE id = ?", job_id)
+        )
 
 
 def test_the_daemon_sends_an_agents_inbox_split_for_telegram(scheduler, daemons, gateway):

@@ -59,6 +59,10 @@ def _spawned_job(spec: dict, job_id: str, meta: EventMeta, now: datetime, facts:
     from ocsched.domain.job import new_job
     from ocsched.domain.validation import validate_job_spec
 
+    if "parent_id" not in spec and "schedule_cron" not in spec:
+        # The anchor's own example (no cron) is refused there as a root without a cron:
+        # here it is a one-shot job for now.
+        spec = {**spec, "schedule_kind": "at", "schedule_at": to_ts(now)}
     normalized = validate_job_spec(spec)
     if normalized.get("parent_id"):
 
