@@ -3,12 +3,13 @@ service functions, and the CLI handlers over them."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .argv import command, group, whole_number
-from .context import Context
+from .context import ConcurrentChange, Context
 from .output import (
     CommandError,
     UsageError,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 MAP_LIMIT = 200
+SAVE_ATTEMPTS = 10
 GATE_CHECK_LIMIT = 100
 
 
@@ -64,6 +66,25 @@ def _created(group: TaskGroup, created_by: str) -> Row:
     }
 
 
+def _save_fresh(ctx: Context, build: Callable[[], list[Any]]) -> None:
+    """Save what `build()` makes from the log as it is now; when another process changed
+    one of its aggregates first (the members of a team report at the same moment), build
+    again from the newer state, a few times."""
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
+        records = build()
+        if not records:
+            return
+        try:
+            ctx.save(*records)
+            return
+        except ConcurrentChange:
+            if attempt == SAVE_ATTEMPTS:
+                raise
+            import random
+
+            time.sleep(random.uniform(0, 0.01 * attempt))  # (apart from the other writers)
+
+
 def _load_group(ctx: Context, group_id: str) -> TaskGroup | None:
     from ocsched.domain.task_group import TaskGroup
     from ocsched.projections import tasks
@@ -77,19 +98,19 @@ def _load_group(ctx: Context, group_id: str) -> TaskGroup | None:
 def heartbeat(ctx: Context, group_id: str, label: str, status: str, message: str | None) -> Row:
     """`tasks heartbeat`: a member reports. An unknown group or label records nothing and
     is not an error (the anchor's contract: the sub-agent's call must not fail)."""
-    from ocsched.domain.errors import DomainError
     from ocsched.domain.task_group import HEARTBEAT_STATUSES
 
     if status not in HEARTBEAT_STATUSES:
         raise CommandError(
             f'Unknown status: "{status}". Valid values: running | completed | failed'
         )
-    group = _load_group(ctx, group_id)
-    try:
-        if group is not None and group.heartbeat(label, status, message, ctx.meta(), ctx.now):
-            ctx.save(group)
-    except DomainError as error:
-        raise CommandError(str(error)) from None
+
+    def report() -> list[Any]:
+        group = _load_group(ctx, group_id)
+        changed = group is not None and group.heartbeat(label, status, message, ctx.meta(), ctx.now)
+        return [group] if changed else []
+
+    _save_fresh(ctx, report)
     result: Row = {"ok": True, "tracker_id": group_id, "agent": label, "status": status}
     if status != "running" and message is not None:
         result["message"] = message
@@ -98,9 +119,15 @@ def heartbeat(ctx: Context, group_id: str, label: str, status: str, message: str
 
 def register_session(ctx: Context, group_id: str, label: str, session_key: str) -> Row:
     """`tasks register-session`: the member's session, for the daemon to look for."""
-    group = _load_group(ctx, group_id)
-    if group is not None and group.register_session(label, session_key, ctx.meta(), ctx.now):
-        ctx.save(group)
+
+    def register() -> list[Any]:
+        group = _load_group(ctx, group_id)
+        changed = group is not None and group.register_session(
+            label, session_key, ctx.meta(), ctx.now
+        )
+        return [group] if changed else []
+
+    _save_fresh(ctx, register)
     return {"ok": True, "tracker_id": group_id, "agent": label, "session_key": session_key}
 
 
@@ -201,17 +228,22 @@ def open_gate(ctx: Context, team_id: str, task_id: str, members: Any, timeout_s:
     except DomainError as error:
         raise CommandError(str(error)) from None
     spec = TaskGroupSpec(gate_group_name(team_id, task_id), list(members), timeout_s)
-    group = new_task_group(
-        str(uuid.uuid4()), spec, team_id=team_id, task_id=task_id, meta=ctx.meta(), at=ctx.now
-    )
-    team = _team(ctx, team_id)
-    team.open_gate(task_id, group.id, list(members), timeout_s, ctx.meta(), ctx.now)
-    ctx.save(group, team)
+    group_id = str(uuid.uuid4())
+
+    def gate() -> list[Any]:
+        group = new_task_group(
+            group_id, spec, team_id=team_id, task_id=task_id, meta=ctx.meta(), at=ctx.now
+        )
+        team = _team(ctx, team_id)
+        team.open_gate(task_id, group_id, list(members), timeout_s, ctx.meta(), ctx.now)
+        return [group, team]
+
+    _save_fresh(ctx, gate)
     return {
         "team_id": team_id,
         "task_id": task_id,
         "gate_status": "waiting",
-        "tracker_id": group.id,
+        "tracker_id": group_id,
         "expected_members": list(members),
     }
 
@@ -285,11 +317,15 @@ def team_ack(ctx: Context, message_id: str, actor: str, detail: str | None) -> R
     row = get_message(ctx, message_id)
     if row is None or not row.get("team_id"):
         raise CommandError(f"Team message not found: {message_id}")
-    message: Message = ctx.log.repository.get(message_id)
-    message.acknowledge(actor, detail, ctx.meta(), ctx.now)
-    team = _team(ctx, row["team_id"])
-    team.note_ack(row, actor, detail, ctx.meta(), ctx.now)
-    ctx.save(message, team)
+
+    def ack() -> list[Any]:
+        message: Message = ctx.log.repository.get(message_id)
+        message.acknowledge(actor, detail, ctx.meta(), ctx.now)
+        team = _team(ctx, row["team_id"])
+        team.note_ack(row, actor, detail, ctx.meta(), ctx.now)
+        return [message, team]
+
+    _save_fresh(ctx, ack)
     acked = get_message(ctx, message_id)
     assert acked is not None
     return {"ok": True, "id": message_id, "status": acked["status"], "ack_at": acked["ack_at"]}

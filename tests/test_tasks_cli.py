@@ -116,3 +116,30 @@ def test_team_gate_tasks_events_and_check_gates(scheduler):
     missing = scheduler.run("team", "ack", "nope")
     assert (missing.returncode, missing.stderr.strip()) == (1, "Team message not found: nope")
     assert scheduler.ok("team", "tasks", "nobody").stdout.strip() == "No team tasks"
+
+
+def test_members_reporting_at_the_same_moment_are_all_recorded(scheduler):
+    import subprocess
+
+    from .conftest import OCSCHED
+
+    labels = [f"m{i}" for i in range(8)]
+    gid = create(scheduler, expectedAgents=labels)["id"]
+    processes = [
+        subprocess.Popen(
+            [*OCSCHED, "tasks", "heartbeat", gid, label, "completed", f"done by {label}"],
+            env=scheduler.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for label in labels
+    ]
+    outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in processes]
+    for process in processes:
+        process.stdout.close()
+        process.stderr.close()
+    assert outcomes == [(0, "")] * len(labels)
+    view = scheduler.ok("--json", "tasks", "status", gid).json
+    assert {a["status"] for a in view["agents"]} == {"completed"}
+    assert sorted(a["exit_message"] for a in view["agents"]) == [f"done by {x}" for x in labels]
