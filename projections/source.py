@@ -17,5 +17,7 @@ class EventSource(Protocol):
         self, position: int, limit: int, topics: Collection[str]
     ) -> Sequence[tuple[int, str, Any]]:
         """Up to `limit` events after `position`, in log order, as (notification id, topic,
-        event); the event is None, not decoded, when its topic is not in `topics`."""
+        event); the event is None, not decoded, when its topic is not in `topics`. An event
+        may be a light record rather than the domain event: the same attributes, but its
+        `timestamp` may be the stored RFC 3339 text (`stamps` reads either)."""
         ...
