@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .argv import MAX_WHOLE_NUMBER, command, group, whole_number
 from .context import Context
-from .output import CommandError, local_time, print_json, zone
+from .output import CommandError, local_time, print_json
 
 if TYPE_CHECKING:
     import argparse
@@ -54,7 +54,7 @@ def describe(record: dict[str, Any]) -> str:
     """One line: local time with its zone, actor, origin, aggregate, event type and what
     changed."""
     parts = [
-        f"{local_time(record['time'])} {zone()}",
+        local_time(record["time"], named=True) or record["time"],
         record["actor"],
         record["origin"],
         record["aggregate_id"][:8],

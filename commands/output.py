@@ -77,9 +77,10 @@ def print_rows(
         print(table(records))
 
 
-def local_time(ts: str | None, seconds: bool = True) -> str | None:
+def local_time(ts: str | None, seconds: bool = True, named: bool = False) -> str | None:
     """TS text (UTC, as stored) as the local time of day, `2026-12-05 08:50:47`; the zone
-    is in the column's header (`zone()`)."""
+    is in the column's header (`timed`), or with `named` after the time: its own name
+    (`CEST` in summer, `CET` in winter)."""
     if not ts:
         return None
     from datetime import UTC, datetime
@@ -90,14 +91,19 @@ def local_time(ts: str | None, seconds: bool = True) -> str | None:
         return ts
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    shown = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return moment.astimezone().strftime(shown + (" %Z" if named else ""))
 
 
 def zone() -> str:
-    """The local zone's name as times are shown (`UTC`, `CET`), for column headers."""
+    """The local zone's name for a column of times: `UTC`, `JST`, or both of its names
+    where it keeps summer time (`CET/CEST`): each time is shown in the offset of its day."""
     import time
 
-    return time.strftime("%Z") or "local"
+    standard, summer = time.tzname
+    if time.daylight and summer and summer != standard:
+        return f"{standard}/{summer}"
+    return standard or "local"
 
 
 def timed(header: str) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .argv import command
 from .context import Context
-from .output import local_time, print_json, zone
+from .output import local_time, print_json
 
 if TYPE_CHECKING:
     import argparse
@@ -92,6 +92,6 @@ def cli_status(ctx: Context, args: argparse.Namespace) -> None:
         lines.append(f"  {agent['id']}: {agent['status']}{unread}")
     if status["next_job"]:
         next_job = status["next_job"]
-        when = local_time(next_job["next_run_at"])
-        lines.append(f"Next:     {next_job['name']} at {when} {zone()}")
+        when = local_time(next_job["next_run_at"], named=True)
+        lines.append(f"Next:     {next_job['name']} at {when}")
     print("\n".join(lines))

@@ -281,10 +281,12 @@ def test_jobs_list_shows_the_next_run_in_the_local_zone_labelled(scheduler):
     utc = scheduler.ok("jobs", "list").stdout.splitlines()
     assert "NEXT RUN (UTC)" in utc[0] and " 03:00 " in utc[2]
     paris = scheduler.ok("jobs", "list", env={"TZ": "Europe/Paris"}).stdout.splitlines()
-    assert "NEXT RUN (CET)" in paris[0] and " 04:00 " in paris[2]
+    assert "NEXT RUN (CET/CEST)" in paris[0] and " 04:00 " in paris[2]
     scheduler.add(shell_job(name="once"), "--at", "2031-01-01T12:00:00Z")
-    once = scheduler.ok("jobs", "list", env={"TZ": "Europe/Paris", "COLUMNS": "100"}).stdout
-    assert "at:2031-01-01 13:00  yes  2031-01-01 13:00" in once, once
+    scheduler.add(shell_job(name="summer"), "--at", "2031-07-01T12:00:00Z")
+    listed = scheduler.ok("jobs", "list", env={"TZ": "Europe/Paris", "COLUMNS": "100"}).stdout
+    assert "at:2031-01-01 13:00  yes  2031-01-01 13:00" in listed, listed
+    assert "at:2031-07-01 14:00  yes  2031-07-01 14:00" in listed, listed  # in CEST
     status = scheduler.ok("status", env={"TZ": "Europe/Paris"}).stdout
     assert re.search(r"^Next: +backup at \d{4}-\d\d-\d\d 04:00:00 CET$", status, re.M), status
     event = scheduler.ok("--json", "events", "tail", "-n", "1").json[0]
