@@ -104,7 +104,7 @@ class TeamPass:
         returns seconds until the next deadline."""
         h = self.handlers
         await h.writer.settled()  # the read models include this daemon's own decisions
-        await self.map_team_messages()
+        mapped = await self.map_team_messages()
         now = h.now()
         next_due: datetime | None = None
         for row in tasks.active_groups(h.db()):
@@ -118,9 +118,8 @@ class TeamPass:
                 due = now + timedelta(seconds=RETRY_S)
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
-        if next_due is None:
-            return LONGEST_WAIT_S
-        return (next_due - h.now()).total_seconds()
+        wait = LONGEST_WAIT_S if next_due is None else (next_due - h.now()).total_seconds()
+        return wait if mapped is not None else min(wait, RETRY_S)
 
     async def _decide(self, group: TaskGroup, now: datetime) -> datetime | None:
         h = self.handlers
@@ -148,8 +147,9 @@ class TeamPass:
             if isinstance(s, dict) and (s.get("key") or s.get("sessionKey"))
         }
 
-    async def map_team_messages(self) -> int:
-        """Spec §23.5: team messages not yet mapped, onto their teams' tasks."""
+    async def map_team_messages(self) -> int | None:
+        """Spec §23.5: team messages not yet mapped, onto their teams' tasks; how many, or
+        None when the save failed (another process mapped some first)."""
         h = self.handlers
         rows = tasks.unmapped_team_messages(h.db(), MAP_LIMIT)
         if not rows:
@@ -158,7 +158,7 @@ class TeamPass:
             rows, self._team, h.load, reactor_meta(h.owner, "team-map"), h.now()
         )
         if records and not await h.apply(Plan(records)):
-            return 0
+            return None  # (not saved: the next pass maps them)
         return mapped
 
     def _team(self, team_id: str) -> Team | None:
