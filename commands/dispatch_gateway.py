@@ -97,21 +97,34 @@ def last_reply(settings: Settings, session_key: str, warn: Warn) -> str | None:
     except GatewayError as error:
         warn(f"WARNING: chat.history failed: {error}")
         return None
-    return last_assistant_reply(history.get("messages") or [])
+    messages = history.get("messages") if isinstance(history, dict) else None
+    return last_assistant_reply(messages if isinstance(messages, list) else [])
 
 
-def last_assistant_reply(messages: list[dict[str, Any]]) -> str | None:
-    """A string content, the joined `text` parts of a list, or the JSON of anything else."""
+def last_assistant_reply(messages: list[Any]) -> str | None:
+    """The newest assistant message with text (spec §31.6): a string content, the joined
+    `text` parts of a list, or the JSON of anything else; empty ones are passed over."""
     for message in reversed(messages):
-        if message.get("role") != "assistant":
+        if not isinstance(message, dict) or message.get("role") != "assistant":
             continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-        return json.dumps(content)
+        text = _content_text(message.get("content"))
+        if text:
+            return text
     return None
+
+
+def _content_text(content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = (part.get("text") for part in content if isinstance(part, dict))
+        return "".join(text if isinstance(text, str) else _js_json(text) for text in texts if text)
+    return _js_json(content)
+
+
+def _js_json(value: Any) -> str:
+    """`JSON.stringify`: no spaces after separators."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def spawn(

@@ -32,6 +32,7 @@ class LedgerEntry(msgspec.Struct, kw_only=True, rename="camel"):
     delivery_mode: str | None
     spawned_at: str | None
     timeout_seconds: int | None
+    timeout: int | None
     idle_threshold_seconds: int | None
     status: str | None
     summary: str | None
@@ -58,6 +59,7 @@ class LedgerEntry(msgspec.Struct, kw_only=True, rename="camel"):
             delivery_mode=row["delivery_mode"],
             spawned_at=row["spawned_at"],
             timeout_seconds=row["timeout_seconds"],
+            timeout=row["timeout"],
             idle_threshold_seconds=row["idle_threshold_seconds"],
             status=row["status"],
             summary=row["summary"] or None,
@@ -87,12 +89,12 @@ def known_label_row(ctx: Context, label: str) -> dict[str, Any]:
 
 
 def running_rows(ctx: Context) -> list[dict[str, Any]]:
-    """Running dispatches that were enqueued here (not imported history), oldest first."""
+    """Running dispatches (not imported history), oldest first."""
     connection = ctx.views()
     if connection is None:
         return []
     return connection.execute(
-        "SELECT * FROM labels WHERE status = 'running' AND imported = 0 ORDER BY spawned_at"
+        "SELECT * FROM labels WHERE status = 'running' AND imported != 1 ORDER BY spawned_at"
     ).fetchall()
 
 
@@ -108,6 +110,7 @@ def newest_rows(ctx: Context, status: str | None, limit: int) -> list[dict[str, 
 
 
 _IMPORTED_FIELDS = {
+    "runId": "run_id",
     "agent": "agent",
     "mode": "mode",
     "model": "model",
@@ -117,35 +120,57 @@ _IMPORTED_FIELDS = {
     "deliverChannel": "deliver_channel",
     "deliveryMode": "delivery_mode",
     "verifyCmd": "verify_cmd",
-    "timeoutSeconds": "timeout_seconds",
-    "idleThresholdSeconds": "idle_threshold_seconds",
     "taskPrompt": "task_prompt",
-    "spawnedAt": "spawned_at",
     "status": "status",
     "summary": "summary",
     "error": "error",
+    "sha": "sha",
+    "watchdogJobId": "watchdog_job_id",
 }
-
-
-_IMPORTED_NUMBERS = ("timeout_seconds", "idle_threshold_seconds")
+_IMPORTED_NUMBERS = {
+    "timeoutSeconds": "timeout_seconds",
+    "timeout": "timeout",
+    "idleThresholdSeconds": "idle_threshold_seconds",
+    "retryCount": "retry_count",
+    "gwRestartRetryCount": "gw_restart_retry_count",
+}
+_IMPORTED_TIMES = {"spawnedAt": "spawned_at", "updatedAt": "updated_at", "lastPing": "last_ping"}
 _LARGEST_IMPORTED_NUMBER = 2**53 - 1  # JavaScript's largest exact integer
 
 
 def imported_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """A `labels.json` entry as the settings of an imported `Label.Enqueued`, each field
-    in the type its column holds: text (another JSON value as its JSON text, invalid
-    characters replaced) or a whole number (else null), so no ledger can record an event
-    the read model cannot hold (a number past 64 bits, a lone surrogate)."""
-    settings = {
-        ours: json_whole_number(entry.get(theirs))
-        if ours in _IMPORTED_NUMBERS
-        else json_text(entry.get(theirs))
-        for theirs, ours in _IMPORTED_FIELDS.items()
+    """A `labels.json` entry (spec §31.2) as the settings of an imported `Label.Enqueued`,
+    every field the ledger has kept, each in the type its column holds: text (another JSON
+    value as its JSON text, invalid characters replaced), a whole number (else null), a
+    time as ISO text in UTC with milliseconds (else null), the completion payload as its
+    JSON text (an object, else null). So no ledger can record an event the read model
+    cannot hold (a number past 64 bits, a lone surrogate, a time that is not one)."""
+    settings: dict[str, Any] = {
+        ours: json_text(entry.get(theirs)) for theirs, ours in _IMPORTED_FIELDS.items()
     }
-    settings["imported"] = True  # history: never announced, delivered or followed again
+    for theirs, ours in _IMPORTED_NUMBERS.items():
+        settings[ours] = json_whole_number(entry.get(theirs))
+    for theirs, ours in _IMPORTED_TIMES.items():
+        settings[ours] = _iso_time(entry.get(theirs))
+    completion = entry.get("completion")
+    settings["completion"] = json_text(completion) if isinstance(completion, dict) else None
+    settings["imported"] = True
     if settings["status"] not in ("running", "done", "error", "interrupted"):
         settings["status"] = "error" if settings["status"] else "running"
     return settings
+
+
+def _iso_time(value: Any) -> str | None:
+    """A ledger time (ISO text or epoch milliseconds) as `Date#toISOString` text."""
+    from ocsched.domain.dispatch_rules.values import iso_from_ms, time_ms
+
+    ms = time_ms(value)
+    if ms is None:
+        return None
+    try:
+        return iso_from_ms(ms)
+    except (ValueError, OverflowError, OSError):  # past the years a date can hold
+        return None
 
 
 def json_text(value: Any) -> str | None:

@@ -246,6 +246,7 @@ def _settings(request: EnqueueRequest, target: _Target, mode: str, text: str) ->
         "delivery_mode": request.delivery_mode,
         "verify_cmd": request.verify_cmd,
         "timeout_seconds": request.timeout_s,
+        "timeout": request.timeout_s,  # the anchor stores both (§31.2)
         "idle_threshold_seconds": request.idle_threshold_s,
         "monitor_timeout_min": request.monitor_timeout_min,
         "task_prompt": text[:2000],

@@ -15,6 +15,7 @@ import msgspec
 from ocsched.domain.dispatch_rules.auto_resolution import STARTUP_GRACE_MS, stuck_threshold_ms
 from ocsched.domain.dispatch_rules.hook_payloads import stuck_fields
 from ocsched.domain.label import Label, resolution
+from ocsched.projections.labels import IMPORTED_HISTORY
 
 from . import dispatch_gateway as gateway
 from .context import Context
@@ -69,7 +70,7 @@ def status(ctx: Context, config: dict[str, Any], label: str) -> LabelStatus | La
     if row is None:
         return LabelUnknown(ok=True, label=label, found=False, message=NO_SESSION)
     sync_action = None
-    if row["status"] == "running" and not row["imported"]:
+    if row["status"] == "running" and row["imported"] != IMPORTED_HISTORY:
         sessions = gateway.sessions_by_key(ctx.settings)
         if sessions is not None:
             change = _resolve(ctx, row, sessions, config, write=True, cause="status")

@@ -21,7 +21,9 @@ class Label(Aggregate):
     class Enqueued(Aggregate.Created):
         """`settings` holds what enqueue was told (agent, mode, model, thinking, origin,
         delivery target, channel and mode, timeouts, verify command, the task's first
-        2000 characters)."""
+        2000 characters); for `import-labels`, every field of the ledger's entry as well
+        (status, summary, error, run id, completion, sha, times, retry counts) and
+        `imported`."""
 
         label: str
         session_key: str
@@ -40,9 +42,9 @@ class Label(Aggregate):
         self.label = label
         self.session_key = session_key
         self.settings = settings
-        self.status = "running"
+        self.status = settings.get("status") or "running"  # an imported entry's, else running
         self.spawned_at = timestamp
-        self.retries = 0
+        self.retries = settings.get("retry_count") or 0
         self.messages = 0
 
     class Spawned(Aggregate.Event):

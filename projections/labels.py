@@ -28,6 +28,7 @@ COLUMNS: dict[str, type] = {
     "verify_cmd": str,
     "spawned_at": str,
     "timeout_seconds": int,
+    "timeout": int,
     "idle_threshold_seconds": int,
     "monitor_timeout_min": int,
     "status": str,
@@ -54,10 +55,17 @@ SETTINGS = (
     "delivery_mode",
     "verify_cmd",
     "timeout_seconds",
+    "timeout",
     "idle_threshold_seconds",
     "monitor_timeout_min",
     "task_prompt",
 )
+IMPORTED = ("run_id", "completion", "sha", "last_ping")
+"""An imported ledger entry's fields besides the settings (`dispatch import-labels`)."""
+IMPORTED_HISTORY, IMPORTED_RUNNING = 1, 2
+"""`imported`: 0 enqueued here; 1 imported when it had ended (history: never followed,
+delivered or retried); 2 imported while running (followed like a new dispatch from then on,
+without the starting notice the anchor sent)."""
 
 
 def create_tables(db: Any) -> None:
@@ -69,18 +77,24 @@ def create_tables(db: Any) -> None:
 def enqueued(event: Label.Enqueued):
     stamp = iso_ms(event)
     row: dict[str, Any] = {name: None for name in COLUMNS}
-    row.update({name: event.settings.get(name) for name in SETTINGS})
+    settings = event.settings
+    row.update({name: settings.get(name) for name in SETTINGS})
+    status = settings.get("status") or "running"
+    if settings.get("imported"):
+        row.update({name: settings.get(name) for name in IMPORTED})
+        row["imported"] = IMPORTED_RUNNING if status == "running" else IMPORTED_HISTORY
+    else:
+        row["imported"] = 0
     row.update(
         label=event.label,
         dispatch_id=event.originator_id,
         session_key=event.session_key,
-        spawned_at=event.settings.get("spawned_at") or stamp,
-        status=event.settings.get("status") or "running",
-        summary=event.settings.get("summary"),
-        error=event.settings.get("error"),
-        retry_count=0,
-        updated_at=stamp,
-        imported=1 if event.settings.get("imported") else 0,
+        spawned_at=settings.get("spawned_at") or stamp,
+        status=status,
+        summary=settings.get("summary"),
+        error=settings.get("error"),
+        retry_count=settings.get("retry_count") or 0,
+        updated_at=settings.get("updated_at") or stamp,
     )
     yield Upsert(TABLE, row, pk="label")
 
@@ -98,7 +112,8 @@ def spawned(event: Label.Spawned):
 
 
 def message_sent(event: Label.MessageSent):
-    yield from _on_dispatch(event, {})
+    """`send`/`steer` leave the ledger as it was, `updatedAt` too (the anchor's)."""
+    return ()
 
 
 def observed(event: Label.ActivityObserved):
@@ -142,7 +157,7 @@ def retried(event: Label.Retried):
 
 projection = Projection(
     name="labels",
-    version=2,
+    version=3,
     tables=(TABLE,),
     create_tables=create_tables,
     handlers={

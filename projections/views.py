@@ -304,21 +304,23 @@ def prior_runs(
 
 
 def running_labels(connection: sqlite3.Connection) -> list[dict]:
+    """Running dispatches, imported ones too (`imported` 1 is history, never running)."""
     return connection.execute(
-        "SELECT * FROM labels WHERE status = 'running' AND imported = 0"
+        "SELECT * FROM labels WHERE status = 'running' AND imported != 1"
     ).fetchall()
 
 
 def labels_awaiting_delivery(connection: sqlite3.Connection, purpose: str) -> list[dict]:
     """Dispatches with a delivery target and no delivery yet for `purpose`: the starting
     notice of running ones (`dispatch-start`), the result of finished ones
-    (`dispatch-result`)."""
+    (`dispatch-result`, also of dispatches imported while running)."""
     state = "= 'running'" if purpose == "dispatch-start" else "!= 'running'"
+    imported = "imported = 0" if purpose == "dispatch-start" else "imported != 1"
     if purpose == "dispatch-result":  # a done dispatch with a check is delivered once checked
         state += " AND (verify_cmd IS NULL OR status != 'done' OR verified IS NOT NULL)"
     return connection.execute(
         f"SELECT * FROM labels WHERE deliver_to IS NOT NULL AND status {state}"
-        " AND imported = 0 AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
+        f" AND {imported} AND coalesce(delivery_mode, 'announce') != 'none' AND NOT EXISTS"
         " (SELECT 1 FROM deliveries WHERE run_id = labels.dispatch_id AND purpose = ?)",
         (purpose,),
     ).fetchall()
@@ -327,7 +329,7 @@ def labels_awaiting_delivery(connection: sqlite3.Connection, purpose: str) -> li
 def overloaded_labels(connection: sqlite3.Connection) -> list[dict]:
     """Dispatches in error whose error names an overload (the recovery's candidates)."""
     return connection.execute(
-        "SELECT * FROM labels WHERE status = 'error' AND imported = 0"
+        "SELECT * FROM labels WHERE status = 'error' AND imported != 1"
         " AND error LIKE 'FailoverError (529)%'"
     ).fetchall()
 
@@ -361,5 +363,5 @@ def labels_to_verify(connection: sqlite3.Connection) -> list[dict]:
     """Done dispatches whose `--verify-cmd` has not run yet."""
     return connection.execute(
         "SELECT * FROM labels WHERE status = 'done' AND verify_cmd IS NOT NULL"
-        " AND verified IS NULL AND imported = 0"
+        " AND verified IS NULL AND imported != 1"
     ).fetchall()

@@ -138,6 +138,20 @@ def test_result_returns_the_last_assistant_reply(scheduler, gateway):
     }
 
 
+def test_result_passes_over_an_empty_last_reply(scheduler, gateway):
+    gateway.reply_text = lambda message: "" if "nudge" in message else "The real answer."
+    enqueue(scheduler)
+    wait_until(lambda: state(scheduler)["liveness"].get("tokens"), what="the first reply")
+    scheduler.ok("send", "--label", "fix-bug", "--message", "nudge")
+    wait_until(lambda: len(gateway.calls_of("agent")) == 2, what="the nudge")
+    wait_until(
+        lambda: len(ended := gateway.turn_statuses()) == 2 and all(ended.values()),
+        what="both turns to end",
+    )
+    out = scheduler.ok("--json", "result", "--label", "fix-bug").json
+    assert out["lastReply"] == "The real answer."
+
+
 def test_heartbeat_reports_liveness_from_the_gateway(scheduler, gateway):
     enqueue(scheduler)
     beat = wait_until(
@@ -590,3 +604,91 @@ def test_the_commands_print_text_without_json(scheduler, gateway, tmp_path):
     assert done.startswith("Label not previously registered; marked done.\n")
     imported = scheduler.ok("dispatch", "import-labels", _ledger(scheduler, {"old": {}})).stdout
     assert imported == "Imported 1 label, skipped 0: old\n"
+
+
+# --- import-labels: every field kept, running dispatches followed -----------------------------
+
+
+def test_import_labels_keeps_every_field_of_the_ledger(scheduler, gateway):
+    entry = {
+        "sessionKey": "agent:main:subagent:kept",
+        "runId": "run-kept",
+        "agent": "main",
+        "status": "done",
+        "summary": "Shipped.",
+        "completion": {"version": 2, "summary": "Shipped.", "sha": "abc1234"},
+        "sha": "abc1234",
+        "spawnedAt": "2026-01-01T00:00:00.000Z",
+        "updatedAt": "2026-01-01T01:00:00+01:00",
+        "lastPing": 1767229200000,
+        "retryCount": 2,
+        "timeout": 1800,
+        "timeoutSeconds": 1200,
+        "deliverTo": "12345",
+    }
+    scheduler.ok("dispatch", "import-labels", _ledger(scheduler, {"kept": entry}))
+    (listed,) = scheduler.ok("--json", "dispatch", "list").json["labels"]
+    assert {key: listed[key] for key in ("runId", "completion", "sha", "retryCount")} == {
+        "runId": "run-kept",
+        "completion": entry["completion"],
+        "sha": "abc1234",
+        "retryCount": 2,
+    }
+    assert (listed["updatedAt"], listed["lastPing"]) == (
+        "2026-01-01T00:00:00.000Z",  # the same moment, as toISOString writes it
+        "2026-01-01T01:00:00.000Z",
+    )
+    assert (listed["timeout"], listed["timeoutSeconds"]) == (1800, 1200)
+    (event,) = [e for e in scheduler.ok("--json", "events", "tail").json if "Enqueued" in e["type"]]
+    assert event["fields"]["settings"]["run_id"] == "run-kept"
+
+
+def test_the_daemon_follows_dispatches_imported_while_running(
+    scheduler, daemons, gateway, tmp_path
+):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    config = tmp_path / "dispatch-config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"startupGraceMs": 1000}))
+    scheduler.env.update(DISPATCH_CONFIG_DIR=str(config), OCSCHED_DISPATCH_FOLLOW_S="0.5")
+    live = "agent:main:subagent:live"
+    scheduler.ok("send", "--session-key", live, "--message", "hello")  # the session exists
+    now = datetime.now(UTC)
+
+    def iso(seconds_ago: float) -> str:
+        return (now - timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
+
+    running = {"status": "running", "deliverTo": "12345", "timeoutSeconds": 600}
+    ledger = {
+        "live": {**running, "sessionKey": live, "spawnedAt": iso(5), "runId": "r1"},
+        "gone": {**running, "sessionKey": "agent:main:subagent:gone", "spawnedAt": iso(60)},
+        "over": {**running, "status": "done", "summary": "old news", "spawnedAt": iso(90)},
+    }
+    scheduler.ok("dispatch", "import-labels", _ledger(scheduler, ledger))
+    daemons.start()
+
+    def results(label):
+        return [m for m in gateway.messages_sent() if f"[{label}]" in m["message"]]
+
+    (gone,) = wait_until(lambda: results("gone"), timeout=20, what="the gone session's result")
+    assert gone["message"].startswith("⚠️ [gone] interrupted")
+    assert state(scheduler, "live")["status"] == "running"
+    done = scheduler.run(
+        "done", "--label", "live", "--checklist", CHECKLIST, "--force-done", "--reason", "test"
+    )
+    assert done.returncode == 0, done.stderr
+    (result,) = wait_until(lambda: results("live"), timeout=20, what="the live result")
+    assert result["message"].startswith("✅ [live] done") and result["target"] == "12345"
+    time.sleep(1)  # a pass or two more: nothing else goes out
+    assert results("over") == [] and len(results("live")) == len(results("gone")) == 1
+    assert not [m for m in gateway.messages_sent() if "starting..." in m["message"]]
+
+
+def test_send_and_steer_leave_updated_at_alone(scheduler, gateway):
+    enqueue(scheduler)
+    before = state(scheduler)["updatedAt"]
+    scheduler.ok("send", "--label", "fix-bug", "--message", "status?")
+    scheduler.ok("steer", "--label", "fix-bug", "--message", "focus")
+    assert state(scheduler)["updatedAt"] == before

@@ -1186,3 +1186,20 @@ def test_humanizing_a_huge_dotted_token_stays_fast():
     started = time.monotonic()
     humanize("a." * 500_000)
     assert time.monotonic() - started < 5
+
+
+# --- the last assistant reply (spec §31.6 `result`) ------------------------------------------
+
+
+def test_the_last_reply_is_the_newest_assistant_message_with_text():
+    from ocsched.commands.dispatch_gateway import last_assistant_reply
+
+    def said(content):
+        return {"role": "assistant", "content": content}
+
+    assert last_assistant_reply([said("Done."), {"role": "user", "content": "ok"}]) == "Done."
+    assert last_assistant_reply([said("Done."), said(""), said(None)]) == "Done."
+    parts = [said([{"type": "text", "text": "A"}, {"text": "B"}]), said([{"type": "toolCall"}])]
+    assert last_assistant_reply(parts) == "AB"
+    assert last_assistant_reply([said({"a": 1})]) == '{"a":1}'  # JSON.stringify's spacing
+    assert last_assistant_reply([said(""), "junk"]) is None
