@@ -1,11 +1,12 @@
 """Run a shell command in its own process group, with a timeout that kills the group.
 
-On Linux a run's process is started with `posix_spawn` (a vfork that returns as soon as
-the child has exec'd: ~0.12 ms here) and followed with plain file descriptors on the event
-loop: its two output pipes and a pidfd that becomes readable when it exits. asyncio's
-subprocess transports (three pipe transports, a protocol and a child watcher per process)
-cost the loop twice the CPU of the spawn itself. Elsewhere (macOS: no pidfd) it is
-asyncio's `create_subprocess_exec`."""
+On Linux (glibc) a run's process is started with `posix_spawnp` (a vfork that returns once
+the child has exec'd) without holding the interpreter lock, and followed with plain file
+descriptors on the event loop: its two output pipes and a pidfd that becomes readable when
+it exits. asyncio's subprocess transports (three pipe transports, a protocol and a child
+watcher per process) cost the loop twice the CPU of the spawn itself. Elsewhere (macOS: no
+pidfd) it is asyncio's `create_subprocess_exec`, whose `Popen` does the same in the child:
+a new session, SIGPIPE and SIGXFSZ at their defaults, every descriptor above 2 closed."""
 
 from __future__ import annotations
 
@@ -92,28 +93,100 @@ async def run_shell(
     )
 
 
+RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+"""Signals Python ignores that a run's shell gets back at their defaults (as `Popen`'s
+`restore_signals` does): `yes | head` must end `yes` with SIGPIPE, not an error."""
+
+_spawn: Callable[[list[str], Mapping[str, str], int | None, int, int], int] | None = None
 _direct: bool | None = None
 
 
 def can_spawn_directly() -> bool:
-    """Whether this platform has `posix_spawn` with a new session and pidfds (Linux 5.3+)."""
-    global _direct
+    """Whether runs can be started with glibc's `posix_spawnp` and followed with pidfds
+    (Linux 5.3+, glibc 2.34+)."""
+    global _direct, _spawn
     if _direct is None:
         _direct = False
-        if hasattr(os, "posix_spawnp") and hasattr(os, "pidfd_open"):
+        if hasattr(os, "pidfd_open"):
             try:
                 os.close(os.pidfd_open(os.getpid()))
-                _direct = True
             except OSError:
-                pass
+                return False
+            _spawn = _glibc_spawn()
+            _direct = _spawn is not None
     return _direct
+
+
+def _glibc_spawn() -> Callable[..., int] | None:
+    """glibc's `posix_spawnp` called through ctypes, which lets go of the interpreter lock
+    for the call: the caller waits (vfork) until the child has exec'd, which takes ~0.1 ms on
+    an idle machine and a few ms when the cores are busy with runs, and `os.posix_spawnp`
+    (like `Popen`) holds the lock all that time, stopping the writer's thread too. The
+    child closes every descriptor above 2, as `Popen`'s `close_fds` does (ones the daemon
+    inherited from whoever started it are not close-on-exec). None without glibc 2.34."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: the sizes and flags below
+        close_from = libc.posix_spawn_file_actions_addclosefrom_np
+    except (OSError, AttributeError):
+        return None
+    spawnp = libc.posix_spawnp
+    spawnp.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_void_p]
+    spawnp.argtypes += [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    actions_init = libc.posix_spawn_file_actions_init
+    actions_destroy = libc.posix_spawn_file_actions_destroy
+    add_dup2 = libc.posix_spawn_file_actions_adddup2
+    add_open = libc.posix_spawn_file_actions_addopen
+    add_open.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    add_open.argtypes += [ctypes.c_uint]
+    attributes = ctypes.create_string_buffer(1024)  # posix_spawnattr_t: 336 bytes
+    defaults = ctypes.create_string_buffer(256)  # sigset_t: 128 bytes
+    libc.sigemptyset(defaults)
+    for number in RESTORED_SIGNALS:
+        libc.sigaddset(defaults, int(number))
+    if libc.posix_spawnattr_init(attributes) != 0:
+        return None
+    libc.posix_spawnattr_setsigdefault(attributes, defaults)
+    libc.posix_spawnattr_setflags(attributes, ctypes.c_short(SPAWN_SETSIGDEF | SPAWN_SETSID))
+    devnull = os.devnull.encode()
+
+    def spawn(
+        argv: list[str], env: Mapping[str, str], stdin: int | None, stdout: int, stderr: int
+    ) -> int:
+        args = (ctypes.c_char_p * (len(argv) + 1))(*(a.encode() for a in argv), None)
+        pairs = [f"{name}={value}".encode() for name, value in env.items()]
+        environment = (ctypes.c_char_p * (len(pairs) + 1))(*pairs, None)
+        actions = ctypes.create_string_buffer(256)  # posix_spawn_file_actions_t: 80 bytes
+        actions_init(actions)
+        try:
+            if stdin is None:
+                add_open(actions, 0, devnull, os.O_RDONLY, 0)
+            else:
+                add_dup2(actions, stdin, 0)
+            add_dup2(actions, stdout, 1)
+            add_dup2(actions, stderr, 2)
+            close_from(actions, 3)
+            pid = ctypes.c_int()
+            error = spawnp(ctypes.byref(pid), args[0], actions, attributes, args, environment)
+        finally:
+            actions_destroy(actions)
+        if error:
+            raise OSError(error, os.strerror(error), argv[0])
+        return pid.value
+
+    return spawn
+
+
+SPAWN_SETSIGDEF, SPAWN_SETSID = 0x04, 0x80
+"""glibc's POSIX_SPAWN_SETSIGDEF and POSIX_SPAWN_SETSID (spawn.h)."""
 
 
 class SpawnedChild:
     """A process started with `posix_spawnp` in a new session; `done` gets (stdout,
     stderr, exit status as `Popen.returncode` gives it) once it has exited and both pipes
-    have ended. Every descriptor is close-on-exec in this process (Python's default, and
-    SQLite's), so the child inherits only its three standard streams."""
+    have ended. The child inherits only its three standard streams."""
 
     __slots__ = ("pid", "done", "_loop", "_pidfd", "_out", "_err", "_open", "_status")
 
@@ -122,23 +195,9 @@ class SpawnedChild:
         self.done: asyncio.Future[tuple[bytes, bytes, int | None]] = loop.create_future()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        first = (
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
-            if stdin is None
-            else (os.POSIX_SPAWN_DUP2, stdin, 0)
-        )
+        assert _spawn is not None
         try:
-            self.pid = os.posix_spawnp(
-                argv[0],
-                argv,
-                os.environ if env is None else env,
-                file_actions=[
-                    first,
-                    (os.POSIX_SPAWN_DUP2, out_write, 1),
-                    (os.POSIX_SPAWN_DUP2, err_write, 2),
-                ],
-                setsid=True,
-            )
+            self.pid = _spawn(argv, os.environ if env is None else env, stdin, out_write, err_write)
         except BaseException:
             os.close(out_read)
             os.close(err_read)

@@ -374,3 +374,25 @@ def test_a_surviving_daemon_recovers_the_runs_of_a_killed_one(scheduler, daemons
         what="the survivor's sweep",
     )
     assert run["error_message"].startswith("The scheduler stopped")
+
+
+def test_a_runs_shell_starts_as_popen_would_start_it():
+    """SIGPIPE at its default (Python ignores it; `yes | head` must not report an error),
+    no descriptor of the daemon's but the three streams, a session of its own."""
+    import asyncio
+
+    from ocsched.adapters.shell import run_shell
+
+    script = 'yes | head -1; echo "${PIPESTATUS[0]}"; ls /proc/$$/fd | paste -sd " "; ps -o sid= $$'
+    inherited = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(inherited, True)  # as a descriptor the daemon's parent left it
+    try:
+        result = asyncio.run(run_shell(script, timeout_ms=10_000, shell="/bin/bash"))
+    finally:
+        os.close(inherited)
+    lines = result.stdout.decode().splitlines()
+    assert lines[:2] == ["y", "141"]
+    assert lines[2].split() == ["0", "1", "2"]
+    assert result.stderr == b""
+    assert result.returncode == 0
+    assert int(lines[3]) != os.getsid(0)
