@@ -345,7 +345,6 @@ def team_events(ctx: Context, team_id: str, limit: int, task_id: str | None) -> 
 
 # The command line
 
-CREATE_USAGE = 'tasks create \'{"name":"..."}\''
 HEARTBEAT_USAGE = "<trackerId> <agentLabel> running|completed|failed [message]"
 GATE_USAGE = "<team-id> <task-id> <members-json> [timeout-s]"
 ICONS = {"completed": "[ok]", "failed": "[FAIL]", "dead": "[DEAD]", "running": "[..]"}
@@ -580,8 +579,9 @@ def cli_status(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cli_create(ctx: Context, args: argparse.Namespace) -> None:
-    usage = f"Invalid JSON. Usage: {CREATE_USAGE}"
-    created = create_group(ctx, _parse_json(args.spec or "", usage))
+    from ocsched.domain.task_group import CREATE_USAGE
+
+    created = create_group(ctx, _parse_json(args.spec or "", CREATE_USAGE))
     print_done(ctx.json, f"Created: {to_json(created)}", group=created)
 
 
