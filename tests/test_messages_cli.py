@@ -3,6 +3,10 @@ arguments, outputs, `--json` shapes and errors."""
 
 from __future__ import annotations
 
+import pytest
+
+from .test_postgres import database_url, on_host  # noqa: F401 - the fixture, for one test
+
 
 def send(scheduler, *args: str) -> dict:
     return scheduler.ok("--json", "msg", "send", *args).json["message"]
@@ -202,3 +206,19 @@ def test_a_messages_history_is_shown_by_a_prefix_of_its_id(scheduler):
     scheduler.ok("msg", "ack", message["id"][:8])
     history = scheduler.ok("events", "show", message["id"][:8]).stdout
     assert "Message.Sent" in history and "Message.Acknowledged" in history
+
+
+@pytest.mark.postgres
+def test_messages_on_one_postgres_log_are_read_and_acked_from_another_host(
+    tmp_path,
+    database_url,  # noqa: F811 - the fixture
+):
+    alpha = on_host(tmp_path, "alpha", database_url)
+    beta = on_host(tmp_path, "beta", database_url)
+    message = send(alpha, "alpha-agent", "bob", "from alpha")
+    assert [m["id"] for m in beta.ok("--json", "msg", "inbox", "bob").json] == [message["id"]]
+    beta.ok("msg", "ack", message["id"], "bob")
+    (row,) = alpha.ok("--json", "msg", "thread", message["id"]).json
+    assert row["status"] == "read"
+    receipts = alpha.ok("--json", "msg", "receipts", message["id"]).json
+    assert [(r["event_type"], r["actor"]) for r in receipts] == [("ack", "bob")]
