@@ -240,29 +240,24 @@ def cli_messages_send(ctx: Context, args: argparse.Namespace) -> None:
     _sent(ctx, row)
 
 
+COLUMN_TITLES = {"from_agent": "FROM", "to_agent": "TO", "member_id": "MEMBER", "task_id": "TASK"}
+
+
+def _cell(row: Row, column: str) -> Any:
+    if column == "created_at":
+        return local_time(row[column])
+    if column == "subject":
+        return (row[column] or "")[:40]
+    return row[column]
+
+
 def _message_table(rows: list[Row], columns: tuple[str, ...]) -> str:
-    headers = {
-        "from_agent": "FROM",
-        "to_agent": "TO",
-        "subject": "SUBJECT",
-        "created_at": timed("CREATED"),
-    }
-    table = [
-        (
-            short_id(row["id"]),
-            *(
-                local_time(row[c])
-                if c == "created_at"
-                else (row[c] or "")[:40]
-                if c == "subject"
-                else row[c]
-                for c in columns
-            ),
-        )
-        for row in rows
-    ]
-    titles = ("ID", *(headers.get(c, c.upper()) for c in columns))
-    return render_table(table, titles, keep=(0, len(columns)))
+    """The messages as a table: a short id, then `columns` (the creation time, last, in the
+    local zone; subjects cut to 40 characters, as the anchor's tables)."""
+    table = [(short_id(row["id"]), *(_cell(row, c) for c in columns)) for row in rows]
+    titles = [COLUMN_TITLES.get(c, c.upper()) for c in columns]
+    titles[-1] = timed("CREATED")
+    return render_table(table, ("ID", *titles), keep=(0, len(columns)))
 
 
 INBOX_COLUMNS = ("from_agent", "kind", "subject", "status", "priority", "created_at")
