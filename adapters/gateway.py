@@ -21,7 +21,7 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,8 +45,11 @@ DEFAULT_TOKEN_PATH = "~/.openclaw/credentials/.gateway-token"
 PROTOCOL_VERSION = 4
 CLIENT_ID = "gateway-client"  # with mode "backend" over loopback the requested scopes are kept
 CLIENT_MODE = "backend"
-SCOPES = ("operator.admin", "operator.read", "operator.write", "operator.approvals")
-REQUIRED_SCOPES = ("operator.read", "operator.write")
+READ_SCOPES = ("operator.read",)
+"""Enough for `sessions.list` and `chat.history`."""
+WRITE_SCOPES = ("operator.read", "operator.write")
+"""Also `agent`, `agent.wait` and `sessions.patch` of the fields ocsched sets (spawnDepth,
+model, thinkingLevel); nothing ocsched calls needs `operator.admin` or `.approvals`."""
 
 HEALTH_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 15.0
@@ -270,6 +273,7 @@ class GatewayClient:
         backoff_max_s: float = 5.0,
         client_version: str = "0.1.0",
         display_name: str = "ocsched",
+        scopes: Sequence[str] = WRITE_SCOPES,
     ) -> None:
         if settings is None:
             from .settings import Settings
@@ -284,6 +288,8 @@ class GatewayClient:
         self.backoff_max_s = backoff_max_s
         self.client_version = client_version
         self.display_name = display_name
+        self.scopes = tuple(scopes)
+        """What the connection asks for: the least its calls need."""
         self._session: aiohttp.ClientSession | None = None
         self._connection: _Connection | None = None
         self._connect_lock = asyncio.Lock()
@@ -748,7 +754,7 @@ class GatewayClient:
                 "displayName": self.display_name,
             },
             "role": "operator",
-            "scopes": list(SCOPES),
+            "scopes": list(self.scopes),
             "caps": [],
         }
         if self.settings.token:
@@ -778,7 +784,7 @@ class GatewayClient:
             )
         granted = (hello.get("auth") or {}).get("scopes")
         if isinstance(granted, list):
-            missing = [scope for scope in REQUIRED_SCOPES if scope not in granted]
+            missing = [scope for scope in self.scopes if scope not in granted]
             if missing:
                 raise GatewayAuthError(
                     f"The gateway granted this client the scopes {granted}, without "

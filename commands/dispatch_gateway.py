@@ -36,12 +36,16 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
     return GatewaySettings.from_environment(environment)
 
 
-def gateway_call(settings: Settings, calls: Callable[[GatewayClient], Awaitable[Any]]) -> Any:
-    """Run `calls` with one client, closed afterwards."""
-    from ocsched.adapters.gateway import GatewayClient
+def gateway_call(
+    settings: Settings, calls: Callable[[GatewayClient], Awaitable[Any]], *, write: bool = False
+) -> Any:
+    """Run `calls` with one client, closed afterwards, connected with the least scopes they
+    need: `operator.read`, and `operator.write` only for `write` (`agent`, `sessions.patch`)."""
+    from ocsched.adapters.gateway import READ_SCOPES, WRITE_SCOPES, GatewayClient
 
     async def run() -> Any:
-        async with GatewayClient(gateway_settings(settings)) as client:
+        scopes = WRITE_SCOPES if write else READ_SCOPES
+        async with GatewayClient(gateway_settings(settings), scopes=scopes) as client:
             return await calls(client)
 
     return asyncio.run(run())
@@ -164,7 +168,7 @@ def spawn(
         except GatewayError as error:
             raise CommandError(f"gateway agent call failed: {error}") from None
 
-    return gateway_call(settings, calls)
+    return gateway_call(settings, calls, write=True)
 
 
 def send(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +177,9 @@ def send(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
 
     try:
         return gateway_call(
-            settings, lambda client: client.call("agent", params, timeout_s=15, resend_on_drop=True)
+            settings,
+            lambda client: client.call("agent", params, timeout_s=15, resend_on_drop=True),
+            write=True,
         )
     except GatewayError as error:
         raise CommandError(f"Failed to send message: {error}") from None

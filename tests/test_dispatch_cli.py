@@ -692,3 +692,33 @@ def test_send_and_steer_leave_updated_at_alone(scheduler, gateway):
     scheduler.ok("send", "--label", "fix-bug", "--message", "status?")
     scheduler.ok("steer", "--label", "fix-bug", "--message", "focus")
     assert state(scheduler)["updatedAt"] == before
+
+
+def test_each_command_asks_the_gateway_for_the_least_scopes_it_needs(scheduler, gateway):
+    def scopes_of(*argv):
+        before = len(gateway.calls_of("connect"))
+        scheduler.ok(*argv)
+        return {tuple(c["scopes"]) for c in gateway.calls_of("connect")[before:]}
+
+    read, write = {("operator.read",)}, {("operator.read", "operator.write")}
+    assert (
+        scopes_of(
+            "--json",
+            "dispatch",
+            "enqueue",
+            "--label",
+            "l",
+            "--message",
+            "x",
+            "--timeout",
+            "60",
+            "--deliver-to",
+            "1",
+        )
+        == write
+    )
+    assert scopes_of("send", "--label", "l", "--message", "y") == write
+    assert scopes_of("status", "--label", "l") == read
+    assert scopes_of("result", "--label", "l") == read
+    assert scopes_of("heartbeat", "--label", "l") == read
+    assert scopes_of("sync", "--dry-run") == read

@@ -93,9 +93,7 @@ def test_the_handshake_asks_for_protocol_4_as_a_trusted_backend_operator():
             assert connect["client"]["id"] == "gateway-client"
             assert connect["client"]["mode"] == "backend"
             assert connect["role"] == "operator"
-            assert sorted(connect["scopes"]) == sorted(
-                ["operator.read", "operator.write", "operator.admin", "operator.approvals"]
-            )
+            assert connect["scopes"] == ["operator.read", "operator.write"]  # no more
             assert connect["auth"] == {"token": "<redacted>"}
 
     run(scenario())
