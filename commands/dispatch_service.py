@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from ocsched.domain.aggregate import EventMeta
 from ocsched.domain.dispatch_rules.done_guards import DoneDecision, check_done
 from ocsched.domain.dispatch_rules.hook_payloads import (
     finished_fields,
@@ -33,7 +34,7 @@ from .context import Context
 from .dispatch import argument_error
 from .dispatch_gateway import Warn
 from .dispatch_labels import imported_settings, json_text, known_label_row, label_row
-from .output import CommandError
+from .output import CommandError, progress
 
 DEFAULT_MONITOR_TIMEOUT_MIN = 60
 DEFAULT_MONITOR_INTERVAL = "*/15 * * * *"
@@ -325,11 +326,7 @@ class Imported(msgspec.Struct, kw_only=True, rename="camel"):
 def import_labels(ctx: Context, path: str) -> Imported:
     """Turn an existing `labels.json` ledger into events, once: each entry becomes a
     dispatch whose id is derived from (label, session, spawn time), so importing the same
-    file again records nothing."""
-    from eventsourcing.application import AggregateNotFoundError
-
-    from ocsched.domain.run import RUN_NAMESPACE
-
+    file again records nothing. A progress bar on a terminal."""
     try:
         ledger = json.loads(Path(path).read_bytes())
     except OSError as error:
@@ -341,35 +338,44 @@ def import_labels(ctx: Context, path: str) -> Imported:
     if not isinstance(ledger, dict):
         raise CommandError(f"{path} is not a labels ledger (a JSON object)")
     new: list[Label] = []
-    skipped = 0
     meta = ctx.meta(origin="import")
-    for label, entry in ledger.items():
-        if not isinstance(entry, dict) or json_text(label) != label:
-            skipped += 1  # not an entry, or a label no store can hold (a lone surrogate)
-            continue
-        key = f"import/{label}/{entry.get('sessionKey')}/{entry.get('spawnedAt')}"
-        dispatch_id = str(uuid.uuid5(RUN_NAMESPACE, key.encode("utf-8", "replace").decode()))
-        try:
-            ctx.log.repository.get(dispatch_id)
-        except AggregateNotFoundError:
-            pass
-        else:
-            skipped += 1  # imported before
-            continue
-        new.append(
-            Label(
-                id=dispatch_id,
-                label=label,
-                session_key=json_text(entry.get("sessionKey")) or "",
-                settings=imported_settings(entry),
-                meta=meta,
-                timestamp=ctx.now,
-            )
-        )
+    with progress(ctx.json, len(ledger), "labels.json entries") as advance:
+        for done, (label, entry) in enumerate(ledger.items(), 1):
+            dispatch = _imported_dispatch(ctx, label, entry, meta)
+            if dispatch is not None:
+                new.append(dispatch)
+            if advance is not None:
+                advance(done)
     if new:
         ctx.save(*new)  # one transaction: the whole ledger or, on a failure, nothing
+    skipped = len(ledger) - len(new)
     labels = [dispatch.label for dispatch in new]
     return Imported(imported=len(labels), skipped=skipped, labels=labels)
+
+
+def _imported_dispatch(ctx: Context, label: str, entry: Any, meta: EventMeta) -> Label | None:
+    """A ledger entry as a new dispatch; None for what is not an entry, a label no store
+    can hold (a lone surrogate), or an entry imported before."""
+    from eventsourcing.application import AggregateNotFoundError
+
+    from ocsched.domain.run import RUN_NAMESPACE
+
+    if not isinstance(entry, dict) or json_text(label) != label:
+        return None
+    key = f"import/{label}/{entry.get('sessionKey')}/{entry.get('spawnedAt')}"
+    dispatch_id = str(uuid.uuid5(RUN_NAMESPACE, key.encode("utf-8", "replace").decode()))
+    try:
+        ctx.log.repository.get(dispatch_id)
+    except AggregateNotFoundError:
+        return Label(
+            id=dispatch_id,
+            label=label,
+            session_key=json_text(entry.get("sessionKey")) or "",
+            settings=imported_settings(entry),
+            meta=meta,
+            timestamp=ctx.now,
+        )
+    return None
 
 
 # done (spec §31.7)
