@@ -123,7 +123,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         usage="[-n N] [--follow]",
         examples=["ocsched events tail", "ocsched events tail -n 100 --follow"],
     )
-    tail_parser.add_argument("-n", dest="count", metavar="N", default="20", help="how many")
+    tail_parser.add_argument(
+        "-n", dest="count", metavar="N", default="20", help="how many (default 20)"
+    )
     tail_parser.add_argument(
         "-f", "--follow", action="store_true", help="then print new events as they come"
     )
