@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from ocsched.domain.dispatch_rules.values import ledger_time
+
 from .context import Context
 from .output import CommandError
 
@@ -151,26 +153,13 @@ def imported_settings(entry: dict[str, Any]) -> dict[str, Any]:
     for theirs, ours in _IMPORTED_NUMBERS.items():
         settings[ours] = json_whole_number(entry.get(theirs))
     for theirs, ours in _IMPORTED_TIMES.items():
-        settings[ours] = _iso_time(entry.get(theirs))
+        settings[ours] = ledger_time(entry.get(theirs))
     completion = entry.get("completion")
     settings["completion"] = json_text(completion) if isinstance(completion, dict) else None
     settings["imported"] = True
     if settings["status"] not in ("running", "done", "error", "interrupted"):
         settings["status"] = "error" if settings["status"] else "running"
     return settings
-
-
-def _iso_time(value: Any) -> str | None:
-    """A ledger time (ISO text or epoch milliseconds) as `Date#toISOString` text."""
-    from ocsched.domain.dispatch_rules.values import iso_from_ms, time_ms
-
-    ms = time_ms(value)
-    if ms is None:
-        return None
-    try:
-        return iso_from_ms(ms)
-    except (ValueError, OverflowError, OSError):  # past the years a date can hold
-        return None
 
 
 def json_text(value: Any) -> str | None:

@@ -80,21 +80,27 @@ def enqueued(event: Label.Enqueued):
     settings = event.settings
     row.update({name: settings.get(name) for name in SETTINGS})
     status = settings.get("status") or "running"
+    spawned_at = updated_at = stamp
     if settings.get("imported"):
+        from ocsched.domain.dispatch_rules.values import ledger_time
+
         row.update({name: settings.get(name) for name in IMPORTED})
         row["imported"] = IMPORTED_RUNNING if status == "running" else IMPORTED_HISTORY
+        # Times the daemon computes with; an import before they were checked kept any text.
+        spawned_at = ledger_time(settings.get("spawned_at")) or stamp
+        updated_at = ledger_time(settings.get("updated_at")) or stamp
     else:
         row["imported"] = 0
     row.update(
         label=event.label,
         dispatch_id=event.originator_id,
         session_key=event.session_key,
-        spawned_at=settings.get("spawned_at") or stamp,
+        spawned_at=spawned_at,
         status=status,
         summary=settings.get("summary"),
         error=settings.get("error"),
         retry_count=settings.get("retry_count") or 0,
-        updated_at=settings.get("updated_at") or stamp,
+        updated_at=updated_at,
     )
     yield Upsert(TABLE, row, pk="label")
 

@@ -1203,3 +1203,39 @@ def test_the_last_reply_is_the_newest_assistant_message_with_text():
     assert last_assistant_reply(parts) == "AB"
     assert last_assistant_reply([said({"a": 1})]) == '{"a":1}'  # JSON.stringify's spacing
     assert last_assistant_reply([said(""), "junk"]) is None
+
+
+# --- ledger times and imported rows (import-labels) -------------------------------------------
+
+
+def test_ledger_times_become_to_iso_string_text_or_nothing():
+    from ocsched.domain.dispatch_rules.values import ledger_time
+
+    assert ledger_time("2026-01-01T01:00:00+01:00") == "2026-01-01T00:00:00.000Z"
+    assert ledger_time(1767225600000) == "2026-01-01T00:00:00.000Z"
+    assert ledger_time("yesterday") is None
+    assert ledger_time(10**30) is None
+    assert ledger_time(True) is None
+
+
+def test_an_imported_row_s_times_are_ones_the_daemon_can_compute_with():
+    """An import made before the times were checked kept any text: the row falls back to
+    the event's time, and a dispatch imported while running is followed (imported 2)."""
+    from datetime import UTC, datetime
+
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.domain.label import Label
+    from ocsched.projections import labels
+
+    settings = {"imported": True, "status": "running", "spawned_at": "soon", "updated_at": "?"}
+    meta = EventMeta(actor="tester", origin="import", correlation_id="c")
+    moment = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+    dispatch = Label(
+        id="d1", label="old", session_key="k", settings=settings, meta=meta, timestamp=moment
+    )
+    (event,) = dispatch.collect_events()
+    (upsert,) = labels.enqueued(event)
+    row = upsert.row
+    assert row["spawned_at"] == row["updated_at"] == "2026-12-05T08:00:00.000Z"
+    assert (row["status"], row["imported"]) == ("running", labels.IMPORTED_RUNNING)
+    assert dispatch.status == "running"

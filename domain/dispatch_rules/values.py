@@ -73,6 +73,18 @@ def iso_from_ms(now_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def ledger_time(value: Any) -> str | None:
+    """A time from a ledger (ISO text or epoch milliseconds) as `Date#toISOString` text;
+    None when it is not one or lies past the years a date can hold."""
+    ms = time_ms(value)
+    if ms is None:
+        return None
+    try:
+        return iso_from_ms(ms)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def shell_single_quote_escape(text: str) -> str:
     """The body of a single-quoted shell word: `'` becomes `'\\''`."""
     return str(text).replace("'", "'\\''")
