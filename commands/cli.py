@@ -342,7 +342,8 @@ def _nearest(word: str, choices: list[str]) -> str | None:
 
 def _unknown_command(error: UnknownCommand) -> str:
     path = error.parser.path
-    found = _nearest(error.word, error.choices)
+    shortcuts = [] if path else list(DISPATCH_SHORTCUTS)  # `ocsched enqeue` -> 'enqueue'
+    found = _nearest(error.word, error.choices + shortcuts)
     guess = f"; did you mean {found}?" if found else "."
     if not path:
         return f"Unknown command: {error.word}{guess} Run without arguments for usage."

@@ -518,6 +518,7 @@ def test_a_flag_s_value_that_looks_like_help_is_a_value(scheduler, gateway):
         (("dispatch", "enqeue"), "enqueue"),
         (("dispatch", "stauts", "--label", "x"), "status"),
         (("dispatch", "import-lables", "x.json"), "import-labels"),
+        (("enqeue", "--label", "x"), "enqueue"),  # a bare §5.1 shortcut
     ],
 )
 def test_a_misspelled_subcommand_exits_2_naming_the_nearest(scheduler, argv, nearest):
