@@ -144,7 +144,7 @@ def labels(value: Any) -> str:
         for entry in value.labels
     ]
     headers = ("LABEL", "STATUS", "AGENT", timed("SPAWNED"), timed("UPDATED"), "SUMMARY")
-    return render_table(rows, headers, keep=(0, 3, 4))
+    return render_table(rows, headers, keep=(0, 1, 3, 4))
 
 
 def done(value: dict[str, Any]) -> str:
