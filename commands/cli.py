@@ -64,6 +64,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("tasks", "task groups of sub-agents: heartbeats, status, the dead-man switch"),
     "team": ("tasks", "team tasks and mailbox events, completion gates, team acks"),
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
+    "import": ("importing", "bring jobs and their history over from openclaw-scheduler"),
 }
 
 DISPATCH_SHORTCUTS = (

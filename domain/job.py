@@ -23,10 +23,13 @@ class Job(Aggregate):
     """A scheduled job. Its state is its spec plus `next_run_at` and whether it is deleted."""
 
     class Created(Aggregate.Created):
-        """A job was added; `spec` is the full normalized spec with defaults applied."""
+        """A job was added; `spec` is the full normalized spec with defaults applied.
+        `state`: an imported job's scheduling state (`last_run_at`, `last_status`,
+        `consecutive_errors`, `queued_count`, `updated_at`) as its source kept it."""
 
         spec: JobSpec
         next_run_at: str | None
+        state: dict[str, Any] | None = None
 
     @event(Created)
     def __init__(
@@ -36,6 +39,7 @@ class Job(Aggregate):
         next_run_at: str | None,
         meta: EventMeta,
         timestamp: datetime,
+        state: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.next_run_at = next_run_at
@@ -130,9 +134,16 @@ DERIVED_PAYLOAD_KIND: dict[str, PayloadKind] = {
 INPUT_ONLY_FIELDS = ("next_run_at", "run_now")
 
 
-def new_job(spec: dict[str, Any], job_id: str, meta: EventMeta, now: datetime) -> Job:
+def new_job(
+    spec: dict[str, Any],
+    job_id: str,
+    meta: EventMeta,
+    now: datetime,
+    state: dict[str, Any] | None = None,
+) -> Job:
     """A Job from a validated, normalized spec: defaults applied, `payload_kind` derived,
-    the at-job sentinel cron filled in, `next_run_at` computed as spec §4.5 says."""
+    the at-job sentinel cron filled in, `next_run_at` computed as spec §4.5 says; `state`
+    for an imported job (`Job.Created`)."""
     fields = {k: v for k, v in spec.items() if k not in INPUT_ONLY_FIELDS}
     job_spec = msgspec.convert({**fields, "id": job_id}, JobSpec)
     if job_spec.payload_kind is None:
@@ -144,7 +155,9 @@ def new_job(spec: dict[str, Any], job_id: str, meta: EventMeta, now: datetime) -
     else:
         record = msgspec.structs.asdict(job_spec)
         next_run = next_run_at(record, now, run_now=bool(spec.get("run_now")))
-    return Job(id=job_id, spec=job_spec, next_run_at=next_run, meta=meta, timestamp=now)
+    return Job(
+        id=job_id, spec=job_spec, next_run_at=next_run, meta=meta, timestamp=now, state=state
+    )
 
 
 def revise(job: Job, patch: dict[str, Any], meta: EventMeta, now: datetime) -> dict:

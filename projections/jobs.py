@@ -50,6 +50,8 @@ def created(event: Job.Created):
     row["id"] = event.originator_id
     stamp = ts(event)
     row.update(_NEW_STATE, next_run_at=event.next_run_at, created_at=stamp, updated_at=stamp)
+    if event.state:
+        row.update(event.state)
     return (Upsert(TABLE, row),)
 
 
