@@ -13,6 +13,7 @@ from functools import cache
 from types import ModuleType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import simple_cron
 from .errors import ValidationError
 from .job_spec import AT_JOB_SENTINEL_CRON
 
@@ -74,10 +75,13 @@ def next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:
 
     None for an expression that never fires (the at-job sentinel `0 0 31 2 *`).
     """
-    cron = _croniter()
     if expression.strip().lower() == "@reboot":
         raise ValidationError(f'Invalid cron expression "{expression}": @reboot is not supported')
     local_now = now.astimezone(zone(tz))
+    plain = simple_cron.next_fire(expression, local_now)  # croniter's answer, sooner
+    if plain is not None:
+        return plain.astimezone(UTC)
+    cron = _croniter()
     try:
         fire = cron.croniter(expression, local_now, second_at_beginning=True).get_next(datetime)
     except cron.CroniterBadDateError:

@@ -31,7 +31,7 @@ def _imported(importtime: str) -> set[str]:
     return names
 
 
-def test_a_cron_fire_is_computed_without_starting_a_process():
+def test_croniter_is_loaded_without_starting_a_process():
     probe = """
 import platform, subprocess
 calls = []
@@ -43,16 +43,16 @@ subprocess.Popen.__init__ = record
 architecture = platform.architecture
 from datetime import UTC, datetime
 from ocsched.domain.schedule import next_cron_fire
-fire = next_cron_fire("*/5 * * * *", "Europe/Berlin", datetime(2030, 1, 1, 0, 1, tzinfo=UTC))
+fire = next_cron_fire("0 12 L * *", "Europe/Berlin", datetime(2030, 1, 1, 0, 1, tzinfo=UTC))
 print(fire.isoformat(), calls, platform.architecture is architecture)
 """
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
-    assert out == ["2030-01-01T00:05:00+00:00", "[]", "True"]
+    assert out == ["2030-01-31T11:00:00+00:00", "[]", "True"]  # `L`: croniter's to answer
 
 
-def test_jobs_add_imports_neither_aiohttp_nor_the_gateway(scheduler):
+def test_jobs_add_imports_neither_aiohttp_nor_the_gateway_nor_croniter(scheduler):
     completed = subprocess.run(
         [sys.executable, "-X", "importtime", *OCSCHED[1:], "jobs", "add", json.dumps(shell_job())],
         env=scheduler.env,
@@ -64,6 +64,7 @@ def test_jobs_add_imports_neither_aiohttp_nor_the_gateway(scheduler):
     imported = _imported(completed.stderr)
     assert "ocsched.domain.validation" in imported  # the probe sees our own imports
     assert not {"aiohttp", "ocsched.adapters.gateway"} & imported
+    assert "croniter" not in imported  # a plain cron is evaluated by domain/simple_cron.py
 
 
 def test_a_daemon_with_only_shell_jobs_runs_them_without_importing_aiohttp(

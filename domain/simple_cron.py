@@ -1,0 +1,117 @@
+"""Next fire times of plain five-field cron expressions, without croniter.
+
+Importing croniter costs a command ~15 ms (it brings dateutil and, through it, tempfile,
+bz2, lzma and ctypes), more than validating and saving a job. Most expressions are plain:
+numbers, `*`, ranges, lists and steps in five fields. `next_fire` evaluates those and
+answers None for anything else — names, nicknames, `L`, `W`, `#`, `?`, six or seven
+fields, a value out of range, a step on a single number, a local time that a clock change
+skips or repeats — which `domain/schedule.py` then asks croniter, whose answer (and error
+text) stays the rule; a property test holds the two to the same answers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_ITEM = re.compile(r"(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?")
+_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour day month weekday
+_SEARCH_DAYS = 366 * 4 + 1
+"""A plain expression that fires at all fires within four years (29 February)."""
+
+
+def next_fire(expression: str, local_now: datetime) -> datetime | None:
+    """The first minute strictly after `local_now` (aware, in the job's zone) that the
+    expression matches, or None when it is not plain or the answer is not clear-cut."""
+    fields = _parse(expression)
+    if fields is None:
+        return None
+    minutes, hours, days, months, weekdays, any_day, any_weekday = fields
+    start = local_now.replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=1)
+    if not _plain_moment(local_now.replace(second=0, microsecond=0)):
+        return None
+    day = start.replace(hour=0, minute=0)
+    for _ in range(_SEARCH_DAYS):
+        if day.month in months and _day_matches(
+            day, days, weekdays, any_day=any_day, any_weekday=any_weekday
+        ):
+            for hour in hours:
+                for minute in minutes:
+                    candidate = day.replace(hour=hour, minute=minute)
+                    if candidate >= start:
+                        fire = candidate.replace(tzinfo=local_now.tzinfo)
+                        return fire if _plain_moment(fire) else None
+        day += timedelta(days=1)
+    return None  # never, or not within the search: croniter says which
+
+
+def _parse(
+    expression: str,
+) -> tuple[list[int], list[int], set[int], set[int], set[int], bool, bool] | None:
+    if not expression.isascii():
+        return None
+    parts = expression.split()
+    if len(parts) != 5:
+        return None
+    sets: list[set[int]] = []
+    for text, (low, high) in zip(parts, _BOUNDS, strict=True):
+        values = _field(text, low, high)
+        if values is None:
+            return None
+        sets.append(values)
+    day_text, weekday_text = parts[2], parts[4]
+    for text in (day_text, weekday_text):  # `*` alone, or no `*` at all: no doubt which is free
+        if "*" in text and text != "*":
+            return None
+    weekdays = {0 if value == 7 else value for value in sets[4]}
+    any_day, any_weekday = day_text == "*", weekday_text == "*"
+    if (sets[2] == set(range(1, 32)) and not any_day) or (
+        weekdays == set(range(7)) and not any_weekday
+    ):
+        return None  # every day written out: croniter takes some such fields for `*`
+    return (sorted(sets[0]), sorted(sets[1]), sets[2], sets[3], weekdays, any_day, any_weekday)
+
+
+def _field(text: str, low: int, high: int) -> set[int] | None:
+    values: set[int] = set()
+    for item in text.split(","):
+        match = _ITEM.fullmatch(item)
+        if match is None:
+            return None
+        star, first, last, step = match.groups()
+        if star == "*":
+            start, end = low, (6 if high == 7 else high)
+        else:
+            start = int(first)
+            end = int(last) if last is not None else start
+            if (last is None and step is not None) or (last is not None and end <= start):
+                return None  # `5/10`, `3-3`: croniter reads them its own way
+        every = int(step) if step is not None else 1
+        if not (low <= start <= end <= high) or every < 1:
+            return None
+        values.update(range(start, end + 1, every))
+    return values
+
+
+def _day_matches(
+    day: datetime, days: set[int], weekdays: set[int], *, any_day: bool, any_weekday: bool
+) -> bool:
+    """Day of month and day of week: both must match when either is `*`; when both are
+    restricted, either will do (classic cron)."""
+    in_month = day.day in days
+    in_week = (day.weekday() + 1) % 7 in weekdays  # cron: Sunday is 0
+    if any_day or any_weekday:
+        return in_month and in_week
+    return in_month or in_week
+
+
+def _plain_moment(moment: datetime) -> bool:
+    """Whether a local time occurs exactly once in its zone: not skipped by a clock change
+    (it survives the trip to UTC and back) and not repeated by one (both folds agree)."""
+    zone = moment.tzinfo
+    if zone is None:
+        return False
+    back = moment.astimezone(UTC).astimezone(zone)  # (to the same zone is no conversion)
+    if back.replace(tzinfo=None) != moment.replace(tzinfo=None):
+        return False
+    return moment.replace(fold=0).utcoffset() == moment.replace(fold=1).utcoffset()
