@@ -48,8 +48,11 @@ CLIENT_MODE = "backend"
 READ_SCOPES = ("operator.read",)
 """Enough for `sessions.list` and `chat.history`."""
 WRITE_SCOPES = ("operator.read", "operator.write")
-"""Also `agent`, `agent.wait` and `sessions.patch` of the fields ocsched sets (spawnDepth,
-model, thinkingLevel); nothing ocsched calls needs `operator.admin` or `.approvals`."""
+"""Also `agent`, `agent.wait` and `sessions.patch` of the fields in the gateway's write
+allowlist (`label`, `model`, `thinkingLevel`, …; openclaw's method scopes)."""
+PATCH_ADMIN_SCOPES = (*WRITE_SCOPES, "operator.admin")
+"""A `sessions.patch` of any other field, such as the `spawnDepth` a fresh sub-agent
+session gets (spec §31.3), needs `operator.admin`: only the connection that makes it asks."""
 
 HEALTH_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 15.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .output import CommandError
@@ -37,15 +37,18 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
 
 
 def gateway_call(
-    settings: Settings, calls: Callable[[GatewayClient], Awaitable[Any]], *, write: bool = False
+    settings: Settings,
+    calls: Callable[[GatewayClient], Awaitable[Any]],
+    scopes: Sequence[str] | None = None,
 ) -> Any:
-    """Run `calls` with one client, closed afterwards, connected with the least scopes they
-    need: `operator.read`, and `operator.write` only for `write` (`agent`, `sessions.patch`)."""
-    from ocsched.adapters.gateway import READ_SCOPES, WRITE_SCOPES, GatewayClient
+    """Run `calls` with one client, closed afterwards, connected with `scopes`: the least
+    the calls need (`adapters.gateway`: `READ_SCOPES`, the default, `WRITE_SCOPES`,
+    `PATCH_ADMIN_SCOPES`)."""
+    from ocsched.adapters.gateway import READ_SCOPES, GatewayClient
 
     async def run() -> Any:
-        scopes = WRITE_SCOPES if write else READ_SCOPES
-        async with GatewayClient(gateway_settings(settings), scopes=scopes) as client:
+        client = GatewayClient(gateway_settings(settings), scopes=scopes or READ_SCOPES)
+        async with client:
             return await calls(client)
 
     return asyncio.run(run())
@@ -168,18 +171,20 @@ def spawn(
         except GatewayError as error:
             raise CommandError(f"gateway agent call failed: {error}") from None
 
-    return gateway_call(settings, calls, write=True)
+    from ocsched.adapters.gateway import PATCH_ADMIN_SCOPES, WRITE_SCOPES
+
+    return gateway_call(settings, calls, PATCH_ADMIN_SCOPES if fresh else WRITE_SCOPES)
 
 
 def send(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
     """`send` / `steer`: an `agent` call in lane `nested` (spec §31.6)."""
-    from ocsched.adapters.gateway import GatewayError
+    from ocsched.adapters.gateway import WRITE_SCOPES, GatewayError
 
     try:
         return gateway_call(
             settings,
             lambda client: client.call("agent", params, timeout_s=15, resend_on_drop=True),
-            write=True,
+            WRITE_SCOPES,
         )
     except GatewayError as error:
         raise CommandError(f"Failed to send message: {error}") from None

@@ -702,24 +702,35 @@ def test_each_command_asks_the_gateway_for_the_least_scopes_it_needs(scheduler, 
         return {tuple(c["scopes"]) for c in gateway.calls_of("connect")[before:]}
 
     read, write = {("operator.read",)}, {("operator.read", "operator.write")}
-    assert (
-        scopes_of(
-            "--json",
-            "dispatch",
-            "enqueue",
-            "--label",
-            "l",
-            "--message",
-            "x",
-            "--timeout",
-            "60",
-            "--deliver-to",
-            "1",
-        )
-        == write
-    )
+    enqueue = ("enqueue", "--label", "l", "--message", "x", "--timeout", "60", "--deliver-to", "1")
+    # a fresh session's spawnDepth is outside what operator.write may patch
+    assert scopes_of(*enqueue) == {("operator.read", "operator.write", "operator.admin")}
+    assert scopes_of(*enqueue, "--mode", "reuse") == write  # no patch
     assert scopes_of("send", "--label", "l", "--message", "y") == write
     assert scopes_of("status", "--label", "l") == read
     assert scopes_of("result", "--label", "l") == read
     assert scopes_of("heartbeat", "--label", "l") == read
     assert scopes_of("sync", "--dry-run") == read
+
+
+def test_a_fresh_overload_retry_patches_its_session_over_an_admin_connection(
+    scheduler, daemons, gateway
+):
+    from ocsched.testing.fake_gateway import OVERLOADED_ERROR
+
+    scheduler.env.update(OCSCHED_DISPATCH_FOLLOW_S="0.5", OCSCHED_OVERLOAD_GRACE_S="1")
+    gateway.agent_error = OVERLOADED_ERROR  # the first turn and the same-session retry fail
+    gateway.reply_delay_s = 1  # each failure after the retry is recorded
+    first = enqueue(scheduler).json["sessionKey"]
+    daemons.start()
+    wait_until(
+        lambda: scheduler.ok("--json", "list").json["labels"][0]["retryCount"] == 2,
+        timeout=30,
+        what="the second retry, in a fresh session",
+    )
+    fresh = state(scheduler)["sessionKey"]
+    assert fresh != first
+    patches = [c for c in gateway.calls_of("sessions.patch") if c["key"] == fresh]
+    assert patches == [{"key": fresh, "spawnDepth": 1}]
+    admin = [c for c in gateway.calls_of("connect") if "operator.admin" in c["scopes"]]
+    assert len(admin) == 2  # enqueue's, and the retry's own connection; never the daemon's

@@ -127,7 +127,7 @@ class DispatchFollower:
                 continue
             try:
                 if retry.fresh:
-                    await self.gateway().sessions_patch(retry.session_key, spawnDepth=1)
+                    await self._patch_spawn_depth(retry.session_key)
                 lane = "subagent" if retry.fresh else "nested"
                 await self._turn(retry.session_key, retry.message, retry.idempotency_key, lane)
             except GatewayError as error:
@@ -139,6 +139,15 @@ class DispatchFollower:
                 row, h.load(row["dispatch_id"]), retry, owner=h.owner, now=h.now(), facts=h.facts
             )
             await h.apply(plan)
+
+    async def _patch_spawn_depth(self, session_key: str) -> None:
+        """`spawnDepth` needs `operator.admin`, which the daemon's connection does not ask
+        for: a connection of its own, for this call only."""
+        from ocsched.adapters.gateway import PATCH_ADMIN_SCOPES, GatewayClient
+
+        settings = self.gateway().settings
+        async with GatewayClient(settings, scopes=PATCH_ADMIN_SCOPES) as client:
+            await client.sessions_patch(session_key, spawnDepth=1)
 
     async def _turn(self, session_key: str, message: str, key: str, lane: str) -> None:
         params = {

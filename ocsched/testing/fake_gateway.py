@@ -128,6 +128,12 @@ PATCH_PARAMS = words(
     "agentRuntime completionOwnerSessionKey inheritedToolPolicyVersion inheritedToolAllow "
     "inheritedToolDeny sendPolicy groupActivation spawnDepth"
 )
+PATCH_WRITE_FIELDS = words(
+    "key agentId expectedSessionId expectedLifecycleRevision label autoLabel icon color "
+    "category boardFace boardPresentation pinned archived unread model agentRuntime "
+    "thinkingLevel fastMode permissionMode"
+)
+"""What `operator.write` may patch; any other field needs `operator.admin`."""
 LIST_PARAMS = words(
     "limit offset search label agentId activeMinutes activeOnly sortBy archived pinned "
     "includeGlobal includeUnknown excludeSubagents excludeCron excludeSystem "
@@ -577,6 +583,8 @@ class FakeGateway:
             if entry is None:
                 raise Refusal("INVALID_REQUEST", f"unknown method: {method}")
             scope, allowed, required, handler = entry
+            if method == "sessions.patch" and not set(params) & PATCH_PARAMS <= PATCH_WRITE_FIELDS:
+                scope = "operator.admin"  # openclaw's method scopes: a write allowlist
             if scope not in peer.scopes:
                 raise Refusal(
                     "FORBIDDEN",
