@@ -17,12 +17,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dispatch_output as show
 from .argv import MAX_WHOLE_NUMBER, Argv, Parser, command, group
 from .context import Context
 from .output import CommandError, as_utf8
+
+if TYPE_CHECKING:  # the services import the domain: loaded only when a subcommand runs
+    from .dispatch_service import DoneRequest, EnqueueRequest, SessionTarget
 
 DEFAULT_TIMEOUT_S = 300
 DEFAULT_IDLE_THRESHOLD_S = 300
@@ -172,7 +175,7 @@ def _read_stdin(name: str) -> str:
         raise argument_error(f"{name}: could not read stdin: not UTF-8 text") from None
 
 
-def _session_target(args: argparse.Namespace):  # -> dispatch_service.SessionTarget
+def _session_target(args: argparse.Namespace) -> SessionTarget:
     from .dispatch_service import SessionTarget
 
     target = SessionTarget(_text(args, "label"), _text(args, "session_key"))
@@ -181,7 +184,7 @@ def _session_target(args: argparse.Namespace):  # -> dispatch_service.SessionTar
     return target
 
 
-def parse_enqueue(args: argparse.Namespace, config: dict[str, Any]):
+def parse_enqueue(args: argparse.Namespace, config: dict[str, Any]) -> EnqueueRequest:
     """Spec §31.4 steps 1–3 and 7, in the order their errors are reported."""
     from . import dispatch_service as service
 
@@ -231,7 +234,7 @@ def _agent(args: argparse.Namespace) -> str:
         raise argument_error(str(error)) from None
 
 
-def parse_done(args: argparse.Namespace):  # -> dispatch_service.DoneRequest
+def parse_done(args: argparse.Namespace) -> DoneRequest:
     """Spec §31.7's flags."""
     from .dispatch_service import DoneRequest
 
