@@ -88,12 +88,14 @@ class DaemonFacts:
         *,
         owner: str = "",
         job_version: Callable[[str], int | None] | None = None,
+        job_versions: Callable[[list[str]], dict[str, int | None]] | None = None,
     ) -> None:
         self._db = db
         self._load = load
         self._own_runs = own_runs
         self._owner = owner
         self._job_version = job_version
+        self._job_versions = job_versions
         self._tick = 0
         self._others_at = 0
         """The tick at which other processes' events last reached the read models."""
@@ -102,7 +104,10 @@ class DaemonFacts:
         reads of it (its spec or error count: a job event, a run's outcome)."""
         self._parents: tuple[int, frozenset[str]] | None = None
         self._others_active: tuple[int, bool] | None = None
+        self._queued_exist: tuple[int, bool] | None = None
         self._prefetched: dict[str, JobRow | None] = {}
+        self._versions: dict[str, tuple[int, int | None]] = {}
+        """Job id -> (tick, version) of jobs fired that their run's end may delete."""
 
     # Freshness
 
@@ -110,6 +115,7 @@ class DaemonFacts:
         """Other processes' events have reached the read models."""
         self._tick += 1
         self._others_at = self._tick
+        self._versions.clear()
 
     def changes(self, records: Iterable[Any]) -> list[tuple[str, bool]]:
         """What a plan's records change of the jobs `conclude` reads, taken before their
@@ -124,6 +130,8 @@ class DaemonFacts:
                     changes.append((event.originator_id, structural))
                 elif kind == "Run.Finished":
                     changes.append((event.job_id, False))
+                elif kind == "Run.Queued":
+                    changes.append(("", False))
         return changes
 
     def saved(self, changes: list[tuple[str, bool]]) -> None:
@@ -131,6 +139,9 @@ class DaemonFacts:
         both, so a row read in between is read again too."""
         self._tick += 1
         for job_id, structural in changes:
+            if not job_id:  # a queued run
+                self._queued_exist = None
+                continue
             self._changed_at[job_id] = self._tick
             if structural:
                 self._parents = None
@@ -142,6 +153,12 @@ class DaemonFacts:
         for job_id in job_ids:
             row = rows.get(job_id)
             self._prefetched[job_id] = None if row is None else JobRow(row, self._tick)
+        ending = [
+            j for j, row in rows.items() if row["schedule_kind"] == "at" or row["delete_after_run"]
+        ]
+        if ending and self._job_versions is not None:
+            versions = self._job_versions(ending)
+            self._versions.update((job_id, (self._tick, versions.get(job_id))) for job_id in ending)
 
     # Facts
 
@@ -177,6 +194,12 @@ class DaemonFacts:
         return len(views.pending_approvals(self._db(), job_id))
 
     def queued_runs(self, job_id: str) -> list[Row]:
+        """Only this daemon's saves and other processes' events queue a run: while the read
+        models hold no queued run, no job has one."""
+        if self._queued_exist is None or self._queued_exist[0] < self._others_at:
+            self._queued_exist = (self._tick, _queued_exist(self._db()))
+        if not self._queued_exist[1]:
+            return []
         return views.queued_runs(self._db(), job_id)
 
     def active_runs_of(self, job_id: str, pool: str | None) -> list[Row]:
@@ -199,6 +222,9 @@ class DaemonFacts:
         return self._own_runs.in_pool(pool)
 
     def job_version(self, job_id: str) -> int | None:
+        cached = self._versions.pop(job_id, None)
+        if cached is not None and self._changed_at.get(job_id, 0) <= cached[0]:
+            return cached[1]
         if self._job_version is not None:
             return self._job_version(job_id)
         job = self._load(job_id)
@@ -226,6 +252,11 @@ def _jobs_by_id(db: sqlite3.Connection, job_ids: list[str]) -> dict[str, dict[st
 def _parent_ids(db: sqlite3.Connection) -> frozenset[str]:
     query = "SELECT DISTINCT parent_id FROM jobs WHERE parent_id IS NOT NULL"
     return frozenset(row["parent_id"] for row in db.execute(query))
+
+
+def _queued_exist(db: sqlite3.Connection) -> bool:
+    query = "SELECT 1 AS found FROM runs WHERE status = 'queued' LIMIT 1"
+    return db.execute(query).fetchone() is not None
 
 
 def _others_active(db: sqlite3.Connection, owner: str) -> bool:

@@ -44,7 +44,7 @@ from ocsched.domain.retrieval import HYBRID_CANDIDATES, context_block, match_exp
 from ocsched.domain.run import Run
 from ocsched.projections import views
 
-from .facts import DaemonFacts, OwnRuns
+from .facts import IN_CHUNK, DaemonFacts, OwnRuns
 from .post_office import inject_inbox
 from .writer import Conflict, EventWriter
 
@@ -108,7 +108,12 @@ class Handlers:
         self.concluding: set[str] = set()
         self.sending: set[str] = set()
         self.facts = DaemonFacts(
-            db, load, self.own, owner=owner, job_version=getattr(load, "job_version", None)
+            db,
+            load,
+            self.own,
+            owner=owner,
+            job_version=getattr(load, "job_version", None),
+            job_versions=getattr(load, "job_versions", None),
         )
 
     # Save, then act
@@ -530,6 +535,12 @@ class AggregateLoader:
                 f"SELECT originator_version, topic FROM {recorder.events_table_name}"
                 " WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1"
             )
+            # SQLite takes a bare column's value from the row whose max() it returns.
+            self._newest_of = (
+                "SELECT originator_id, max(originator_version), topic"
+                f" FROM {recorder.events_table_name}"
+                " WHERE originator_id IN ({marks}) GROUP BY originator_id"
+            )
 
     def __call__(self, aggregate_id: str) -> Any:
         aggregate = None
@@ -549,6 +560,18 @@ class AggregateLoader:
             raise AggregateNotFoundError(job_id)
         version, topic = newest
         return None if topic == JOB_DELETED_TOPIC else int(version)
+
+    def job_versions(self, job_ids: list[str]) -> dict[str, int | None]:
+        """`job_version` of many jobs, in one query each `IN_CHUNK` with SQLite."""
+        if self._select is None:
+            return {job_id: self.job_version(job_id) for job_id in job_ids}
+        versions: dict[str, int | None] = {}
+        for start in range(0, len(job_ids), IN_CHUNK):
+            chunk = job_ids[start : start + IN_CHUNK]
+            query = self._newest_of.format(marks=",".join("?" * len(chunk)))
+            for job_id, version, topic in self._connection().execute(query, chunk):
+                versions[job_id] = None if topic == JOB_DELETED_TOPIC else int(version)
+        return versions
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

@@ -142,7 +142,7 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
         raise SystemExit(f"seeding took {seed_seconds:.2f} s, too close to due: raise --lead")
     connection = read_only(home.database)
     time.sleep(max(due_epoch - 0.1 - time.time(), 0))
-    spy = start_py_spy(options.py_spy, pid) if options.py_spy else None
+    spy = start_py_spy(options.py_spy, pid, gil=not options.on_cpu) if options.py_spy else None
     cpu_before = cpu_seconds(pid)
     deadline = due_epoch + max(120, options.jobs / 50)
     while (finished := count_finished_runs(connection)) < options.jobs:
@@ -251,18 +251,15 @@ def floor(
     return statistics.median(times), statistics.median(cpus)
 
 
-def start_py_spy(prefix: str, pid: int) -> subprocess.Popen:
+def start_py_spy(prefix: str, pid: int, *, gil: bool = True) -> subprocess.Popen:
+    """py-spy on the daemon: samples of threads holding the interpreter lock (`gil`), or
+    of threads on a CPU (in a system call too: the spawns' vfork waits do not count)."""
     spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "250", "--threads"]
     process = subprocess.Popen(
         [
-            str(spy),
-            "record",
-            "--pid",
-            str(pid),
-            "--rate",
-            "250",
-            "--threads",
-            "--gil",
+            *command,
+            *(["--gil"] if gil else []),
             "--format",
             "raw",
             "--output",
@@ -331,6 +328,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--py-spy", metavar="PREFIX", help="sample the daemon with py-spy; to PREFIX.txt"
+    )
+    parser.add_argument(
+        "--on-cpu", action="store_true", help="--py-spy: threads on a CPU, not holding the lock"
     )
     options = parser.parse_args()
     from ocsched.adapters.settings import Settings
