@@ -52,8 +52,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="approval gates waiting for a person",
         examples=["ocsched approvals list", "ocsched jobs approve 75db1016"],
     )
+    from .as_of import add_as_of
+
     for name in ("list", "pending"):
-        command(
+        listing = command(
             approvals,
             name,
             cli_approvals,
@@ -61,6 +63,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             usage="",
             examples=[f"ocsched approvals {name}", f"ocsched --json approvals {name}"],
         )
+        add_as_of(listing)
 
 
 def register_decisions(jobs: argparse._SubParsersAction) -> None:

@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alias": ("deliveries", "names for delivery targets"),
     "deliveries": ("deliveries", "deliveries of results and notices, with their attempts"),
     "events": ("events", "the audit trail: the newest events, or one id's whole history"),
+    "audit": ("audit", "tamper evidence: verify the log's hash chain, anchor its head"),
     "projections": ("projections", "the read models: their lag, and rebuilding them"),
     "status": ("status", "what is stored and what runs next"),
     "schema": ("schema", "the job spec's fields, and the record schemas"),
@@ -306,6 +307,10 @@ def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: st
         namespace.words = getattr(namespace, "_parser", parser).path.split()
         _print_help(namespace)
         return 0
+    if getattr(namespace, "as_of", None) is not None:
+        from .as_of import answering_as_of
+
+        handler = answering_as_of(handler)
     return _execute(json_mode, actor, lambda ctx: handler(ctx, namespace))
 
 

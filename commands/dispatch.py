@@ -500,6 +500,7 @@ PARSERS: dict[str, tuple[str, str, str | None, tuple[str, ...], tuple[Flag, ...]
         (
             ("--status", "S", "running, done, error or interrupted"),
             ("--limit", "N", "at most N labels (20)"),
+            ("--as-of", "TIME", "as of TIME (ISO 8601), from the events up to it"),
         ),
     ),
     **{

@@ -367,7 +367,7 @@ def cli_tail(ctx: Context, args: argparse.Namespace) -> None:
     count = None if count_text == "all" else whole_number(count_text, lowest=0)
     if count is None and count_text != "all":
         raise CommandError(
-            f"-n must be a whole number (at most {MAX_WHOLE_NUMBER}) or all, got: {count_text}"
+            f"-n must be a whole number (at most {MAX_WHOLE_NUMBER}), got: {count_text}"
         )
     chosen = event_filter(ctx, args)
     if chosen or count is None:

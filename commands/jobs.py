@@ -178,10 +178,17 @@ def get_job(ctx: Context, job_id: str) -> dict[str, Any]:
     return record
 
 
-def list_jobs(ctx: Context, job_type: str | None = None) -> list[dict[str, Any]]:
+def list_jobs(
+    ctx: Context,
+    job_type: str | None = None,
+    *,
+    after: tuple[str, str] | None = None,
+    limit: int = -1,
+) -> list[dict[str, Any]]:
+    """All jobs by name, or a page: `limit` of them after the (name, id) `after`."""
     from ocsched.projections import views
 
-    return views.jobs(ctx.views(), job_type)
+    return views.jobs(ctx.views(), job_type, after=after, limit=limit)
 
 
 def job_tree(ctx: Context) -> list[dict[str, Any]]:
@@ -350,6 +357,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched jobs get 75db1016"],
     )
     _job_id(get)
+    from .as_of import add_as_of
+
+    add_as_of(get)
     listing = command(
         jobs,
         "list",
@@ -359,6 +369,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched jobs list", "ocsched --json jobs list --type watchdog"],
     )
     listing.add_argument("--type", metavar="standard|watchdog", help="only jobs of this type")
+    add_as_of(listing)
     for verb, handler, what in (
         ("enable", enable_handler, "enable a job (its next run is computed from now)"),
         ("disable", disable_handler, "disable a job (it keeps its history)"),

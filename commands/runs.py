@@ -89,6 +89,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     listing.add_argument("job_id", metavar="<job-id>", help="the job's id or a unique prefix")
     listing.add_argument("limit", nargs="?", default="20", help="how many (default 20)")
+    from .as_of import add_as_of
+
+    add_as_of(listing)
     get = command(
         runs,
         "get",

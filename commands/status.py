@@ -55,7 +55,9 @@ def _redacted(ctx: Context) -> str:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    command(
+    from .as_of import add_as_of
+
+    status = command(
         commands,
         "status",
         cli_status,
@@ -65,6 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         " status (ocsched dispatch status --help).",
         examples=["ocsched status", "ocsched --json status"],
     )
+    add_as_of(status)
 
 
 def cli_status(ctx: Context, args: argparse.Namespace) -> None:
