@@ -178,17 +178,10 @@ def get_job(ctx: Context, job_id: str) -> dict[str, Any]:
     return record
 
 
-def list_jobs(
-    ctx: Context,
-    job_type: str | None = None,
-    *,
-    after: tuple[str, str] | None = None,
-    limit: int = -1,
-) -> list[dict[str, Any]]:
-    """All jobs by name, or a page: `limit` of them after the (name, id) `after`."""
+def list_jobs(ctx: Context, job_type: str | None = None) -> list[dict[str, Any]]:
     from ocsched.projections import views
 
-    return views.jobs(ctx.views(), job_type, after=after, limit=limit)
+    return views.jobs(ctx.views(), job_type)
 
 
 def job_tree(ctx: Context) -> list[dict[str, Any]]:
