@@ -72,11 +72,18 @@ def _not_decoded(originator_id: Any, version: int, state: bytes) -> None:
 
 
 def persistence_env(settings: Settings) -> dict[str, str]:
+    from .cipher import cipher_env
+
     env = {"MAPPER_TOPIC": MAPPER_TOPIC, "ORIGINATOR_ID_TYPE": "text"}
     if settings.uses_postgres:
         env.update(postgres_env(settings.database))
     else:
         env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=settings.database)
+    # Audit (issue 14): each event's hash link written with it (chain.py); states
+    # encrypted when a key is set (cipher.py).
+    recorder = "ChainedPostgresRecorder" if settings.uses_postgres else "ChainedSQLiteRecorder"
+    env["APPLICATION_RECORDER_TOPIC"] = f"ocsched.adapters.chain:{recorder}"
+    env.update(cipher_env(settings.cipher_key, settings.cipher_old_keys))
     return env
 
 

@@ -83,6 +83,10 @@ class Settings:
     """`OCSCHED_STORAGE_RETRY_S` (0 to 300): how long a command retries a transient storage
     error (a lock held elsewhere, a full disk, a lost connection) before it gives up. The
     daemon retries until the storage is back."""
+    cipher_key: str | None = field(default=None, repr=False)
+    """`OCSCHED_CIPHER_KEY`: new events' states encrypted with it (adapters/cipher.py)."""
+    cipher_old_keys: str | None = field(default=None, repr=False)
+    """`OCSCHED_CIPHER_OLD_KEYS`: earlier keys, comma-separated, still read with."""
     user_home: Path = field(default_factory=Path.home)
     """`HOME`."""
     openclaw_home: Path = field(default_factory=lambda: Path.home() / ".openclaw")
@@ -106,6 +110,8 @@ class Settings:
     )
     """The whole environment: what the runs' shells inherit (`OCSCHED_RUN_ID` added)."""
     reactor: ReactorSettings = field(default_factory=ReactorSettings)
+    api_token: str | None = field(default=None, repr=False)
+    """`OCSCHED_API_TOKEN`: the token `ocsched serve` requires (else one it generates)."""
 
     @property
     def uses_postgres(self) -> bool:
@@ -157,6 +163,8 @@ class Settings:
             log_level=env.get("OCSCHED_LOG_LEVEL") or None,
             log_format=env.get("OCSCHED_LOG_FORMAT") or None,
             storage_retry_s=_bounded_seconds(env, "OCSCHED_STORAGE_RETRY_S", 10.0, 300.0),
+            cipher_key=env.get("OCSCHED_CIPHER_KEY") or None,
+            cipher_old_keys=env.get("OCSCHED_CIPHER_OLD_KEYS") or None,
             user_home=user_home,
             openclaw_home=openclaw_home,
             dispatch_config_dir=Path(
@@ -169,6 +177,7 @@ class Settings:
             hook_host=env.get("DISPATCH_HOST") or os.uname().nodename,
             environment=dict(env),
             reactor=ReactorSettings.from_environment(env),
+            api_token=env.get("OCSCHED_API_TOKEN") or None,
         )
 
 

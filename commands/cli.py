@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alias": ("deliveries", "names for delivery targets"),
     "deliveries": ("deliveries", "deliveries of results and notices, with their attempts"),
     "events": ("events", "the audit trail: the newest events, or one id's whole history"),
+    "audit": ("audit", "tamper evidence: verify the log's hash chain, anchor its head"),
     "projections": ("projections", "the read models: their lag, and rebuilding them"),
     "status": ("status", "what is stored and what runs next"),
     "schema": ("schema", "the job spec's fields, and the record schemas"),
