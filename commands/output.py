@@ -112,11 +112,16 @@ def timed(header: str) -> str:
 
 
 @contextmanager
-def progress(json_mode: bool, total: int, what: str) -> Iterator[Callable[[int], None] | None]:
+def progress(
+    json_mode: bool, total: int, what: str, *, piped: bool = False
+) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on the terminal (tqdm, imported only then) for long work: yields
     `advance(done)` to report how much of `total` is done, or None under --json or when
-    stdout or stderr is not a terminal (pipes, logs and tests stay clean)."""
-    if json_mode or total <= 0 or not (sys.stderr.isatty() and sys.stdout.isatty()):
+    stdout or stderr is not a terminal (pipes, logs and tests stay clean). `piped`: the
+    command's output is meant for a file or a pipe (`export > log.jsonl`); stderr alone
+    decides."""
+    terminal = sys.stderr.isatty() and (piped or sys.stdout.isatty())
+    if json_mode or total <= 0 or not terminal:
         yield None
         return
     from tqdm import tqdm

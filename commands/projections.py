@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     projections = group(
         commands,
         "projections",
-        help="the read models: their lag, and rebuilding them",
+        help="the read models: their lag, rebuilding and verifying them",
         examples=["ocsched projections status", "ocsched projections rebuild jobs"],
     )
     command(
@@ -61,6 +61,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched projections rebuild", "ocsched projections rebuild runs"],
     )
     rebuild.add_argument("name", nargs="?", metavar="NAME", help="one projection (default: all)")
+    from .replay import cli_verify
+
+    command(
+        projections,
+        "verify",
+        cli_verify,
+        help="rebuild into a scratch store and compare every row with the live read models",
+        usage="",
+        examples=["ocsched projections verify", "ocsched --json projections verify"],
+    )
 
 
 def cli_status(ctx: Context, args: argparse.Namespace) -> None:

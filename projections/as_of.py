@@ -51,6 +51,23 @@ class UpTo:
         return event_moment(event) <= self.moment
 
 
+class Through:
+    """`source` up to and including position `last`."""
+
+    def __init__(self, source: EventSource, last: int) -> None:
+        self.source = source
+        self.last = last
+
+    def max_position(self) -> int:
+        return min(self.source.max_position(), self.last)
+
+    def read_after(
+        self, position: int, limit: int, topics: Collection[str]
+    ) -> Sequence[tuple[int, str, Any]]:
+        page = self.source.read_after(position, limit, topics)
+        return [entry for entry in page if entry[0] <= self.last]
+
+
 def build(
     source: EventSource,
     path: str,
