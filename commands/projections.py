@@ -22,19 +22,16 @@ def projection_status(ctx: Context) -> list[dict]:
 
 
 def rebuild_projections(ctx: Context, name: str | None = None) -> list[dict]:
-    from ocsched.projections.runner import all_projections, by_name, rebuild
+    from ocsched.projections.runner import all_projections, by_name, rebuild_together
 
     try:
         chosen = [by_name(name)] if name else list(all_projections())
     except KeyError as error:
         raise CommandError(str(error.args[0])) from None
-    results = []
-    for projection in chosen:
-        total = ctx.log.max_position() or 0
-        with progress(ctx.json, total, f"rebuild {projection.name}") as advance:
-            events = rebuild(ctx.log, ctx.store, projection, progress=advance)
-        results.append({"name": projection.name, "events": events})
-    return results
+    total = ctx.log.max_position() or 0
+    with progress(ctx.json, total, f"rebuild {name or 'all'}") as advance:
+        events = rebuild_together(ctx.log, ctx.store, chosen, progress=advance)
+    return [{"name": projection.name, "events": events} for projection in chosen]
 
 
 def register(commands: argparse._SubParsersAction) -> None:

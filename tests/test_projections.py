@@ -459,16 +459,19 @@ def _read_model_rows(path) -> dict[str, list[tuple]]:
 
 
 def test_a_rebuild_gives_exactly_the_rows_the_live_projections_built(tmp_path):
-    from ocsched.projections.runner import rebuild
+    from ocsched.projections.runner import rebuild, rebuild_together
 
     log, read_models = _seed_every_event_type(tmp_path)
+    log_events = _query(tmp_path, "SELECT rowid FROM stored_events")
     stored_topics = {row[0] for row in _query(tmp_path, "SELECT DISTINCT topic FROM stored_events")}
     assert stored_topics == SEEDED_TOPICS
     assert set().union(*(p.topics for p in all_projections())) >= SEEDED_TOPICS
     live = _read_model_rows(tmp_path / "ocsched.db")
     assert len(live["runs"]) == 100 + 3 and len(live["jobs"]) == 3  # retention; a deletion
+    assert rebuild_together(log, read_models, all_projections()) == len(log_events)
+    assert _read_model_rows(tmp_path / "ocsched.db") == live
     for projection in all_projections():
-        rebuild(log, read_models, projection)
+        assert rebuild(log, read_models, projection) == len(log_events)
     assert _read_model_rows(tmp_path / "ocsched.db") == live
     log.close()
 
