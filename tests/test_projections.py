@@ -326,29 +326,23 @@ def _seed_every_event_type(tmp_path) -> tuple:
     waiting.queue_behind(running.id, {"queued_count": 1}, meta, at())
     save(running, waiting)
 
-    request = Dispatch(
-        id="dispatch-1",
-        job_id="job-2",
-        kind="manual",
-        scheduled_for="2026-12-05 08:00:00",
-        source_run_id=None,
-        retry_count=0,
-        meta=meta,
-        timestamp=at(),
-    )
+    def dispatch(number: int, job_id: str, kind: str, source_run_id: str | None) -> Dispatch:
+        return Dispatch(
+            id=f"dispatch-{number}",
+            job_id=job_id,
+            kind=kind,
+            scheduled_for="2026-12-05 08:00:00",
+            source_run_id=source_run_id,
+            retry_count=number - 1,
+            meta=meta,
+            timestamp=at(),
+        )
+
+    request = dispatch(1, "job-2", "manual", None)
     claimed = run("job-2", request.id)
     request.claim(claimed.id, meta, at())
     claimed.finish("error", {"error_message": "boom", "shell_exit_code": 1}, {}, meta, at())
-    held = Dispatch(
-        id="dispatch-2",
-        job_id="job-2",
-        kind="chain",
-        scheduled_for="2026-12-05 08:00:00",
-        source_run_id=claimed.id,
-        retry_count=1,
-        meta=meta,
-        timestamp=at(),
-    )
+    held = dispatch(2, "job-2", "chain", claimed.id)
     approvals = [
         Approval(
             id=f"approval-{i}",
@@ -366,16 +360,7 @@ def _seed_every_event_type(tmp_path) -> tuple:
     approvals[0].approve("alice", meta, at())
     approvals[1].approve("timeout", meta, at(), automatic=True)
     approvals[2].reject("bob", "not now", meta, at())
-    cancelled = Dispatch(
-        id="dispatch-3",
-        job_id="job-1",
-        kind="retry",
-        scheduled_for="2026-12-05 08:00:00",
-        source_run_id=None,
-        retry_count=2,
-        meta=meta,
-        timestamp=at(),
-    )
+    cancelled = dispatch(3, "job-1", "retry", None)
     cancelled.cancel("job disabled", meta, at())
     save(held, cancelled, *approvals)
 
