@@ -98,7 +98,8 @@ class Day:
 
     def finish(self, run: Run, status: str, summary: str) -> None:
         job = self.job(run.job_id)
-        result = Outcome(status, {"error_message": summary} if status == "error" else {}, summary)
+        fields = {"summary": summary} | ({"error_message": summary} if status == "error" else {})
+        result = Outcome(status, fields, summary)
         plan = outcome.conclude(
             run, job, result, retry_base_s=30, owner=OWNER, now=self.ctx.now, facts=self.facts
         )
