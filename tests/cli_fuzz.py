@@ -121,6 +121,9 @@ SHAPES: tuple[Shape, ...] = (
     Shape(("runs", "stale"), ("int",), optional=1),
     Shape(("events", "tail"), options={"-n": "int"}),
     Shape(("events", "show"), ("any_id",)),
+    Shape(("export",), options={"--since": "datetime", "--type": "text", "--aggregate": "text"}),
+    Shape(("runs", "explain"), ("run",)),
+    Shape(("projections", "verify")),
     Shape(("alias", "add"), ("text", "text", "text", "text"), optional=1),
     Shape(("alias", "list")),
     Shape(("alias", "remove"), ("alias",)),
@@ -236,6 +239,7 @@ EXCLUDED = {
     ("daemon", None): "runs until signalled",
     ("start", None): "runs until signalled",
     ("inbox-consumer", None): "sends through the gateway (--watch runs until signalled)",
+    ("replay", None): "writes a new home wherever --into points",
 }
 # Tokens that would make a command block (`events tail --follow`) or start the daemon.
 BLOCKING_TOKENS = {"--follow", "-f", "daemon", "start"}
