@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "what is stored and what runs next"),
     "schema": ("schema", "the job spec's fields, and the record schemas"),
     "capabilities": ("capabilities", "the features this scheduler supports (JSON)"),
+    "serve": ("serve", "the JSON API, live events and metrics over HTTP"),
     "daemon": ("daemon", "run the scheduler until SIGTERM or SIGINT"),
     "start": ("daemon", "the same as daemon"),
     "dispatch": ("dispatch", "sub-agent dispatches (also bare: enqueue, status --label, …)"),

@@ -27,7 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
             cli_daemon,
             help="run the scheduler until SIGTERM or SIGINT"
             + (" (= daemon)" if name == "start" else ""),
-            usage="[--grace <seconds>] [--log-level <level>] [--log-format text|json]",
+            usage="[--grace <seconds>] [--log-level <level>] [--log-format text|json]"
+            " [--serve [HOST:]PORT]",
             examples=[
                 f"ocsched {name}",
                 f"ocsched {name} --grace 30",
@@ -46,6 +47,13 @@ def register(commands: argparse._SubParsersAction) -> None:
             "--log-format",
             metavar="text|json",
             help="text lines, or one JSON object per line (else OCSCHED_LOG_FORMAT, else text)",
+        )
+        parser.add_argument(
+            "--serve",
+            nargs="?",
+            const="",
+            metavar="[HOST:]PORT",
+            help="also serve the HTTP API and metrics (ocsched serve; 127.0.0.1:8765)",
         )
 
 
@@ -72,10 +80,19 @@ def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
         raise ctx.refuse_read_only("the daemon cannot record runs")
     from .reactor.scheduler import Reactor
 
+    served = None
+    if args.serve is not None:
+        from . import serve
+
+        served = serve.server(ctx, *serve.address(args.serve))
     daemon_log.configure(level, form)
     _use_pidfd_child_watcher()
     retry_storage_until_back(ctx)
-    asyncio.run(Reactor(ctx, grace_seconds=grace_seconds).serve())
+    reactor = Reactor(ctx, grace_seconds=grace_seconds).serve()
+    if served is not None:
+        announce = logging.getLogger("ocsched").info
+        reactor = served.run(ctx, reactor, lambda n: announce("serving %s", n), catch_up=False)
+    asyncio.run(reactor)
 
 
 def retry_storage_until_back(ctx: Context) -> None:

@@ -178,10 +178,17 @@ def get_job(ctx: Context, job_id: str) -> dict[str, Any]:
     return record
 
 
-def list_jobs(ctx: Context, job_type: str | None = None) -> list[dict[str, Any]]:
+def list_jobs(
+    ctx: Context,
+    job_type: str | None = None,
+    *,
+    after: tuple[str, str] | None = None,
+    limit: int = -1,
+) -> list[dict[str, Any]]:
+    """All jobs by name, or a page: `limit` of them after the (name, id) `after`."""
     from ocsched.projections import views
 
-    return views.jobs(ctx.views(), job_type)
+    return views.jobs(ctx.views(), job_type, after=after, limit=limit)
 
 
 def job_tree(ctx: Context) -> list[dict[str, Any]]:
