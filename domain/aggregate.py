@@ -37,27 +37,64 @@ class EventMeta(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _EventType(MetaDomainEvent):
-    """The library's event metaclass, which makes every event class a frozen dataclass,
-    except that a class declaring no field of its own whose fields, in order, are those
-    of the generated `__init__` it inherits takes that base's generated methods instead
-    of generating the same again. The library defines two such classes for most events
-    (a redefinition per aggregate, a caller per `@event` method): about half the event
-    classes, and half of the dataclass generation every process pays as it starts."""
+    """The library's event metaclass (every event class a frozen dataclass) with less code
+    generated per class, which every process pays for each event class as it starts:
+
+    * a class declaring no field of its own whose fields, in order, are those of the
+      generated `__init__` it inherits, takes that base's methods instead of generating
+      the same again: the library defines two such classes for most events (a
+      redefinition per aggregate, a caller per `@event` method);
+    * the others generate `__init__` and the frozen `__setattr__`/`__delattr__` only;
+      `__repr__`, `__eq__` and `__hash__`, the same for every event, are written once
+      below and behave as the generated ones."""
 
     def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> Any:
-        if namespace.get("__annotations__"):
-            return super().__new__(mcs, name, bases, namespace)
         event_cls: Any = type.__new__(mcs, name, bases, namespace)
-        fields: dict[str, dataclasses.Field] = {}
-        for base in event_cls.__mro__[-1:0:-1]:  # the order dataclasses collects them in
-            fields.update(getattr(base, "__dataclass_fields__", None) or {})
-        donor = next(base for base in event_cls.__mro__ if "__init__" in base.__dict__)
-        if donor.__dict__.get("__dataclass_fields__") != fields or list(
-            donor.__dict__["__dataclass_fields__"]
-        ) != list(fields):
-            event_cls = dataclasses.dataclass(frozen=True)(event_cls)
+        if namespace.get("__annotations__") or not _inherits_its_init(event_cls):
+            event_cls = dataclasses.dataclass(frozen=True, repr=False, eq=False)(event_cls)
+            for method in (_event_repr, _event_eq, _event_hash):
+                if method.__name__ not in namespace:
+                    setattr(event_cls, method.__name__, method)
         event_cls.__signature__ = inspect.signature(event_cls.__init__)
         return event_cls
+
+
+def _inherits_its_init(event_cls: type) -> bool:
+    """Whether the `__init__` the class inherits takes exactly its fields, in order."""
+    fields: dict[str, dataclasses.Field] = {}
+    for base in event_cls.__mro__[-1:0:-1]:  # the order dataclasses collects them in
+        fields.update(getattr(base, "__dataclass_fields__", None) or {})
+    donor = next(base for base in event_cls.__mro__ if "__init__" in base.__dict__)
+    own = donor.__dict__.get("__dataclass_fields__")
+    return own == fields and list(own) == list(fields)
+
+
+def _compared(event: Any) -> tuple:
+    return tuple(getattr(event, field.name) for field in dataclasses.fields(event) if field.compare)
+
+
+def _event_repr(self: Any) -> str:
+    shown = (f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+    return f"{type(self).__qualname__}({', '.join(shown)})"
+
+
+_event_repr.__name__ = "__repr__"
+
+
+def _event_eq(self: Any, other: object) -> Any:
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return _compared(self) == _compared(other)
+
+
+_event_eq.__name__ = "__eq__"
+
+
+def _event_hash(self: Any) -> int:
+    return hash(_compared(self))
+
+
+_event_hash.__name__ = "__hash__"
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,22 @@ def test_an_event_class_with_no_field_of_its_own_is_not_generated_again(monkeypa
     ]
 
 
+def test_an_event_compares_and_prints_as_a_generated_dataclass_would():
+    meta = EventMeta(actor="tester", origin="test", correlation_id="c1")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    (first,) = new_job(shell_job(), "job-1", meta, now).collect_events()
+    (same,) = new_job(shell_job(), "job-1", meta, now).collect_events()
+    (other,) = new_job(shell_job(name="other"), "job-1", meta, now).collect_events()
+    assert first == same
+    assert first != other  # the spec differs, every other field is the same
+    assert first != dataclasses.replace(first, originator_version=2)
+    assert (first == "text") is False
+    names = [field.name for field in dataclasses.fields(first)]
+    assert repr(first) == f"Job.Created({', '.join(f'{n}={getattr(first, n)!r}' for n in names)})"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.spec = other.spec  # type: ignore[misc]
+
+
 def test_an_event_of_a_class_that_was_not_generated_behaves_as_a_generated_one():
     meta = EventMeta(actor="tester", origin="test", correlation_id="c1")
     now = datetime(2030, 1, 1, tzinfo=UTC)
