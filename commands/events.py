@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -362,13 +363,18 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cli_tail(ctx: Context, args: argparse.Namespace) -> None:
-    follow = args.follow
     count_text = args.count
     count = None if count_text == "all" else whole_number(count_text, lowest=0)
     if count is None and count_text != "all":
         raise CommandError(
             f"-n must be a whole number (at most {MAX_WHOLE_NUMBER}), got: {count_text}"
         )
+    with reader_may_leave():
+        _tail(ctx, args, count)
+
+
+def _tail(ctx: Context, args: argparse.Namespace, count: int | None) -> None:
+    follow = args.follow
     chosen = event_filter(ctx, args)
     if chosen or count is None:
         records, position = matching(ctx, chosen, count)
@@ -397,6 +403,19 @@ def _follow(ctx: Context, position: int, chosen: EventFilter) -> None:
                 time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output piped to a reader that stops early (`| head`) ends the command quietly, as
+    `yes | head` does, not with a broken-pipe error."""
+    try:
+        yield
+    except BrokenPipeError:
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush)
 
 
 def _compact(record: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import msgspec
 
 from .argv import command
 from .context import Context
-from .events import add_filter_arguments, event_filter, stored_events
+from .events import add_filter_arguments, event_filter, reader_may_leave, stored_events
 from .output import progress
 
 if TYPE_CHECKING:
@@ -98,4 +98,5 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cli_export(ctx: Context, args: argparse.Namespace) -> None:
-    export(ctx, args)
+    with reader_may_leave():
+        export(ctx, args)
