@@ -58,6 +58,10 @@ class BadRequest(ValueError):
     """A query parameter that cannot be used: 400 with its message."""
 
 
+class NotFound(CommandError):
+    """404 (besides a service function's "… not found")."""
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -299,7 +303,10 @@ def _dispatches(ctx: ReadContext, q: Query) -> Any:
 
 @endpoint("/dispatches/{label}", "a label's newest dispatch (its `dispatch list` entry)")
 def _dispatch(ctx: ReadContext, q: Query) -> Any:
-    return dispatch_labels.LedgerEntry.of(dispatch_labels.known_label_row(ctx, q.path("label")))
+    row = dispatch_labels.label_row(ctx, q.path("label"))
+    if row is None:
+        raise NotFound(f'No session found for label "{q.path("label")}"')
+    return dispatch_labels.LedgerEntry.of(row)
 
 
 @endpoint(
@@ -322,7 +329,7 @@ def _messages(ctx: ReadContext, q: Query) -> Any:
 def _message(ctx: ReadContext, q: Query) -> Any:
     found = messages.get_message(ctx, ctx.resolve_id(q.path("id"), "message"))
     if found is None:
-        raise CommandError(f"Message not found: {q.path('id')}")
+        raise NotFound(f"Message not found: {q.path('id')}")
     return found
 
 
@@ -340,7 +347,7 @@ def _agents(ctx: ReadContext, q: Query) -> Any:
 def _agent(ctx: ReadContext, q: Query) -> Any:
     found = agents.get_agent(ctx, q.path("id"))
     if found is None:
-        raise CommandError(f"Agent not found: {q.path('id')}")
+        raise NotFound(f"Agent not found: {q.path('id')}")
     return found
 
 
@@ -475,7 +482,8 @@ def _failure(error: Exception, refused: int = 400) -> web.Response:
         return error_response(400, str(error))
     if isinstance(error, CommandError):
         message = str(error)
-        return error_response(404 if "not found" in message.lower() else refused, message)
+        missing = isinstance(error, NotFound) or "not found" in message.lower()
+        return error_response(404 if missing else refused, message)
     log.error("http: %s: %s", type(error).__name__, error)
     return error_response(500, f"Internal error ({type(error).__name__}): {error}")
 
