@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
+
+import pytest
 
 from .conftest import Scheduler, shell_job
 from .test_as_of import Day, scripted_day
+from .test_postgres import database_url, on_host  # noqa: F401 - the fixture
 
 READS = (("--json", "jobs", "list"), ("--json", "status"), ("--json", "dispatch", "list"))
 
@@ -93,3 +97,21 @@ def test_projections_verify_names_an_edited_a_deleted_and_an_added_row(scheduler
     failed = scheduler.run("--json", "projections", "verify")
     assert failed.returncode == 1 and failed.json["ok"] is False
     assert "tampered" in failed.json["error"]
+
+
+@pytest.mark.postgres
+def test_on_postgres_export_replay_verify_as_of_and_filters(tmp_path, database_url):  # noqa: F811
+    host = on_host(tmp_path, "alpha", database_url)
+    first = host.add(shell_job(name="first"))
+    between = datetime.now(UTC)  # (with microseconds: that moment exactly)
+    host.ok("--actor", "alice", "jobs", "disable", first["id"])
+    assert host.ok("projections", "verify").returncode == 0
+    exported = host.ok("export").stdout
+    into = tmp_path / "replayed"
+    assert host.run("replay", "-", "--into", str(into), stdin=exported).returncode == 0
+    replayed = Scheduler(into)
+    assert replayed.ok("--json", "jobs", "list").json == host.ok("--json", "jobs", "list").json
+    disabled = host.ok("--json", "events", "tail", "--actor", "alice").json
+    assert [e["type"] for e in disabled] == ["Job.Disabled"]
+    as_of = host.ok("--json", "jobs", "get", first["id"], "--as-of", between.isoformat()).json
+    assert as_of["enabled"] == 1
