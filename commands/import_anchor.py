@@ -20,6 +20,7 @@ from ocsched.domain.approval import Approval
 from ocsched.domain.delivery import Alias, alias_id
 from ocsched.domain.dispatch import Dispatch
 from ocsched.domain.errors import DomainError
+from ocsched.domain.idempotency import IMPORTED_OWNER
 from ocsched.domain.job import Job, new_job
 from ocsched.domain.job_spec import JobSpec
 from ocsched.domain.message import Message
@@ -29,7 +30,7 @@ from ocsched.domain.task_group import TaskGroup
 Meta = Callable[[str, str], EventMeta]
 """(table, row id) -> the meta of the events made from that row."""
 
-OWNER = "openclaw-scheduler"
+OWNER = IMPORTED_OWNER
 """The owner of an imported run: no daemon of ours, and no process to recover."""
 JOB_STATE = ("last_run_at", "last_status", "consecutive_errors", "queued_count", "updated_at")
 RUN_COLUMNS = (

@@ -21,6 +21,9 @@ KEEP = timedelta(days=7)
 KEEP_ONE_SHOT = timedelta(hours=24)
 RELEASING_AGENT_STATUSES = frozenset({"error", "timeout"})
 """An agent turn that ended so leaves its key free for a retry."""
+IMPORTED_OWNER = "openclaw-scheduler"
+"""The owner of a run imported from openclaw-scheduler, whose ledger said whether its key
+was released (`Run.KeyReleased`); its outcome releases nothing."""
 
 
 def ledger_row(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -29,9 +32,8 @@ def ledger_row(run: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any
     key = run.get("idempotency_key")
     if not key or run.get("status") == "skipped":
         return None
-    released_at = run.get("key_released_at") or (
-        run.get("finished_at") if _released_by_outcome(run, job) else None
-    )
+    by_outcome = run.get("owner") != IMPORTED_OWNER and _released_by_outcome(run, job)
+    released_at = run.get("key_released_at") or (run.get("finished_at") if by_outcome else None)
     claimed_at: str = run.get("dispatched_at") or run.get("started_at") or ""
     one_shot = bool(job and job.get("delete_after_run"))
     expires_at = (
