@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from .argv import command, group, whole_number
@@ -110,18 +111,20 @@ def cli_verify(ctx: Context, args: argparse.Namespace) -> None:
     anchor = _parse_anchor(args.head) if args.head is not None else None
     if anchor is not None and start is not None:
         raise CommandError("--head checks the chain from its first link: drop --from")
-    reader = _reader(ctx)
-    began = time.monotonic()
-    total = max(reader.head() - (start or 1) + 1, 0)
-    try:
-        with progress(ctx.json, total, "audit verify") as advance:
-            verdict = verify(reader, start=start, anchor=anchor, advance=advance)
-    except InterruptedVerify as interrupted:
-        resume = interrupted.verdict.stopped_at
-        print(f"Interrupted: resume with `ocsched audit verify --from {resume}`", file=sys.stderr)
-        raise SystemExit(130) from None
-    seconds = time.monotonic() - began
-    report = _report(ctx, reader, verdict, seconds)
+    with closing(_reader(ctx)) as reader:
+        began = time.monotonic()
+        total = max(reader.head() - (start or 1) + 1, 0)
+        try:
+            with progress(ctx.json, total, "audit verify") as advance:
+                verdict = verify(reader, start=start, anchor=anchor, advance=advance)
+        except InterruptedVerify as interrupted:
+            resume = interrupted.verdict.stopped_at
+            print(
+                f"Interrupted: resume with `ocsched audit verify --from {resume}`", file=sys.stderr
+            )
+            raise SystemExit(130) from None
+        seconds = time.monotonic() - began
+        report = _report(ctx, reader, verdict, seconds)
     if ctx.json:
         print_json(report)
     else:
@@ -142,6 +145,7 @@ def _report(ctx: Context, reader: ChainReader, verdict: Verdict, seconds: float)
         "head": _anchor_text(*verdict.head) if verdict.head else None,
         "anchor_matched": verdict.anchor_matched,
         "seconds": round(seconds, 3),
+        "events_per_s": round(verdict.checked / seconds) if seconds else None,
     }
     if verdict.finding is not None:
         report["finding"] = _finding(ctx, reader, verdict.finding)
@@ -169,7 +173,8 @@ def _event(ctx: Context, reader: ChainReader, position: int) -> dict:
     row = reader.event_at(position)
     if row is None:
         return {}
-    _, originator_id, version, topic, state = row
+    originator_id, topic = row[1].decode(errors="replace"), row[3].decode(errors="replace")
+    version, state = row[2], row[4]
     described: dict[str, Any] = {
         "aggregate": originator_id,
         "version": version,
@@ -224,12 +229,12 @@ def _report_lines(report: dict) -> list[str]:
         lines.append(f"  {finding['detail']}")
         if finding.get("now_at"):
             lines.append(f"  (now at position {finding['now_at']})")
-        lines.append(f"  {report['checked']:,} events verified before it (from {report['from']})")
+        if finding["kind"] != "rewritten":
+            lines.append(f"  {report['checked']:,} events verified before it")
         return lines
-    rate = report["checked"] / report["seconds"] if report["seconds"] else 0
     lines.append(
         f"Intact: {report['checked']:,} events verified, positions {report['from']} to"
-        f" {report['to']} ({report['seconds']:.1f} s, {rate:,.0f} events/s)"
+        f" {report['to']} ({report['seconds']:.1f} s, {report['events_per_s'] or 0:,} events/s)"
     )
     if report["chain_start"] is None:
         lines.append(
@@ -250,8 +255,8 @@ def _report_lines(report: dict) -> list[str]:
 
 
 def cli_anchor(ctx: Context, args: argparse.Namespace) -> None:
-    reader = _reader(ctx)
-    _, _, last = reader.bounds()
+    with closing(_reader(ctx)) as reader:
+        _, _, last = reader.bounds()
     if last is None:
         raise CommandError("no event is chained yet: nothing to anchor")
     position, _, digest = last

@@ -147,8 +147,10 @@ def test_a_recomputed_chain_passes_alone_but_not_against_an_earlier_anchor(store
             "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
             " ORDER BY rowid"
         ).fetchall()
-        for position, *stored in rows:
-            digest = link_hash(digest, position, *stored)
+        for position, originator_id, version, topic, state in rows:
+            digest = link_hash(
+                digest, position, originator_id.encode(), version, topic.encode(), state
+            )
             connection.execute(
                 "UPDATE event_chain SET hash = ? WHERE position = ?", (digest, position)
             )
