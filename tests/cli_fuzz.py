@@ -238,11 +238,12 @@ USUAL_OPTIONS = ("--label", "--message")
 EXCLUDED = {
     ("daemon", None): "runs until signalled",
     ("start", None): "runs until signalled",
+    ("serve", None): "runs until signalled, listening on a port",
     ("inbox-consumer", None): "sends through the gateway (--watch runs until signalled)",
     ("replay", None): "writes a new home wherever --into points",
 }
 # Tokens that would make a command block (`events tail --follow`) or start the daemon.
-BLOCKING_TOKENS = {"--follow", "-f", "daemon", "start"}
+BLOCKING_TOKENS = {"--follow", "-f", "daemon", "start", "serve", "--serve"}
 
 
 def covered_commands() -> set[tuple[str, str | None]]:
