@@ -69,6 +69,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "team": ("tasks", "team tasks and mailbox events, completion gates, team acks"),
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
     "import": ("importing", "bring jobs and their history over from openclaw-scheduler"),
+    "migrate": ("migrate", "import OpenClaw's cron jobs (jobs.json) as jobs"),
 }
 
 DISPATCH_SHORTCUTS = (

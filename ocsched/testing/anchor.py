@@ -43,13 +43,16 @@ class Anchor:
             **extra,
         }
 
-    def cli(self, database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        """`openclaw-scheduler <args>` on `database`; fails with its output if it failed."""
+    def cli(
+        self, database: Path, *args: str, check: bool = True, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """`openclaw-scheduler <args>` on `database` (more variables in `env`); with
+        `check`, fails with its output if it failed."""
         command = [self.node, str(self.source / "bin" / "openclaw-scheduler.js"), *args]
         done = subprocess.run(
-            command, env=self.env(database), capture_output=True, text=True, timeout=60
+            command, env=self.env(database, **env), capture_output=True, text=True, timeout=60
         )
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             raise AssertionError(
                 f"openclaw-scheduler {' '.join(args)}: {done.stderr or done.stdout}"
             )
