@@ -370,6 +370,30 @@ def _ledger_orphans(source: AnchorDatabase) -> int:
     return row["n"]
 
 
+def anchor_hint(ctx: Context) -> str | None:
+    """One line for `jobs list` and `status` when the default store is empty and an
+    openclaw-scheduler database sits beside it (`<SCHEDULER_HOME>/scheduler.db`): where it
+    is and the command that imports it. None otherwise (a store named by SCHEDULER_DB,
+    PostgreSQL, a store with any event)."""
+    import os
+
+    settings = ctx.settings
+    source = settings.home / "scheduler.db"
+    if settings.database != str(settings.home / "ocsched.db") or not source.is_file():
+        return None
+    if os.path.exists(settings.database):
+        connection = ctx.views()
+        if (
+            connection is not None
+            and connection.execute("SELECT 1 FROM stored_events LIMIT 1").fetchone()
+        ):
+            return None
+    return (
+        f"This store is empty; openclaw-scheduler's database is at {source}:"
+        " import it with `ocsched import openclaw-scheduler`"
+    )
+
+
 # The command line
 
 

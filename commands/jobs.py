@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -454,7 +455,13 @@ def cli_get(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cli_list(ctx: Context, args: argparse.Namespace) -> None:
-    print_rows(ctx.json, list_jobs(ctx, args.type), "No jobs", _jobs_table)
+    records = list_jobs(ctx, args.type)
+    print_rows(ctx.json, records, "No jobs", _jobs_table)
+    if not records:
+        from .importing import anchor_hint
+
+        if hint := anchor_hint(ctx):
+            print(hint, file=sys.stderr)
 
 
 def _jobs_table(records: list[dict]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .argv import command
@@ -71,10 +72,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cli_status(ctx: Context, args: argparse.Namespace) -> None:
+    from .importing import anchor_hint
+
     status = scheduler_status(ctx)
+    hint = None if status["jobs_total"] else anchor_hint(ctx)
     if ctx.json:
-        print_json(status)
+        print_json({**status, "hint": hint} if hint else status)
         return
+    if hint:
+        print(hint, file=sys.stderr)
     budgets = status["budgets"]
     lines = [
         "=== OpenClaw Scheduler Status ===",
