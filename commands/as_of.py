@@ -3,7 +3,8 @@
 built from the events up to TIME (`projections.as_of`) instead of the live ones.
 
 The scratch read models are kept under the home (`as-of/<moment>.db`, the newest
-`KEPT`), so asking again about the same moment only applies what was appended since."""
+`KEPT`), so asking again about the same moment only applies what was appended since, and
+a new moment starts from the kept store holding the longest prefix of the log before it."""
 
 from __future__ import annotations
 
@@ -89,9 +90,11 @@ def past_context(ctx: Context, moment: datetime) -> PastContext:
     from ocsched.projections.as_of import build
 
     path = scratch_path(ctx, moment)
+    folder = Path(path).parent
+    bases = [str(other) for other in folder.glob("*.db") if str(other) != path]
     with progress(ctx.json, ctx.log.max_position(), "as of") as advance:
-        build(ctx.log, path, moment, advance)
-    _forget_old(Path(path).parent)
+        build(ctx.log, path, moment, advance, bases)
+    _forget_old(folder)
     return PastContext(
         json=ctx.json,
         actor=ctx.actor,

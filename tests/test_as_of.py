@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import random
+import sqlite3
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 
 from ocsched.adapters.settings import Settings
 from ocsched.commands.approvals import decide_approval
+from ocsched.commands.as_of import KEPT
 from ocsched.commands.cli import build_parser
 from ocsched.commands.context import Context
 from ocsched.commands.dispatch_service import import_labels
@@ -28,6 +32,7 @@ from ocsched.domain.reactions.outcome import Outcome
 from ocsched.domain.reactions.plan import Plan, StartRun, reactor_meta
 from ocsched.domain.run import Run
 from ocsched.projections import views
+from ocsched.projections.as_of import cut_of
 
 from .conftest import shell_job
 
@@ -255,9 +260,56 @@ def test_as_of_each_moment_of_a_day_answers_what_the_commands_printed_then(sched
     assert [(r["status"], r["trigger"]) for r in retried] == [("ok", "retry"), ("error", "chain")]
     assert "fix-login" in said["11:30", "dispatch list"]
     assert "fix-login" not in said["11:00", "dispatch list"]
+    # Asked in an order of their own: a moment's store starts from another's or afresh.
+    random.Random(14).shuffle(printed)
     for moment, argv, then in printed:
         result = scheduler.run(*argv, "--as-of", moment.isoformat())
         assert (result.returncode, result.stdout) == (0, then), (moment, argv)
+    cuts = [cut_of(str(path)) for path in (scheduler.home / "as-of").glob("*.db")]
+    assert len(cuts) == KEPT and all(cut and cut.prefix_end is not None for cut in cuts)
+
+
+def test_events_stamped_out_of_log_order_are_cut_by_their_own_times(scheduler):
+    """An event appended after others but stamped before them (as an import keeps its
+    rows' times) belongs to the moments after its own time; a store that took it in after
+    holding back an earlier-appended event is no longer a prefix, and no base for others."""
+    day = Day(scheduler)
+    day.at("10:00")
+    add_job(day.ctx, shell_job(name="appended-first"))
+    day.at("09:00")
+    add_job(day.ctx, shell_job(name="stamped-earlier"))
+    day.ctx.close()
+
+    def names(clock: str) -> list[str]:
+        moment = DAY + timedelta(hours=int(clock[:2]), minutes=int(clock[3:]))
+        jobs = scheduler.ok("--json", "jobs", "list", "--as-of", moment.isoformat()).json
+        return [job["name"] for job in jobs]
+
+    assert names("09:30") == ["stamped-earlier"]
+    assert names("08:00") == []
+    assert names("09:45") == ["stamped-earlier"]
+    assert names("10:30") == ["appended-first", "stamped-earlier"]
+    cuts = {cut.moment.strftime("%H:%M"): cut for cut in map(cut_of, _stores(scheduler))}
+    assert cuts["08:00"].prefix_end == 0 and cuts["09:30"].prefix_end is None
+    assert cuts["10:30"].prefix_end == 2
+
+
+def _stores(scheduler) -> list[str]:
+    return [str(path) for path in (scheduler.home / "as-of").glob("*.db")]
+
+
+def test_a_new_moment_starts_from_the_longest_prefix_kept_before_it(scheduler):
+    first = scheduler.add(shell_job(name="first"))
+    early = datetime.now(UTC)
+    scheduler.ok("jobs", "update", first["id"], '{"name": "second"}')
+    later = datetime.now(UTC)
+    assert scheduler.ok("--json", "jobs", "list", "--as-of", early.isoformat()).json
+    (base,) = _stores(scheduler)
+    assert cut_of(base).prefix_end == 1
+    with closing(sqlite3.connect(base)) as db, db:  # marked: what a copy of it would show
+        db.execute("UPDATE jobs SET schedule_cron = 'from the base'")
+    jobs = scheduler.ok("--json", "jobs", "list", "--as-of", later.isoformat()).json
+    assert [(j["name"], j["schedule_cron"]) for j in jobs] == [("second", "from the base")]
 
 
 def test_as_of_answers_repeat_from_the_kept_store_and_see_later_appends(scheduler):
