@@ -1,9 +1,16 @@
 """`runs explain`: a chain child held for an approval, approved, failed and retried; the
-retry's explanation shows every step back to the parent's clock slot."""
+retry's explanation shows every step back to the parent's clock slot. Gate decisions,
+deliveries and each gateway send are steps too."""
 
 from __future__ import annotations
 
-from .test_as_of import Day, scripted_day
+from ocsched.commands.jobs import add_job, run_now
+from ocsched.domain.reactions import firing
+from ocsched.domain.reactions.plan import reactor_meta
+
+from .conftest import shell_job
+from .test_as_of import OWNER, Day, scripted_day
+from .test_trust import blob
 
 
 def _walk(step: dict):
@@ -82,3 +89,74 @@ def test_explain_of_an_unknown_run_is_one_line(scheduler):
     assert (result.returncode, result.stderr.strip()) == (1, "Run not found: nope")
     result = scheduler.run("--json", "runs", "explain", "nope")
     assert result.json == {"ok": False, "error": "Run not found: nope"}
+
+
+def test_gate_decisions_deliveries_and_gateway_sends_are_steps(scheduler):
+    day = Day(scheduler)
+    ctx = day.ctx
+    day.at("09:00")
+    refused = add_job(
+        ctx,
+        shell_job(
+            name="reports",
+            identity=blob(principal="svc:reports", trust_level="restricted"),
+            contract_required_trust_level="supervised",
+            contract_trust_enforcement="block",
+        ),
+    )
+    plan = firing.fire_slot(
+        {**day.job(refused["id"]), "next_run_at": "2026-12-05 08:59:00"},
+        gateway_up=True,
+        owner=OWNER,
+        now=ctx.now,
+        facts=day.facts,
+    )
+    (refused_run,) = plan.records
+    day.save(plan)
+    told = add_job(
+        ctx,
+        shell_job(
+            name="told",
+            delivery_mode="announce-always",
+            delivery_channel="telegram",
+            delivery_to="42",
+        ),
+    )
+    day.at("09:10")
+    run_now(ctx, told["id"])
+    run = day.fire_pending(told["id"])
+    assert run is not None
+    day.at("09:11")
+    day.finish(run, "ok", "sent the report")
+    (delivery_id,) = [
+        row["id"] for row in ctx.views().execute("SELECT id FROM deliveries").fetchall()
+    ]
+    delivery = ctx.log.repository.get(delivery_id)
+    day.at("09:12")
+    delivery.record_failure(
+        0, "gateway down", "2026-12-05 09:13:00", reactor_meta(OWNER, run.id), ctx.now
+    )
+    day.at("09:13")
+    delivery.record_sent(0, reactor_meta(OWNER, run.id), ctx.now)
+    ctx.save(delivery)
+    ctx.close()
+
+    lines = scheduler.ok("runs", "explain", refused_run.id).stdout.splitlines()
+    assert any(
+        "├─ identity gate: permit (identity resolved from the declaration)" in line
+        for line in lines
+    )
+    assert any(
+        "trust gate: deny (trust level restricted is below required supervised)" in line
+        for line in lines
+    )
+    assert any("finished error: Trust enforcement blocked dispatch" in line for line in lines)
+
+    tree = scheduler.ok("--json", "runs", "explain", run.id).json
+    assert tree["children"][0]["text"].startswith("why: asked for by tester (jobs run)")
+    (sent,) = [c for c in tree["children"] if c.get("type") == "Delivery.Requested"]
+    assert sent["text"].endswith("delivery to telegram:42 (1 chunk)")
+    assert [c["text"] for c in sent["children"]] == [
+        "gateway send of chunk 1 failed (attempt 1): gateway down; again at 2026-12-05 09:13:00",
+        "the gateway accepted chunk 1 (attempt 2)",
+    ]
