@@ -120,8 +120,9 @@ class Settings:
     @property
     def read_model_path(self) -> str:
         """The SQLite file holding read models: the event file itself when it is SQLite,
-        so a read model and the events it was built from cannot drift apart."""
-        if self.uses_postgres:
+        so a read model and the events it was built from cannot drift apart. With a cipher
+        key, a file of their own: they hold the decoded values the log keeps encrypted."""
+        if self.uses_postgres or self.cipher_key:
             return self.read_model_db or str(self.home / "read-models.db")
         return self.database
 

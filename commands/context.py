@@ -241,7 +241,7 @@ class Context:
         if self._views is None:
             self._secure()
             path = self.settings.read_model_path
-            same_file = not self.settings.uses_postgres
+            same_file = path == self.settings.database
             self._views = self._retrying(
                 lambda: views.open_views(path, event_table=same_file), self._outcome()
             )
