@@ -91,7 +91,7 @@ def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
     reactor = Reactor(ctx, grace_seconds=grace_seconds).serve()
     if served is not None:
         announce = logging.getLogger("ocsched").info
-        reactor = served.run(ctx, reactor, lambda n: announce("serving %s", n), catch_up=False)
+        reactor = served.beside(ctx, reactor, lambda n: announce("serving %s", n))
     asyncio.run(reactor)
 
 

@@ -105,6 +105,51 @@ class Server:
         finally:
             until.close()  # (never started when the address could not be bound)
 
+    async def beside(
+        self,
+        ctx: Context,
+        main: Coroutine[Any, Any, Any],
+        on_ready: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Serve from a thread with an event loop of its own while `main` (the reactor)
+        runs: a request never waits behind the reactor's work on one loop, nor a due run
+        behind a request's parsing. The read models are the daemon's to keep up."""
+        import threading
+
+        ready = threading.Event()
+        shared: dict[str, Any] = {}
+
+        async def serving() -> None:
+            shared["loop"], shared["stop"] = asyncio.get_running_loop(), asyncio.Event()
+
+            def announced(notice: dict[str, Any]) -> None:
+                on_ready(notice)
+                ready.set()
+
+            await self.run(ctx, shared["stop"].wait(), announced, catch_up=False)
+
+        def thread_main() -> None:
+            try:
+                asyncio.run(serving())
+            except BaseException as error:  # noqa: BLE001 - handed to the daemon's thread
+                shared["error"] = error
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=thread_main, name="ocsched-http", daemon=True)
+        thread.start()
+        await asyncio.to_thread(ready.wait)
+        if "error" in shared:
+            main.close()
+            raise shared["error"]
+        try:
+            await main
+        finally:
+            loop = shared["loop"]
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(shared["stop"].set)
+            await asyncio.to_thread(thread.join, 10)
+
 
 def server(ctx: Context, host: str, port: str, require_token: bool = False) -> Server:
     from ocsched.adapters.http.access import Access, api_token

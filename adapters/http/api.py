@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from aiohttp import web
 
 from ocsched.commands import (
@@ -45,6 +46,7 @@ from ocsched.domain.errors import DomainError
 from ocsched.projections import views
 
 from .app import API_ROOT, STATE, error_response, json_response
+from .cache import Encoded
 from .events import event_filter, events_after, events_before, position_of
 from .reads import ReadContext
 
@@ -426,12 +428,10 @@ def _projections(ctx: ReadContext, q: Query) -> Any:
 # Answering
 
 
-NOT_MODIFIED = object()
-
-
 def _etag(ctx: ReadContext, kind: str | None) -> str | None:
     if kind == "models":
-        return f'"m{ctx.position()}"'
+        low, total = ctx.positions()
+        return f'"m{low}-{total}"'
     if kind == "log":
         return f'"l{ctx.log.max_position()}"'
     return None
@@ -446,29 +446,43 @@ def _reader(found: Endpoint) -> Callable[[web.Request], Any]:
             return error_response(400, str(error))
         wanted = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
 
-        def answer(ctx: ReadContext) -> tuple[Any, str | None]:
+        def answer(ctx: ReadContext) -> tuple[Encoded | None, str | None]:
+            # In the worker thread: the query, and the encoding, stay off the event loop.
             tag = _etag(ctx, found.etag)
             if tag is not None and (tag in wanted or f"W/{tag}" in wanted):
-                return NOT_MODIFIED, tag
-            return found.answer(ctx, query), tag
+                return None, tag
+            key = (request.path_qs, tag or "")
+            cached = state.cache.get(key) if tag else None
+            if cached is None:
+                cached = _encoded(request, found.answer(ctx, query))
+                if tag:
+                    state.cache.put(key, cached)
+            return cached, tag
 
         try:
-            body, tag = await state.reads.read(answer)
+            encoded, tag = await state.reads.read(answer)
         except Exception as error:  # noqa: BLE001 - one line, never a traceback
             return _failure(error)
         headers = {"Cache-Control": "no-cache"}
         if tag is not None:
             headers["ETag"] = tag
-        if body is NOT_MODIFIED:
+        if encoded is None:
             return web.Response(status=304, headers=headers)
-        if isinstance(body, Page):
-            if body.cursor is not None:
-                headers["Link"] = f'<{_next_url(request, body)}>; rel="next"'
-                headers["X-Next-Cursor"] = body.cursor
-            body = body.items
-        return json_response(body, headers=headers)
+        headers.update(encoded.headers)
+        return web.Response(body=encoded.body, headers=headers, content_type="application/json")
 
     return handle
+
+
+def _encoded(request: web.Request, body: Any) -> Encoded:
+    """An answer as bytes (msgspec, as `--json` encodes it), a page's links in its headers."""
+    headers = {}
+    if isinstance(body, Page):
+        if body.cursor is not None:
+            headers["Link"] = f'<{_next_url(request, body)}>; rel="next"'
+            headers["X-Next-Cursor"] = body.cursor
+        body = body.items
+    return Encoded(msgspec.json.encode(body), headers)
 
 
 def _next_url(request: web.Request, page: Page) -> str:

@@ -6,7 +6,8 @@ server's state as `app[STATE]` (or `request.app[STATE]` in a handler): `reads` (
 functions in worker threads: `await state.reads.read(lambda ctx: list_jobs(ctx))`,
 `await state.reads.write(...)` for a change), `access` (the token, `access.csrf_token` for
 forms), `watch` (the log watch: `watch.changed()` is an `asyncio.Event` set when the log
-moves) and `closing` (set when the server stops: long responses end then). Every route
+moves), `closing` (set when the server stops: long responses end then) and `cache`
+(encoded answers by URL and ETag, `cache.py`). Every route
 passes the access guard (`access.py`) first; answers are JSON through `json_response` /
 `error_response` unless the route is a page.
 """
@@ -26,6 +27,7 @@ from aiohttp import web
 from ocsched.adapters.settings import Settings
 
 from .access import Access, middleware
+from .cache import AnswerCache
 from .reads import Reads
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ class ServerState:
     reads: Reads
     watch: LogWatch
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    cache: AnswerCache = field(default_factory=AnswerCache)
 
 
 STATE = web.AppKey("ocsched", ServerState)

@@ -18,6 +18,7 @@ from ocsched.commands.projections import projection_status
 from ocsched.projections import views
 
 from .app import STATE
+from .cache import Encoded
 from .reads import ReadContext
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
@@ -172,17 +173,29 @@ def _gateway_errors(db: sqlite3.Connection) -> Any:
     return errors
 
 
-def exposition(ctx: ReadContext) -> tuple[bytes, str]:
+def exposition(ctx: ReadContext) -> Encoded:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ReadModelCollector(ctx))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return Encoded(generate_latest(registry), {"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    body, content_type = await request.app[STATE].reads.read(exposition)
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    cache = request.app[STATE].cache
+
+    def scrape(ctx: ReadContext) -> Encoded:
+        # Every value follows from the read models' positions and the log's head.
+        low, total = ctx.positions()
+        key = ("/metrics", f"{low}-{total}-{ctx.log.max_position()}")
+        found = cache.get(key)
+        if found is None:
+            found = exposition(ctx)
+            cache.put(key, found)
+        return found
+
+    answer = await request.app[STATE].reads.read(scrape)
+    return web.Response(body=answer.body, headers=answer.headers)
 
 
 def add_routes(app: web.Application) -> None:

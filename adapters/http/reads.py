@@ -52,16 +52,21 @@ class ReadContext(ApiContext):
 
     def position(self) -> int:
         """The log position every read model has reached: what an answer reflects."""
+        return self.positions()[0]
+
+    def positions(self) -> tuple[int, int]:
+        """The lowest read-model position, and their sum: any move of any read model
+        changes the pair (they move together, but a rebuild of one moves it alone)."""
         connection = self.views()
         if connection is None:
-            return 0
+            return 0, 0
         marks = ",".join("?" for _ in NAMES)
         row = connection.execute(
-            "SELECT min(notification_id) AS position FROM tracking"
-            f" WHERE application_name IN ({marks})",
+            "SELECT min(notification_id) AS low, total(notification_id) AS total"
+            f" FROM tracking WHERE application_name IN ({marks})",
             NAMES,
         ).fetchone()
-        return row["position"] or 0
+        return row["low"] or 0, int(row["total"])
 
 
 class Reads:
