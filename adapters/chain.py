@@ -151,8 +151,12 @@ class ChainReader:
     per call). On SQLite through a connection of its own, memory-mapped (reading a large
     log that way is half again as fast), used by one thread at a time."""
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Any, mapper: Any = None, owned: Any = None) -> None:
         self.recorder = recorder
+        self.mapper = mapper
+        """Decodes an event for a report (its time)."""
+        self._owned = owned
+        """An application to close with the reader."""
         self.sqlite = isinstance(recorder, SQLiteApplicationRecorder)
         self._connection: sqlite3.Connection | None = None
         if self.sqlite:
@@ -224,6 +228,9 @@ class ChainReader:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
 
     def has_chain(self) -> bool:
         try:

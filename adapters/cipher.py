@@ -11,8 +11,10 @@ can hold events written before a key was set:
   or one of `OCSCHED_CIPHER_OLD_KEYS` (comma-separated);
 * a state without `MARK` (written before the key was set) is read as it is.
 
-A ring is installed even without a key, so that an encrypted event read without the key
-(or with the wrong one) is one clear error instead of undecodable bytes.
+Without any key the ring is false, so the mapper skips it (no cost per event), and
+`require_key` checks at open that the newest event is not encrypted: a key removed by
+mistake is one clear error instead of undecodable bytes. A wrong key is found when an
+event is decrypted, and named.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from eventsourcing.persistence import Cipher, PersistenceError
 
 if TYPE_CHECKING:
+    from eventsourcing.application import Application
     from eventsourcing.utils import Environment
 
 MARK = b"\x00ocs1"
@@ -75,6 +78,9 @@ class KeyRing(Cipher):
         for text in filter(None, (part.strip() for part in old.split(","))):
             self._add(parse_key(text, "a key in OCSCHED_CIPHER_OLD_KEYS"))
 
+    def __bool__(self) -> bool:
+        return bool(self._ciphers)
+
     def _add(self, key: bytes) -> Cipher:
         from eventsourcing.cryptography import AESCipher
         from eventsourcing.utils import Environment
@@ -114,6 +120,21 @@ def _missing_key(identity: bytes, current: tuple[bytes, Cipher] | None) -> str:
         f" OCSCHED_CIPHER_KEY ({current[0].hex()}) nor in OCSCHED_CIPHER_OLD_KEYS:"
         " add that key to OCSCHED_CIPHER_OLD_KEYS"
     )
+
+
+def require_key(log: Application) -> None:
+    """Raise CipherKeyError when no key is configured and the newest event is encrypted."""
+    if not isinstance(log.mapper.cipher, KeyRing) or log.mapper.cipher:
+        return
+    recorder = log.recorder
+    newest = recorder.max_notification_id()
+    if not newest:
+        return
+    notifications = recorder.select_notifications(start=newest, limit=1)
+    state = notifications[0].state if notifications else b""
+    if state.startswith(MARK):
+        start = len(MARK)
+        raise CipherKeyError(_missing_key(bytes(state[start : start + KEY_ID_BYTES]), None))
 
 
 def cipher_env(key: str | None, old_keys: str | None) -> dict[str, str]:

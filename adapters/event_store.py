@@ -102,13 +102,25 @@ def postgres_env(url: str) -> dict[str, str]:
     return env
 
 
-def open_event_log(settings: Settings, read_only_uri: str | None = None) -> EventLog:
+def open_event_log(
+    settings: Settings, read_only_uri: str | None = None, *, check_key: bool = True
+) -> EventLog:
     """The log of `settings.database`; with `read_only_uri` (SQLite), opened through that
-    URI without creating tables: a store this user may read but not write."""
+    URI without creating tables: a store this user may read but not write. `check_key`:
+    refuse a log whose newest event is encrypted when no cipher key is set."""
     if read_only_uri is not None and not settings.uses_postgres:
         env = persistence_env(settings)
         env.update(SQLITE_DBNAME=read_only_uri, CREATE_TABLE="false")
         return EventLog(env=env)
     if not settings.uses_postgres:
         prepare_private_file(settings.database)
-    return EventLog(env=persistence_env(settings))
+    log = EventLog(env=persistence_env(settings))
+    if check_key and not settings.cipher_key:
+        from .cipher import require_key
+
+        try:
+            require_key(log)  # encrypted events and no key: one clear error now
+        except Exception:
+            log.close()
+            raise
+    return log

@@ -76,9 +76,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _reader(ctx: Context) -> ChainReader:
     from ocsched.adapters.chain import ChainReader
+    from ocsched.adapters.cipher import CipherKeyError
+    from ocsched.adapters.event_store import open_event_log
 
-    reader = ChainReader(ctx.log.recorder)
+    try:
+        log, owned = ctx.log, None
+    except CipherKeyError:  # the chain is over the stored bytes: verify without the key
+        log = owned = open_event_log(ctx.settings, check_key=False)
+    reader = ChainReader(log.recorder, mapper=log.mapper, owned=owned)
     if not reader.has_chain():
+        reader.close()
         raise CommandError(
             "this store has no hash chain yet (it was opened read-only since the upgrade):"
             " run any command as its owner once, then verify"
@@ -184,7 +191,7 @@ def _event(ctx: Context, reader: ChainReader, position: int) -> dict:
     try:
         from eventsourcing.persistence import StoredEvent
 
-        event: Any = ctx.log.mapper.to_domain_event(
+        event: Any = reader.mapper.to_domain_event(
             StoredEvent(originator_id, version, topic, state)
         )
         described["time"] = event.timestamp.isoformat()
