@@ -77,14 +77,16 @@ class _Explainer:
 
     def cause(self, scheduled: dict[str, Any], depth: int) -> Step:
         fields = scheduled["fields"]
-        if fields["trigger"] == "clock" or not fields["dispatch_id"]:
+        if fields["trigger"] == "clock" and fields["slot"]:
             slot = fields["slot"]
             text = f"why: the job's clock slot {local_time(slot, named=True) or slot} came due"
             return Step(text, scheduled)
-        dispatch_id = fields["dispatch_id"]
-        records = self.history(dispatch_id)
-        if not records:
-            return Step(f"why: dispatch {dispatch_id} (no events: not in this log)")
+        records = self.history(fields["dispatch_id"]) if fields["dispatch_id"] else []
+        if not records:  # (an imported run: the anchor's record says what it can)
+            source = fields["retry_of"] or fields["replay_of"] or fields["triggered_by_run"]
+            where = "imported" if scheduled["origin"] == "import" else "recorded"
+            step = Step(f"why: a {fields['trigger']} run, {where} without its dispatch", scheduled)
+            return self.source(step, source, depth)
         requested = records[0]
         kind = requested["fields"]["kind"]
         source = requested["fields"]["source_run_id"]
@@ -94,17 +96,25 @@ class _Explainer:
             "retry": f"retry {requested['fields']['retry_count']} of failed run {short_id(source)}",
             "replay": f"replay of crashed run {short_id(source)}",
         }.get(kind, kind)
-        step = Step(f"why: {why}: {kind} dispatch {dispatch_id}", requested)
+        step = Step(f"why: {why}: {kind} dispatch {fields['dispatch_id']}", requested)
         for record in records[1:]:
             node = Step(describe_event(record), record)
             if record["type"] == "Dispatch.Held":
                 node.children = self.approval(record["fields"]["approval_id"])
             step.children.append(node)
-        if source:
-            if depth >= MAX_DEPTH:
-                step.children.append(Step(f"run {source}: (further causes not followed)"))
-            else:
-                step.children.append(self.run(source, depth=depth + 1, followups=False))
+        return self.source(step, source, depth)
+
+    def source(self, step: Step, source: str | None, depth: int) -> Step:
+        """`step` with the run that caused it (a parent, a failed or crashed run) explained
+        under it, when the log has that run."""
+        if not source:
+            return step
+        if depth >= MAX_DEPTH:
+            step.children.append(Step(f"run {source}: (further causes not followed)"))
+        elif self.history(source):
+            step.children.append(self.run(source, depth=depth + 1, followups=False))
+        else:
+            step.children.append(Step(f"run {source}: not in this log"))
         return step
 
     def approval(self, approval_id: str) -> list[Step]:
@@ -164,7 +174,7 @@ def _scheduled(f: dict) -> str:
 def _started(f: dict) -> str:
     if f.get("session_key"):
         return f"the gateway accepted the agent turn: session {f['session_key']}"
-    return f"started: process {f['process_id']}"
+    return f"started: process {f['process_id']}" if f.get("process_id") else "started"
 
 
 def _finished(f: dict) -> str:

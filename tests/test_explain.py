@@ -10,6 +10,7 @@ from ocsched.domain.reactions.plan import reactor_meta
 
 from .conftest import shell_job
 from .test_as_of import OWNER, Day, scripted_day
+from .test_import_anchor import anchor, anchor_db, imported  # noqa: F401 - fixtures
 from .test_trust import blob
 
 
@@ -160,3 +161,19 @@ def test_gate_decisions_deliveries_and_gateway_sends_are_steps(scheduler):
         "gateway send of chunk 1 failed (attempt 1): gateway down; again at 2026-12-05 09:13:00",
         "the gateway accepted chunk 1 (attempt 2)",
     ]
+
+
+def test_every_run_imported_from_openclaw_scheduler_is_explained(imported, scheduler):  # noqa: F811
+    runs = [
+        run
+        for job in scheduler.ok("--json", "jobs", "list").json
+        for run in scheduler.ok("--json", "runs", "list", job["id"], "200").json
+    ]
+    assert len(runs) >= 5
+    whys = []
+    for run in runs:
+        tree = scheduler.ok("--json", "runs", "explain", run["id"]).json
+        assert tree["text"].endswith(f": {run['status']}")
+        whys.append(tree["children"][0]["text"])
+    assert all(why.startswith("why: ") for why in whys)
+    assert any("imported without its dispatch" in why or "dispatch" in why for why in whys)
