@@ -115,3 +115,27 @@ def test_on_postgres_export_replay_verify_as_of_and_filters(tmp_path, database_u
     assert [e["type"] for e in disabled] == ["Job.Disabled"]
     as_of = host.ok("--json", "jobs", "get", first["id"], "--as-of", between.isoformat()).json
     assert as_of["enabled"] == 1
+
+
+def test_with_a_cipher_key_export_is_plain_and_replay_enciphers_again(scheduler, tmp_path):
+    pytest.importorskip("cryptography")
+    from .test_cipher import KEY, SECRET, add_secret_job, database_bytes, keyed
+
+    keyed(scheduler, KEY)
+    job = add_secret_job(scheduler)
+    moment = datetime.now(UTC).isoformat()
+    exported = scheduler.ok("export").stdout
+    assert SECRET in exported  # (an export is plain text: kept as safely as the key)
+    into = tmp_path / "replayed"
+    assert scheduler.run("replay", "-", "--into", str(into), stdin=exported).returncode == 0
+    replayed = Scheduler(into)
+    keyed(replayed, KEY)
+    assert SECRET.encode() not in database_bytes(replayed)
+    assert replayed.ok("--json", "jobs", "get", job["id"]).json == (
+        scheduler.ok("--json", "jobs", "get", job["id"]).json
+    )
+    assert replayed.ok("projections", "verify").returncode == 0
+    assert scheduler.ok("projections", "verify").returncode == 0
+    as_of = scheduler.ok("--json", "jobs", "get", job["id"], "--as-of", moment).json
+    assert SECRET in as_of["payload_message"]
+    assert scheduler.ok("--json", "events", "tail", "--type", "Job.Created").json
