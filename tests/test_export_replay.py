@@ -39,6 +39,7 @@ def test_an_export_replayed_into_a_scratch_home_gives_the_same_read_models(sched
     assert done == {"ok": True, "replayed": len(lines), "home": str(into)}
     replayed = Scheduler(into)
     assert replayed.ok("projections", "verify").stdout.startswith("The read models agree")
+    assert replayed.ok("audit", "verify").returncode == 0  # (its own chain, made as it was written)
     assert scheduler.ok("projections", "verify").returncode == 0
     for argv in (*READS, ("--json", "runs", "list", ids["child"])):
         theirs, ours = replayed.ok(*argv).json, scheduler.ok(*argv).json
