@@ -96,3 +96,22 @@ def test_events_from_before_the_key_stay_readable(scheduler):
     listed = {job["id"] for job in scheduler.ok("--json", "jobs", "list").json}
     assert listed == {before["id"], after["id"]}
     assert scheduler.ok("--json", "audit", "verify").json["intact"]
+
+
+def test_the_daemon_runs_jobs_of_an_encrypted_log(scheduler, daemons):
+    from .conftest import wait_until
+
+    keyed(scheduler, KEY)
+    job = scheduler.add(
+        shell_job(schedule_cron="* * * * * *", payload_message=f"echo {SECRET} >/dev/null")
+    )
+    daemons.start()
+
+    def finished() -> list[dict]:
+        runs = scheduler.ok("--json", "runs", "list", job["id"], "10").json
+        return [run for run in runs if run["finished_at"]]
+
+    (run, *_) = wait_until(finished, 15, what="a finished run")
+    assert run["status"] == "ok"
+    assert SECRET.encode() not in database_bytes(scheduler)
+    assert scheduler.ok("--json", "audit", "verify").json["intact"]
