@@ -244,6 +244,19 @@ def dispatch(connection: sqlite3.Connection, dispatch_id: str) -> dict[str, Any]
     return connection.execute("SELECT * FROM dispatches WHERE id = ?", (dispatch_id,)).fetchone()
 
 
+def newest_dispatches(connection: sqlite3.Connection | None, limit: int) -> list[dict]:
+    """The jobs' dispatch queue (manual, chain, retry, replay), newest first, with the job's
+    name."""
+    if connection is None:
+        return []
+    return connection.execute(
+        "SELECT dispatches.*, jobs.name AS job_name FROM dispatches"
+        " LEFT JOIN jobs ON jobs.id = dispatches.job_id"
+        " ORDER BY dispatches.created_at DESC, dispatches.rowid DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+
+
 def active_runs_of(connection: sqlite3.Connection, job_id: str, pool: str | None) -> list[dict]:
     """Pending or running runs of a job, or of any job in its resource pool."""
     rows = connection.execute(

@@ -1,0 +1,255 @@
+"""The dashboard in headless Chromium: `ocsched serve` and a daemon as real processes on
+127.0.0.1, Debian's `chromium` driven by Playwright (its own browser builds are never
+downloaded: `executable_path=/usr/bin/chromium`). A person logs in, watches a run finish on
+the jobs page without reloading, opens the run, approves the chained child from the
+approvals page with the button and sees the child run appear on the parent run's page.
+Screenshots of the main pages go to the test's temporary folder (and, when
+`DASHBOARD_SCREENSHOTS` names a folder, there too: docs/screenshots was made so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import OCSCHED, Scheduler, shell_job
+
+CHROMIUM = Path("/usr/bin/chromium")
+TOKEN = "dashboard-test-token"
+ACTOR = "alice"
+
+
+def _playwright():
+    return pytest.importorskip(
+        "playwright.sync_api",
+        reason="playwright is not installed (pip install -e '.[test]')",
+    )
+
+
+@pytest.fixture
+def served(scheduler: Scheduler) -> Iterator[str]:
+    """`ocsched serve --port 0` with a known token and actor; its URL. Stopped after."""
+    log_path = scheduler.home.parent / "serve.log"
+    scheduler.home.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*OCSCHED, "--json", "serve", "--port", "0"],
+            env={**scheduler.env, "OCSCHED_API_TOKEN": TOKEN, "OCSCHED_ACTOR": ACTOR},
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            lines = []
+            for line in process.stdout:
+                lines.append(line)
+                if line.rstrip() == "}":
+                    break
+            assert lines, f"serve printed nothing: {log_path.read_text()}"
+            yield json.loads("".join(lines))["url"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium is missing: apt-get install -y chromium")
+    sync_api = _playwright()
+    with sync_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Pages:
+    """Screenshots of the pages, named, into the test's folder (and DASHBOARD_SCREENSHOTS)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.copy_to = os.environ.get("DASHBOARD_SCREENSHOTS")
+
+    def shoot(self, page, name: str, full_page: bool = True) -> None:
+        page.wait_for_timeout(150)  # the script's local times
+        target = self.folder / f"{name}.png"
+        page.screenshot(path=str(target), full_page=full_page)
+        if self.copy_to:
+            shutil.copy(target, Path(self.copy_to) / target.name)
+
+
+def _job_row(page, name: str):
+    return page.locator("tr", has=page.get_by_role("link", name=name, exact=True))
+
+
+def test_a_person_approves_a_chained_run_and_watches_it_happen(
+    scheduler, served, daemons, browser, tmp_path
+):
+    sync_api = _playwright()
+    expect = sync_api.expect
+    parent = scheduler.add(
+        shell_job(name="nightly-backup", payload_message='echo "<b>backed up</b> & done"')
+    )
+    child = scheduler.add(
+        shell_job(
+            name="publish <report>",
+            schedule_cron=None,
+            parent_id=parent["id"],
+            trigger_on="success",
+            approval_required=True,
+            payload_message="echo published",
+        )
+    )
+    flaky = scheduler.add(shell_job(name="flaky-check", schedule_cron="*/5 * * * *"))
+    daemons.start()
+    shots = Pages(tmp_path / "screenshots")
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on(
+        "console",
+        lambda message: message.type == "error" and problems.append(message.text),
+    )
+
+    # Reads are open on loopback; deciding needs the token: log in through the form.
+    page.goto(f"{served}/approvals")
+    expect(page.get_by_role("link", name="Log in", exact=True)).to_be_visible()
+    page.goto(f"{served}/login?next=/")
+    page.fill("input[name=token]", TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("h1")).to_have_text("Jobs")
+    expect(page.locator(".account")).to_have_text("signed in")
+    expect(page.locator("#live.on")).to_be_attached()  # following the event stream
+    row = _job_row(page, "nightly-backup")
+    expect(row.locator(".badge")).to_have_count(0)  # never ran
+    # A user text is shown as text, never as markup.
+    expect(_job_row(page, "publish <report>")).to_be_visible()
+
+    # A change made by the CLI shows without a reload, within a second or so.
+    started = time.monotonic()
+    scheduler.ok("jobs", "disable", flaky["id"])
+    expect(_job_row(page, "flaky-check").locator("td[data-label=On]")).to_have_text(
+        "no", timeout=5000
+    )
+    shown_after = time.monotonic() - started
+    assert shown_after < 2.5, f"the jobs page showed the change after {shown_after:.2f} s"
+
+    scheduler.ok("jobs", "run", parent["id"])
+    expect(row.locator(".badge")).to_have_text("ok", timeout=15000)
+    expect(page.locator("nav .count")).to_have_text("1", timeout=5000)  # one waiting
+    shots.shoot(page, "jobs")
+
+    # The job, its runs' timeline, and its run.
+    row.get_by_role("link", name="nightly-backup").click()
+    expect(page.locator("h1")).to_have_text("nightly-backup")
+    expect(page.locator(".timeline rect.bar.ok")).to_have_count(1)
+    shots.shoot(page, "job")
+    page.locator("td[data-label=Run] a").first.click()
+    expect(page.locator("h1")).to_contain_text("of nightly-backup")
+    expect(page.locator("pre.output").first).to_have_text("<b>backed up</b> & done")
+    chain = page.locator("ol.chain").first
+    expect(chain).to_contain_text("asked for by tester (jobs run)")
+    expect(chain).to_contain_text("finished ok")
+    expect(chain).to_contain_text(
+        f"of job publish <report> ({child['id'][:8]}..): awaiting_approval"
+    )
+    expect(page.locator("section", has_text="Deliveries")).to_contain_text("No deliveries.")
+    run_url = page.url
+    shots.shoot(page, "run")
+
+    # A second tab keeps the parent run open while the first one approves.
+    watching = context.new_page()
+    watching.goto(run_url)
+    expect(watching.locator("#live.on")).to_be_attached()
+
+    page.get_by_role("link", name="Approvals").click()
+    pending = _job_row(page, "publish <report>")
+    expect(pending).to_have_count(1)
+    shots.shoot(page, "approvals")
+    pending.get_by_role("button", name="Approve").click()
+    expect(page.locator("#flash")).to_have_text("publish <report>: approved")
+    expect(page.get_by_text("No approvals are waiting.")).to_be_visible(timeout=5000)
+    expect(page.locator("nav .count")).to_have_count(0)
+
+    # The released child runs; the parent's page, never reloaded, shows its run.
+    led_to = watching.locator("ol.chain li", has_text="led to:")
+    expect(led_to).to_contain_text(re_run_ok(), timeout=15000)
+    child_run = led_to.get_by_role("link").last
+    child_run.click()
+    expect(watching.locator("h1")).to_contain_text("of publish <report>")
+    expect(watching.locator("dl.fields .badge")).to_have_text("ok")
+    chain = watching.locator("ol.chain").first
+    expect(chain).to_contain_text(f"approved by {ACTOR}")
+    expect(chain).to_contain_text(f"{ACTOR} via api")
+    expect(watching.locator("pre.output").first).to_have_text("published")
+    shots.shoot(watching, "child-run")
+
+    # The log, filtered: the decision is an event of the authenticated actor.
+    page.get_by_role("link", name="Events").click()
+    page.fill("input[name=type]", "Approval")
+    page.get_by_role("button", name="Filter").click()
+    approved = page.locator("tr", has_text="Approval.Approved")
+    expect(approved).to_have_count(1)
+    expect(approved.locator("td[data-label=Who]")).to_have_text(f"{ACTOR} via api")
+    expect(page.locator("tr", has_text="Approval.Requested")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_count(2)
+    shots.shoot(page, "events")
+    page.get_by_role("link", name="Dispatches").click()
+    expect(page.locator("section", has_text="dispatch queue")).to_contain_text("chain")
+    shots.shoot(page, "dispatches")
+
+    # On a phone: the same pages, rows as cards.
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    small = phone.new_page()
+    small.goto(f"{served}/")
+    expect(small.locator("td.main", has_text="nightly-backup")).to_be_visible()
+    assert small.evaluate("document.documentElement.scrollWidth") <= 390
+    shots.shoot(small, "phone-jobs")
+    small.goto(run_url)
+    assert small.evaluate("document.documentElement.scrollWidth") <= 390
+    shots.shoot(small, "phone-run")
+    phone.close()
+    context.close()
+    assert problems == []
+    taken = sorted(p.name for p in (tmp_path / "screenshots").iterdir())
+    assert "approvals.png" in taken and "run.png" in taken and "jobs.png" in taken
+
+
+def re_run_ok():
+    import re
+
+    return re.compile(r"run [0-9a-f-]{36} \(ok\)")
+
+
+def test_an_unknown_run_is_a_404_page_and_user_text_is_escaped(scheduler, served):
+    import urllib.error
+    import urllib.request
+
+    scheduler.add(shell_job(name="<script>alert(1)</script>"))
+    with urllib.request.urlopen(f"{served}/", timeout=15) as answer:
+        body = answer.read().decode()
+        policy = answer.headers["Content-Security-Policy"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<script>alert" not in body
+    assert "default-src 'self'" in policy
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{served}/runs/00000000-0000-0000-0000-000000000000", timeout=15)
+    assert missing.value.code == 404
+    assert "Run not found" in missing.value.read().decode()
