@@ -39,6 +39,8 @@ SPEC = {
     "origin": "system",
     "delivery_mode": "none",
 }
+REDIRECT = re.compile(r"(?<![0-9&])>\s*([\w.-]+)(?=\s|$)")
+"""`> file` in a command: a file the example writes in the repository."""
 ENDED = frozenset({"ok", "error", "timeout", "crashed", "cancelled", "skipped"})
 LEDGER = {
     "old-task": {
@@ -173,11 +175,50 @@ class Walkthrough:
         return result.stdout + result.stderr
 
 
-def test_every_shell_example_in_the_readme_runs_as_written(tmp_path, gateway, monkeypatch):
+def _openclaw_scheduler_files(home: Path) -> None:
+    """What "Coming from openclaw-scheduler" imports: a database of schema 23 with one job
+    (written with SQL: the tables the importer reads and has, not the anchor's schema), and
+    OpenClaw's cron `jobs.json` with one job."""
+    import sqlite3
+    from contextlib import closing
+
+    scheduler = home / ".openclaw" / "scheduler"
+    scheduler.mkdir(parents=True)
+    with closing(sqlite3.connect(scheduler / "scheduler.db")) as db:
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        db.execute("INSERT INTO schema_migrations VALUES (23, '2026-01-01 00:00:00')")
+        columns = ", ".join(SPEC)
+        db.execute(f"CREATE TABLE jobs (id TEXT PRIMARY KEY, created_at TEXT, {columns})")
+        values = ", ".join("?" * len(SPEC))
+        row = ["old-job", "2026-01-01 00:00:00", *SPEC.values()]
+        db.execute(f"INSERT INTO jobs (id, created_at, {columns}) VALUES (?, ?, {values})", row)
+        db.commit()
+    cron = home / ".openclaw" / "cron" / "jobs.json"
+    cron.parent.mkdir(parents=True)
+    schedule = {"kind": "cron", "expr": "0 8 * * *"}
+    job = {"id": "oc-cron", "name": "morning", "schedule": schedule, "payload": {"message": "hi"}}
+    cron.write_text(json.dumps({"jobs": [job]}))
+
+
+@pytest.fixture
+def written_files() -> Iterator[None]:
+    """The files examples write in the repository (`audit anchor > anchor.txt`) are
+    removed afterwards, unless they were there before."""
+    targets = {t for command in readme_commands() for t in REDIRECT.findall(command)}
+    there = {target for target in targets if (ROOT / target).exists()}
+    yield
+    for target in targets - there:
+        (ROOT / target).unlink(missing_ok=True)
+
+
+def test_every_shell_example_in_the_readme_runs_as_written(
+    tmp_path, gateway, monkeypatch, written_files
+):
     home = tmp_path / "home"
     ledger = home / ".openclaw" / "dispatch" / "labels.json"
     ledger.parent.mkdir(parents=True)
     ledger.write_text(json.dumps(LEDGER))
+    _openclaw_scheduler_files(home)
     fake = {"OPENCLAW_GATEWAY_URL": gateway.url, "OPENCLAW_GATEWAY_TOKEN": gateway.token}
     walk = Walkthrough(home, fake)
     ran = []
@@ -197,7 +238,10 @@ def test_every_shell_example_in_the_readme_runs_as_written(tmp_path, gateway, mo
         else:
             done = walk.shell(command)
             assert done.returncode == 0, f"{written}\n{done.stdout}{done.stderr}"
-            assert (done.stdout + done.stderr).strip(), f"{written} printed nothing"
+            printed = done.stdout + done.stderr
+            for target in REDIRECT.findall(command):  # what went to a file was printed there
+                printed += (ROOT / target).read_text()
+            assert printed.strip(), f"{written} printed nothing"
             if words[1:3] == ["jobs", "add"] and walk.job_id is None:
                 walk.note_job()
         ran.append(written)
