@@ -7,14 +7,16 @@ spawn floor measured in the same round.
 
 Targets (issue 8), on the 2-core reference machine: 500 jobs within 1.3x of the floor,
 10,000 within 1.5x (`--jobs 10000 --rounds 1` takes about two minutes). The floor is
-what this machine needs just to spawn and reap N `bash -c true` as the daemon does
-(`adapters/shell.run_shell`: pipes, a new session per process, the daemon's child
-watcher), with the daemon's concurrency (`max_concurrent_runs`, 32 on 2 cores), in one
-asyncio process doing nothing else. It is measured right before and right after each
-round (the round's floor is the mean), so each round's ratio compares figures taken
-seconds apart on a machine whose speed drifts; the ratio printed is the median of the
-rounds' ratios. The floor of plain
-`asyncio.create_subprocess_exec` (the default child watcher) is printed as well.
+what this machine needs just to spawn and reap N `bash -c true` as the daemon does, the
+fastest way this project knows (`adapters/shell.run_shell`: glibc's `posix_spawnp`, a
+vfork, called without the interpreter lock; two pipes and a pidfd followed on the event
+loop; a new session per process), with the daemon's concurrency (`max_concurrent_runs`,
+32 on 2 cores), in one asyncio process doing nothing else. It is measured right before
+and right after each round (the round's floor is the mean), so each round's ratio compares
+figures taken seconds apart on a machine whose speed drifts; the ratio printed is the
+median of the rounds' ratios. The floor of plain `asyncio.create_subprocess_exec`
+(`Popen` with asyncio's transports and child watcher, how the daemon spawned before) is
+printed as well.
 
 How "due" is measured: each round starts a fresh daemon and lets it go idle, then seeds the
 jobs through the library with their fire time at a whole second `--lead` seconds ahead
