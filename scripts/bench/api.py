@@ -2,19 +2,23 @@
 stored, and the daemon's due -> start lag while its API (`daemon --serve`) is polled.
 
     .venv/bin/python scripts/bench/api.py [--jobs 10000] [--clients 100] [--requests 20]
-        [--lag-jobs 50] [--spread 30] [--pollers 10] [--quick]
+        [--lag-jobs 50] [--spread 30] [--dashboards 100] [--pollers 10] [--quick]
 
 Method. Part 1: a bench home with `--jobs` shell cron jobs (seeded through the library, as
 the other benchmarks do), `ocsched serve` as a process on 127.0.0.1, and `--clients`
 aiohttp clients in this process, each sending `--requests` requests one after another (no
 pause), all clients at once; latency is measured per request from send to the last byte
-read. Three scenarios: the first page (`/api/v1/jobs`, 100 jobs), a page of 1,000
-(`?limit=1000`), and a revalidation (`If-None-Match` with the page's ETag: 304). Part 2:
+read. Four scenarios: every client asking the first page (`/api/v1/jobs`, 100 jobs; after
+the first answer the server's answer cache holds it), every request a distinct query (each
+page of the list, found by following the cursors, at 20 sizes from 100 to 119: no answer
+cached), a page of 1,000 (`?limit=1000`), and a revalidation (`If-None-Match` with the
+page's ETag: 304). Part 2:
 `ocsched daemon --serve` on a home with the same idle jobs, `--lag-jobs` one-shot jobs due
 over `--spread` seconds (`reactor_lag.py`'s method: lag = the `Run.Started` event's time
-minus the due instant), once with nobody polling and once with `--pollers` clients
-requesting the first jobs page and `/metrics` in a loop without pause. The clients run on
-the same 2-core machine as the server, so their CPU is part of the load.
+minus the due instant): with nobody polling, with `--dashboards` clients each requesting
+the first jobs page or `/metrics` once a second, and with `--pollers` clients doing so
+without pause. The clients run on the same 2-core machine as the server, so their CPU is
+part of the load.
 """
 
 from __future__ import annotations
@@ -184,10 +188,11 @@ def free_port() -> int:
 
 
 class Pollers:
-    """`count` clients requesting the jobs page and /metrics in a loop, in a thread."""
+    """`count` clients requesting the jobs page and /metrics in a loop, in a thread, each
+    `every` seconds (0: without pause)."""
 
-    def __init__(self, url: str, count: int) -> None:
-        self.url, self.count, self.requests = url, count, 0
+    def __init__(self, url: str, count: int, every: float) -> None:
+        self.url, self.count, self.every, self.requests = url, count, every, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
         self._thread.start()
@@ -197,14 +202,16 @@ class Pollers:
 
         async with aiohttp.ClientSession() as session:
 
-            async def poll(path: str) -> None:
+            async def poll(path: str, index: int) -> None:
+                await asyncio.sleep(self.every * index / self.count)  # spread over a period
                 while not self._stop.is_set():
                     async with session.get(self.url + path) as answer:
                         await answer.read()
                     self.requests += 1
+                    await asyncio.sleep(self.every)
 
             paths = ["/api/v1/jobs", "/metrics"]
-            await asyncio.gather(*(poll(paths[i % 2]) for i in range(self.count)))
+            await asyncio.gather(*(poll(paths[i % 2], i) for i in range(self.count)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -212,10 +219,10 @@ class Pollers:
 
 
 def lag_while_polled(
-    jobs: int, lag_jobs: int, spread: int, pollers: int
+    jobs: int, lag_jobs: int, spread: int, pollers: int, every: float
 ) -> tuple[list[float], int, float]:
-    """The Started lags (ms) with `pollers` clients polling the daemon's API (0: nobody),
-    the requests they made and over how many seconds."""
+    """The Started lags (ms) with `pollers` clients polling the daemon's API every `every`
+    seconds (0 pollers: nobody), the requests they made and over how many seconds."""
     with BenchHome() as home:
         seed_jobs(home, idle_jobs(jobs))
         port = free_port()
@@ -223,7 +230,8 @@ def lag_while_polled(
         try:
             with Daemon(home) as daemon:
                 time.sleep(1.0)
-                polling = Pollers(f"http://127.0.0.1:{port}", pollers) if pollers else None
+                url = f"http://127.0.0.1:{port}"
+                polling = Pollers(url, pollers, every) if pollers else None
                 began = time.perf_counter()
                 try:
                     lags = due_to_event_lags(home, lag_jobs, spread, lead=2)
@@ -244,15 +252,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="per client, per scenario")
     parser.add_argument("--lag-jobs", type=int, default=50)
     parser.add_argument("--spread", type=int, default=30, help="seconds the due times span")
-    parser.add_argument("--pollers", type=int, default=10)
+    parser.add_argument("--pollers", type=int, default=10, help="polling without pause")
+    parser.add_argument("--dashboards", type=int, default=100, help="polling once a second")
     parser.add_argument("--quick", action="store_true", help="fewer requests, a 5 s spread")
     options = parser.parse_args()
     requests = 5 if options.quick else options.requests
     spread = 5 if options.quick else options.spread
     rows = api_latency(options.jobs, options.clients, requests)
-    for pollers in (0, options.pollers):
-        lags, made, took = lag_while_polled(options.jobs, options.lag_jobs, spread, pollers)
-        name = f"daemon --serve, {options.lag_jobs} jobs over {spread} s, {pollers} pollers"
+    for pollers, every, who in (
+        (0, 0.0, "nobody polling"),
+        (options.dashboards, 1.0, f"{options.dashboards} clients polling every 1 s"),
+        (options.pollers, 0.0, f"{options.pollers} clients polling without pause"),
+    ):
+        lags, made, took = lag_while_polled(options.jobs, options.lag_jobs, spread, pollers, every)
+        name = f"daemon --serve, {options.lag_jobs} jobs over {spread} s, {who}"
         if pollers:
             name += f" ({made / took:.0f} req/s)"
         rows += [
