@@ -45,9 +45,9 @@ def replay(ctx: Context, path: str, into: str) -> dict[str, Any]:
             )
         events = _insert(log, _lines(path))
         with progress(ctx.json, events, "read models") as advance:
-            from ocsched.projections.runner import catch_up
+            from ocsched.projections.runner import REBUILD_PAGE_SIZE, catch_up
 
-            catch_up(log, scratch.store, progress=advance)
+            catch_up(log, scratch.store, page_size=REBUILD_PAGE_SIZE, progress=advance)
     finally:
         scratch.close()
     return {
