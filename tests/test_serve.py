@@ -20,6 +20,7 @@ import pytest
 
 from .conftest import OCSCHED, Scheduler, shell_job, wait_until
 from .test_as_of import Day
+from .test_postgres import database_url, on_host  # noqa: F401 - a fixture
 
 
 class Served:
@@ -448,3 +449,24 @@ def test_an_address_in_use_is_one_line(scheduler, serve):
     assert result.returncode == 1
     assert result.stderr.startswith(f"Cannot listen on 127.0.0.1:{port}:"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_a_server_on_another_host_of_a_postgresql_log_follows_it(tmp_path, database_url):  # noqa: F811
+    here, there = on_host(tmp_path, "here", database_url), on_host(tmp_path, "there", database_url)
+    served = Served(there)
+    try:
+        stream = http.client.HTTPConnection("127.0.0.1", int(served.url.rsplit(":", 1)[1]))
+        stream.request("GET", "/api/v1/events/stream")
+        answer = stream.getresponse()
+        assert stream.sock is not None
+        stream.sock.settimeout(5)
+        answer.readline(), answer.readline()
+        added = here.add(shell_job(name="from elsewhere"))
+        assert answer.readline().startswith(b"id: ")
+        assert json.loads(answer.readline()[6:])["aggregate_id"] == added["id"]
+        stream.close()
+        listed = wait_until(lambda: get(served, "/api/v1/jobs"), 5, "the job, on the other host")
+        assert [job["id"] for job in listed] == [added["id"]]
+    finally:
+        served.stop()
