@@ -35,7 +35,8 @@ def add_as_of(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as-of",
         metavar="TIME",
-        help="answer as of TIME (ISO 8601, UTC without an offset), from the events up to it",
+        help="answer as of TIME (ISO 8601, UTC without an offset; or 2h ago), from the events"
+        " up to it",
     )
 
 
@@ -62,7 +63,7 @@ def answering_as_of(handler: Handler) -> Handler:
     """`handler` run with a `PastContext` as of the command's `--as-of`."""
 
     def run(ctx: Context, args: argparse.Namespace) -> None:
-        past = past_context(ctx, parse_as_of(args.as_of))
+        past = past_context(ctx, parse_as_of(args.as_of, ctx.now))
         try:
             handler(past, args)
         finally:
@@ -71,16 +72,16 @@ def answering_as_of(handler: Handler) -> Handler:
     return run
 
 
-def parse_as_of(text: str) -> datetime:
-    """The moment `--as-of` names; a time given to the second (as every time is shown)
-    takes in the events of that whole second."""
+def parse_as_of(text: str, now: datetime) -> datetime:
+    """The moment `--as-of` names: an ISO 8601 time, or a duration before `now` (`2h`). A
+    time given to the second (as every time is shown) takes in that whole second."""
     from datetime import timedelta
 
-    from .events import parse_moment
+    from .events import is_duration, parse_moment
 
-    moment = parse_moment(text, "--as-of")
-    if "." not in text and "," not in text:
-        moment += timedelta(microseconds=999_999)
+    moment = parse_moment(text, "--as-of", now)
+    if not is_duration(text) and "." not in text and "," not in text:
+        moment = min(moment + timedelta(microseconds=999_999), datetime.max.replace(tzinfo=UTC))
     return moment
 
 
@@ -114,7 +115,8 @@ def scratch_path(ctx: Context, moment: datetime) -> str:
 
     from ocsched.adapters.settings import prepare_private_file
 
-    name = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + ".db"
+    moment = moment.astimezone(UTC)
+    name = f"{moment.year:04d}{moment:%m%dT%H%M%S}.{moment.microsecond:06d}Z.db"
     for folder in (ctx.settings.home, Path(tempfile.gettempdir()) / f"ocsched-{os.getuid()}"):
         path = str(folder / FOLDER / name)
         try:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -268,22 +268,29 @@ def event_filter(ctx: Context, args: argparse.Namespace) -> EventFilter:
 
 def parse_moment(text: str, flag: str, now: datetime | None = None) -> datetime:
     """An ISO 8601 time (UTC when it has no offset), or with `now` a duration before it
-    (`30m`, `2h`, `1d`)."""
+    (`30m`, `2h`, `1d`); in UTC."""
     from ocsched.domain.errors import DomainError
     from ocsched.domain.schedule import parse_datetime, parse_duration
 
-    if now is not None and text.strip()[-1:].lower() in ("s", "m", "h", "d"):
-        try:
-            return now - parse_duration(text)
-        except DomainError:
-            pass
     try:
-        return parse_datetime(text)
+        if now is not None and is_duration(text):
+            try:
+                return (now - parse_duration(text)).astimezone(UTC)
+            except DomainError:
+                pass
+        return parse_datetime(text).astimezone(UTC)
+    except OverflowError:
+        raise CommandError(f"{flag} is out of range: {text}") from None
     except DomainError:
         ago = " or a duration ago (30m, 2h, 1d)" if now is not None else ""
         raise CommandError(
             f"{flag} needs an ISO 8601 time (2026-12-05T09:30:00Z){ago}, got: {text}"
         ) from None
+
+
+def is_duration(text: str) -> bool:
+    """Whether `text` is meant as a duration: ISO 8601 times never end in s, m, h or d."""
+    return text.strip()[-1:].lower() in ("s", "m", "h", "d")
 
 
 # The commands

@@ -336,5 +336,10 @@ def test_as_of_refuses_a_bad_time_and_is_only_on_reading_commands(scheduler):
     result = scheduler.run("--json", "jobs", "list", "--as-of", "noon")
     assert result.returncode == 1
     assert result.json["error"].startswith("--as-of needs an ISO 8601 time")
+    for far in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        result = scheduler.run("jobs", "list", "--as-of", far)
+        assert (result.returncode, result.stderr) == (1, f"--as-of is out of range: {far}\n")
+    assert scheduler.ok("--json", "jobs", "list", "--as-of", "1h").json == []  # (an hour ago)
+    assert len(scheduler.ok("--json", "jobs", "list", "--as-of", "0s").json) == 1
     refused = scheduler.run("jobs", "add", "{}", "--as-of", "2026-12-05T10:00:00Z")
     assert refused.returncode == 1 and "--as-of" in refused.stderr
