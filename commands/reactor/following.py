@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ocsched.adapters import shell
-from ocsched.domain.reactions import following
 from ocsched.projections import views
 
 from .handlers import Handlers
@@ -17,6 +16,14 @@ from .handlers import Handlers
 log = logging.getLogger("ocsched")
 
 VERIFY_TIMEOUT_MS = 60_000
+
+
+def _following() -> Any:
+    # The dispatch rules' patterns take ~14 ms to compile: a daemon pays them once it has
+    # a dispatch to follow, not before its first run.
+    from ocsched.domain.reactions import following
+
+    return following
 
 
 class DispatchFollower:
@@ -58,10 +65,10 @@ class DispatchFollower:
             await self._verify(row["dispatch_id"], row["verify_cmd"])
         for row in views.labels_awaiting_delivery(db, "dispatch-start"):
             await h.apply(
-                following.start_notice(row, self.brand, owner=h.owner, now=now, facts=h.facts)
+                _following().start_notice(row, self.brand, owner=h.owner, now=now, facts=h.facts)
             )
         for row in views.labels_awaiting_delivery(db, "dispatch-result"):
-            await h.apply(following.result_delivery(row, owner=h.owner, now=now, facts=h.facts))
+            await h.apply(_following().result_delivery(row, owner=h.owner, now=now, facts=h.facts))
 
     async def _verify(self, dispatch_id: str, command: str) -> None:
         """Run a done dispatch's `--verify-cmd` (shell, 60 s) before its result goes out."""
@@ -82,7 +89,7 @@ class DispatchFollower:
             except OSError as error:
                 passed, detail = False, str(error)
             h = self.handlers
-            plan = following.verification_recorded(
+            plan = _following().verification_recorded(
                 h.load(dispatch_id), passed=passed, detail=detail, owner=h.owner, now=h.now()
             )
             verified = await h.apply(plan)
@@ -104,7 +111,7 @@ class DispatchFollower:
             return  # the gateway cannot tell: decide nothing
         sessions = {s.get("key"): s for s in answer.get("sessions") or []}
         for row in running:
-            plan = following.running_dispatch_ended(
+            plan = _following().running_dispatch_ended(
                 row,
                 h.load(row["dispatch_id"]),
                 sessions.get(row["session_key"]),
@@ -122,7 +129,7 @@ class DispatchFollower:
 
         h = self.handlers
         for row in views.overloaded_labels(h.db()):
-            retry = following.overload_retry(row, grace_s=self.overload_grace_s, now=h.now())
+            retry = _following().overload_retry(row, grace_s=self.overload_grace_s, now=h.now())
             if retry is None:
                 continue
             try:
@@ -135,7 +142,7 @@ class DispatchFollower:
                     "dispatch %s: overload retry %s failed: %s", row["label"], retry.attempt, error
                 )
                 continue
-            plan = following.overload_retried(
+            plan = _following().overload_retried(
                 row, h.load(row["dispatch_id"]), retry, owner=h.owner, now=h.now(), facts=h.facts
             )
             await h.apply(plan)
