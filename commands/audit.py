@@ -120,7 +120,10 @@ def cli_verify(ctx: Context, args: argparse.Namespace) -> None:
         raise CommandError("--head checks the chain from its first link: drop --from")
     with closing(_reader(ctx)) as reader:
         began = time.monotonic()
-        total = max(reader.head() - (start or 1) + 1, 0)
+        head = reader.head()
+        if start is not None and start > head:
+            raise CommandError(f"--from {start} is past the log's newest event ({head})")
+        total = max(head - (start or 1) + 1, 0)
         try:
             with progress(ctx.json, total, "audit verify") as advance:
                 verdict = verify(reader, start=start, anchor=anchor, advance=advance)
@@ -243,7 +246,9 @@ def _report_lines(report: dict) -> list[str]:
         f"Intact: {report['checked']:,} events verified, positions {report['from']} to"
         f" {report['to']} ({report['seconds']:.1f} s, {report['events_per_s'] or 0:,} events/s)"
     )
-    if report["chain_start"] is None:
+    if not report["to"]:
+        lines[-1] = "Intact: the log is empty"
+    elif report["chain_start"] is None:
         lines.append(
             f"No event is chained yet: the {report['unchained']:,} events were written before"
             " this version chained events (upgrade); events from now on are chained"
