@@ -9,16 +9,22 @@ Screenshots of the main pages go to the test's temporary folder (and, when
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from ocsched.adapters.http.dashboard import JOBS_PAGE
 
 from .conftest import OCSCHED, Scheduler, shell_job
 
@@ -233,23 +239,52 @@ def test_a_person_approves_a_chained_run_and_watches_it_happen(
 
 
 def re_run_ok():
-    import re
-
     return re.compile(r"run [0-9a-f-]{36} \(ok\)")
 
 
-def test_an_unknown_run_is_a_404_page_and_user_text_is_escaped(scheduler, served):
-    import urllib.error
-    import urllib.request
+def fetch(url: str) -> tuple[int, str, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=15) as answer:
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), dict(error.headers)
 
-    scheduler.add(shell_job(name="<script>alert(1)</script>"))
-    with urllib.request.urlopen(f"{served}/", timeout=15) as answer:
-        body = answer.read().decode()
-        policy = answer.headers["Content-Security-Policy"]
+
+def test_user_text_is_escaped_and_only_this_servers_scripts_may_run(scheduler, served):
+    scheduler.add(shell_job(name="<script>alert(1)</script>", payload_message="echo '\"><img>'"))
+    status, body, headers = fetch(f"{served}/")
+    assert status == 200
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert "<script>alert" not in body
-    assert "default-src 'self'" in policy
-    with pytest.raises(urllib.error.HTTPError) as missing:
-        urllib.request.urlopen(f"{served}/runs/00000000-0000-0000-0000-000000000000", timeout=15)
-    assert missing.value.code == 404
-    assert "Run not found" in missing.value.read().decode()
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    job = re.search(r'href="/jobs/([0-9a-f-]{36})"', body)
+    assert job is not None
+    status, body, _ = fetch(f"{served}/jobs/{job.group(1)[:8]}")
+    assert status == 200
+    assert "echo &#x27;&quot;&gt;&lt;img&gt;&#x27;" in body
+
+
+def test_an_unknown_run_is_a_404_page(scheduler, served):
+    status, body, _ = fetch(f"{served}/runs/00000000-0000-0000-0000-000000000000")
+    assert status == 404
+    assert "Run not found" in body and "<nav>" in body
+
+
+def test_a_bad_event_filter_is_shown_above_the_form(scheduler, served):
+    status, body, _ = fetch(f"{served}/events?since=yesterday&actor=%3Cb%3E")
+    assert status == 200
+    assert '<p class="error">since needs an ISO 8601 time' in body
+    assert 'name="actor" value="&lt;b&gt;"' in body
+
+
+def test_the_jobs_page_pages_by_name(scheduler, served):
+    for number in range(JOBS_PAGE + 3):
+        scheduler.add(shell_job(name=f"job-{number:03d}"))
+    status, first, _ = fetch(f"{served}/")
+    assert status == 200
+    assert first.count('<td data-label="Name"') == JOBS_PAGE
+    following = re.search(r'href="(/\?after_name=[^"]+)">Next page', first)
+    assert following is not None
+    status, second, _ = fetch(served + html.unescape(following.group(1)))
+    names = re.findall(r'<td data-label="Name" class="main"><span><a [^>]*>([^<]+)</a>', second)
+    assert names == ["job-200", "job-201", "job-202"]

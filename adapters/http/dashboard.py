@@ -578,9 +578,13 @@ def events_page(ctx: ReadContext, viewer: Viewer, request: web.Request) -> tuple
     given = MultiDict(
         (k, v.strip()) for k, v in request.query.items() if k in EVENT_FILTERS and v.strip()
     )
-    chosen = event_filter(given, ctx.now)
-    before = position_of(request.query, "before")
-    records = events_before(ctx, before, chosen, EVENTS_PAGE + 1)
+    try:
+        chosen = event_filter(given, ctx.now)
+        before = position_of(request.query, "before")
+    except (CommandError, ValueError) as error:  # shown above the form, to be corrected
+        records, problem = [], html('<p class="error">$e</p>', e=" ".join(str(error).split()))
+    else:
+        records, problem = events_before(ctx, before, chosen, EVENTS_PAGE + 1), Markup("")
     more = len(records) > EVENTS_PAGE
     records = records[-EVENTS_PAGE:]
     inputs = join(
@@ -620,7 +624,7 @@ def events_page(ctx: ReadContext, viewer: Viewer, request: web.Request) -> tuple
         if more and records
         else ""
     )
-    return "Events", "events", join([form, listing, older])
+    return "Events", "events", join([problem, form, listing, older])
 
 
 def _event_row(record: dict[str, Any]) -> tuple[object, ...]:
