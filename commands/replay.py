@@ -45,9 +45,9 @@ def replay(ctx: Context, path: str, into: str) -> dict[str, Any]:
             )
         events = _insert(log, _lines(path))
         with progress(ctx.json, events, "read models") as advance:
-            from ocsched.projections.runner import REBUILD_PAGE_SIZE, catch_up
+            from ocsched.projections.runner import all_projections, rebuild_together
 
-            catch_up(log, scratch.store, page_size=REBUILD_PAGE_SIZE, progress=advance)
+            rebuild_together(log, scratch.store, all_projections(), progress=advance)
     finally:
         scratch.close()
     return {
@@ -162,7 +162,7 @@ def verify(ctx: Context) -> list[str]:
     import tempfile
 
     from ocsched.projections.as_of import Through
-    from ocsched.projections.runner import REBUILD_PAGE_SIZE, all_projections, catch_up
+    from ocsched.projections.runner import all_projections, rebuild_together
     from ocsched.projections.store import ReadModelStore
 
     ctx.catch_up()
@@ -173,8 +173,8 @@ def verify(ctx: Context) -> list[str]:
         store = ReadModelStore(path)
         try:
             with progress(ctx.json, position, "rebuild") as advance:
-                catch_up(
-                    Through(ctx.log, position), store, page_size=REBUILD_PAGE_SIZE, progress=advance
+                rebuild_together(
+                    Through(ctx.log, position), store, all_projections(), progress=advance
                 )
         finally:
             store.datastore.close()
