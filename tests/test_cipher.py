@@ -115,3 +115,20 @@ def test_the_daemon_runs_jobs_of_an_encrypted_log(scheduler, daemons):
     assert run["status"] == "ok"
     assert SECRET.encode() not in database_bytes(scheduler)
     assert scheduler.ok("--json", "audit", "verify").json["intact"]
+
+
+def test_export_replay_and_projections_verify_work_with_a_key(scheduler, tmp_path):
+    keyed(scheduler, KEY)
+    add_secret_job(scheduler)
+    assert "agree" in scheduler.ok("projections", "verify").stdout
+    export = scheduler.ok("export").stdout
+    assert SECRET in export  # an export is deciphered: keep it as safely as the key
+    exported = tmp_path / "log.jsonl"
+    exported.write_text(export)
+    scratch = tmp_path / "scratch"
+    scheduler.ok("replay", str(exported), "--into", str(scratch))
+    assert SECRET.encode() not in (scratch / "ocsched.db").read_bytes()
+    copy = Scheduler(scratch)
+    keyed(copy, KEY)
+    assert [job["name"] for job in copy.ok("--json", "jobs", "list").json] == ["deploy"]
+    assert copy.ok("--json", "audit", "verify").json["intact"]
