@@ -283,6 +283,14 @@ def test_a_non_loopback_bind_answers_401_to_every_request_without_the_token(sche
     assert with_env.notice["token_file"] is None
     status, _, _ = call(with_env.url + "/api/v1/jobs", headers={"Authorization": "Bearer s3cret"})
     assert status == 200
+    closed = serve("--require-token")  # loopback, reads closed too
+    assert closed.notice["open_reads"] is False
+    assert call(closed.url + "/api/v1/jobs")[0] == 401
+    assert call(closed.url + "/api/v1/jobs", headers=bearer)[0] == 200
+    status, _, form = call(closed.url + "/login?next=/api/v1/jobs")  # no token: the form
+    assert status == 200 and b'<form method="post" action="/login">' in form
+    assert b'value="/api/v1/jobs"' in form
+    assert call(closed.url + "/login?token=wrong")[0] == 401
 
 
 def test_loopback_reads_are_open_and_a_decision_needs_the_token_and_the_csrf_guard(
