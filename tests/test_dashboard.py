@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 
 from ocsched.adapters.http.dashboard import JOBS_PAGE
 
-from .conftest import OCSCHED, Scheduler, shell_job
+from .conftest import OCSCHED, Scheduler, shell_job, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "dashboard-test-token"
@@ -288,3 +289,59 @@ def test_the_jobs_page_pages_by_name(scheduler, served):
     status, second, _ = fetch(served + html.unescape(following.group(1)))
     names = re.findall(r'<td data-label="Name" class="main"><span><a [^>]*>([^<]+)</a>', second)
     assert names == ["job-200", "job-201", "job-202"]
+
+
+def held_for_approval(scheduler: Scheduler) -> dict:
+    """A parent job's run ended ok and chained to a child held for an approval (recorded
+    in process, as the daemon would)."""
+    from ocsched.commands.jobs import add_job
+
+    from .test_as_of import Day
+
+    day = Day(scheduler)
+    day.at("08:00")
+    parent = add_job(day.ctx, shell_job(name="parent", schedule_cron="0 9 * * *"))
+    child = add_job(
+        day.ctx,
+        shell_job(
+            name="child",
+            schedule_cron=None,
+            parent_id=parent["id"],
+            trigger_on="success",
+            approval_required=True,
+        ),
+    )
+    day.at("09:00")
+    run = day.fire_slot(parent["id"])
+    day.finish(run, "ok", "all good")
+    day.at("09:01")
+    assert day.fire_pending(child["id"]) is None  # held
+    day.ctx.close()
+    return child
+
+
+def test_a_decision_without_the_script_posts_the_form_and_comes_back(scheduler, served):
+    held_for_approval(scheduler)
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    browser.open(f"{served}/login?token={TOKEN}&next=/", timeout=15).read()
+
+    def form_shown() -> str | None:
+        page = browser.open(f"{served}/approvals", timeout=15).read().decode()
+        return page if 'data-write="rejected"' in page else None
+
+    page = wait_until(form_shown, what="the approval's buttons")
+    form = re.search(
+        r'action="(/api/v1/jobs/[^"]+/reject)" data-write="rejected">(.*?)</form>', page
+    )
+    assert form is not None
+    fields = dict(re.findall(r'name="(csrf_token|next)" value="([^"]*)"', form.group(2)))
+    assert fields["next"] == "/approvals"
+    body = urllib.parse.urlencode({**fields, "reason": "not <today>"}).encode()
+    with browser.open(served + html.unescape(form.group(1)), data=body, timeout=15) as answer:
+        assert answer.geturl() == f"{served}/approvals"  # the 303 back to the page
+        assert "No approvals are waiting." in answer.read().decode()
+    status, events, _ = fetch(f"{served}/api/v1/events?type=Approval.Rejected")
+    assert status == 200
+    [rejected] = json.loads(events)
+    assert (rejected["actor"], rejected["origin"]) == (ACTOR, "api")
+    assert rejected["fields"]["reason"] == "not <today>"

@@ -428,13 +428,16 @@ def _projections(ctx: ReadContext, q: Query) -> Any:
 # Answering
 
 
-def _etag(ctx: ReadContext, kind: str | None) -> str | None:
-    if kind == "models":
-        low, total = ctx.positions()
-        return f'"m{low}-{total}"'
+def _etag(ctx: ReadContext, kind: str | None, query: Query) -> str | None:
+    """What the answer follows from: the read models' positions (ids are resolved through
+    them too), and for events the log's head; nothing when the answer moves with the time
+    (`since`/`until` may be a duration ago)."""
+    if kind is None or "since" in query.request.query or "until" in query.request.query:
+        return None
+    low, total = ctx.positions()
     if kind == "log":
-        return f'"l{ctx.log.max_position()}"'
-    return None
+        return f'"l{ctx.log.max_position()}-{low}-{total}"'
+    return f'"m{low}-{total}"'
 
 
 def _reader(found: Endpoint) -> Callable[[web.Request], Any]:
@@ -448,7 +451,7 @@ def _reader(found: Endpoint) -> Callable[[web.Request], Any]:
 
         def answer(ctx: ReadContext) -> tuple[Encoded | None, str | None]:
             # In the worker thread: the query, and the encoding, stay off the event loop.
-            tag = _etag(ctx, found.etag)
+            tag = _etag(ctx, found.etag, query)
             if tag is not None and (tag in wanted or f"W/{tag}" in wanted):
                 return None, tag
             key = (request.path_qs, tag or "")
@@ -508,13 +511,13 @@ def _failure(error: Exception, refused: int = 400) -> web.Response:
 async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
     state = request.app[STATE]
     fields: dict[str, Any] = {}
-    if request.content_type == "application/json" and request.can_read_body:
+    if request.content_type == "application/json" and request.body_exists:
         try:
             loaded = await request.json()
         except ValueError:
             return error_response(400, "the body is not JSON")
         fields = loaded if isinstance(loaded, dict) else {}
-    elif request.can_read_body:
+    elif request.body_exists:  # (read already by the CSRF guard for a form: cached)
         fields = dict(await request.post())
     reason = fields.get("reason")
     reason = reason.strip() or None if isinstance(reason, str) else None
