@@ -258,6 +258,8 @@ def test_an_unchanged_answer_is_a_304_until_the_cli_changes_something(scheduler,
     status, headers, body = call(served.url + "/api/v1/jobs", headers={"If-None-Match": tag})
     assert status == 200 and headers["ETag"] != tag and len(body) == 2
     assert "ETag" not in call(served.url + "/api/v1/status")[1]  # depends on the time too
+    assert "ETag" not in call(served.url + "/api/v1/events?since=2h")[1]  # (2 h before now)
+    assert call(served.url + "/api/v1/events")[1]["ETag"].startswith('"l')
 
 
 def test_a_non_loopback_bind_answers_401_to_every_request_without_the_token(scheduler, serve):
