@@ -9,6 +9,7 @@ Screenshots of the main pages go to the test's temporary folder (and, when
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -41,14 +42,15 @@ def _playwright():
     )
 
 
-@pytest.fixture
-def served(scheduler: Scheduler) -> Iterator[str]:
-    """`ocsched serve --port 0` with a known token and actor; its URL. Stopped after."""
-    log_path = scheduler.home.parent / "serve.log"
+@contextlib.contextmanager
+def serving(scheduler: Scheduler, *args: str) -> Iterator[str]:
+    """`ocsched serve --port 0 ARGS` with a known token and actor; its URL (reached through
+    127.0.0.1 whatever it binds). Stopped after."""
+    log_path = scheduler.home.parent / f"serve-{time.monotonic_ns()}.log"
     scheduler.home.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [*OCSCHED, "--json", "serve", "--port", "0"],
+            [*OCSCHED, "--json", "serve", "--port", "0", *args],
             env={**scheduler.env, "OCSCHED_API_TOKEN": TOKEN, "OCSCHED_ACTOR": ACTOR},
             stdout=subprocess.PIPE,
             stderr=log,
@@ -62,7 +64,7 @@ def served(scheduler: Scheduler) -> Iterator[str]:
                 if line.rstrip() == "}":
                     break
             assert lines, f"serve printed nothing: {log_path.read_text()}"
-            yield json.loads("".join(lines))["url"]
+            yield json.loads("".join(lines))["url"].replace("0.0.0.0", "127.0.0.1")
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -70,6 +72,12 @@ def served(scheduler: Scheduler) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=15)
+
+
+@pytest.fixture
+def served(scheduler: Scheduler) -> Iterator[str]:
+    with serving(scheduler) as url:
+        yield url
 
 
 @pytest.fixture
@@ -345,3 +353,20 @@ def test_a_decision_without_the_script_posts_the_form_and_comes_back(scheduler, 
     [rejected] = json.loads(events)
     assert (rejected["actor"], rejected["origin"]) == (ACTOR, "api")
     assert rejected["fields"]["reason"] == "not <today>"
+
+
+def test_off_loopback_a_page_asks_a_browser_to_log_in_first(scheduler):
+    with serving(scheduler, "--host", "0.0.0.0") as url:
+        status, body, _ = fetch(f"{url}/jobs/x?y=1")  # urllib accepts anything: JSON
+        assert status == 401 and json.loads(body)["ok"] is False
+        request = urllib.request.Request(f"{url}/events?type=Run", headers={"Accept": "text/html"})
+        with urllib.request.urlopen(request, timeout=15) as answer:  # follows the 303
+            went = urllib.parse.urlsplit(answer.geturl())
+            assert went.path == "/login"
+            assert urllib.parse.parse_qs(went.query) == {"next": ["/events?type=Run"]}
+            assert 'name="token"' in answer.read().decode()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        form = urllib.parse.urlencode({"token": TOKEN, "next": "/events?type=Run"}).encode()
+        with browser.open(f"{url}/login", data=form, timeout=15) as answer:
+            assert answer.geturl() == f"{url}/events?type=Run"
+            assert "<h1>Events</h1>" in answer.read().decode()

@@ -5,7 +5,8 @@
   server's user: what it records has that actor, origin `api`.
 * It is sent as `Authorization: Bearer <token>`, or as the cookie `/login` sets
   (`/login?token=…` or its form; HttpOnly, SameSite=Strict) for a browser.
-* A bind to any address but loopback requires it for every request (401 without). On a
+* A bind to any address but loopback requires it for every request (401 without; a
+  browser's GET of a page, `Accept: text/html`, is sent to `/login` instead). On a
   loopback bind reads (GET, HEAD) are open unless `--require-token`: other users of this
   host can then read (as they could the default port of any local tool), but never write.
   There the Host header must name a loopback address, so a page whose name was made to
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -133,6 +134,8 @@ def middleware(access: Access) -> Any:
         via = access.authenticated(request)
         request["authenticated"] = via
         if via is None and not (access.open_reads and request.method in READS):
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                raise web.HTTPSeeOther(f"/login?{urlencode({'next': request.path_qs})}")  # a page
             response = error_response(401, "a token is required (Authorization: Bearer <token>)")
             response.headers["WWW-Authenticate"] = 'Bearer realm="ocsched"'
             return response
