@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -39,6 +40,9 @@ log = logging.getLogger("ocsched")
 
 POLL_S = 0.25
 IDLE_POLL_S = 2.0
+LOOK_EVERY_S = 0.05
+"""At most this often: a daemon writing all the time is looked at 20 times a second, not
+after each of its writes."""
 RETRY_S = 1.0
 KEEPALIVE_S = 15.0
 PAGE = 500
@@ -48,7 +52,7 @@ PAGE = 500
 class LogWatch:
     def __init__(self, settings: Settings, reads: Reads, *, catch_up: bool) -> None:
         self.settings, self.reads = settings, reads
-        self.head = self.position = -1
+        self.head, self.positions = -1, (-1, -1)
         self._moved = asyncio.Event()
         self._ready: asyncio.Future[None] | None = None
         self._catcher = ThreadPoolExecutor(1, "ocsched-catch-up") if catch_up else None
@@ -88,11 +92,13 @@ class LogWatch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(written.wait(), IDLE_POLL_S if watcher else POLL_S)
                 written.clear()
+                began = time.monotonic()
                 try:
                     await self._look()
                 except Exception as error:  # noqa: BLE001 - a failed look must not end the watch
                     log.warning("reading the log: %s: %s", type(error).__name__, error)
                     await asyncio.sleep(RETRY_S)
+                await asyncio.sleep(max(0.0, began + LOOK_EVERY_S - time.monotonic()))
         finally:
             if watcher is not None:
                 watcher.stop(asyncio.get_running_loop())
@@ -104,9 +110,9 @@ class LogWatch:
         head = await self.reads.read(lambda ctx: ctx.log.max_position())
         if self._catcher is not None:
             await asyncio.get_running_loop().run_in_executor(self._catcher, self._catch_up)
-        position = await self.reads.read(ReadContext.position)
-        if (head, position) != (self.head, self.position):
-            self.head, self.position = head, position
+        positions = await self.reads.read(ReadContext.positions)
+        if (head, positions) != (self.head, self.positions):
+            self.head, self.positions = head, positions
             moved, self._moved = self._moved, asyncio.Event()
             moved.set()
 
