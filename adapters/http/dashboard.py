@@ -43,6 +43,7 @@ from .templates import (
     Markup,
     Viewer,
     badge,
+    escape,
     fields,
     html,
     join,
@@ -130,7 +131,7 @@ def _active_table(rows: list[dict[str, Any]]) -> Markup:
         (
             (
                 link(path("jobs", r["job_id"]), r["job_name"] or short(r["job_id"])),
-                link(path("runs", r["id"]), short(r["id"])),
+                _run_link(r["id"]),
                 badge(r["status"]),
                 moment(r["started_at"] or r["dispatched_at"]),
                 r["trigger"],
@@ -232,7 +233,7 @@ def _runs_table(rows: list[dict[str, Any]]) -> Markup:
         ],
         (
             (
-                link(path("runs", r["id"]), short(r["id"])),
+                _run_link(r["id"]),
                 badge(r["status"]),
                 moment(r["started_at"] or r["dispatched_at"]),
                 runs.duration(r["duration_ms"]) or "-",
@@ -243,6 +244,10 @@ def _runs_table(rows: list[dict[str, Any]]) -> Markup:
         ),
         "No runs yet.",
     )
+
+
+def _run_link(run_id: str | None) -> Markup:
+    return link(path("runs", run_id), short(run_id)) if run_id else escape("-")
 
 
 def _first_line(text: str | None, width: int = 120) -> str:
@@ -302,10 +307,10 @@ def _parsed(ts: str | None) -> datetime | None:
     if not ts:
         return None
     try:
-        moment_ = datetime.fromisoformat(ts)
+        parsed = datetime.fromisoformat(ts)
     except ValueError:
         return None
-    return moment_ if moment_.tzinfo else moment_.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _stored(when: datetime) -> str:
@@ -372,6 +377,7 @@ def _output(ctx: ReadContext, run: dict[str, Any]) -> Markup:
 
 
 def _chain(step: explain.Step) -> Markup:
+    """`runs explain`'s tree below `step`, as nested lists."""
     return html('<ol class="chain">$items</ol>', items=join(_chain_item(c) for c in step.children))
 
 
@@ -387,11 +393,7 @@ def _chain_item(step: explain.Step) -> Markup:
         if record
         else ""
     )
-    inner = (
-        html('<ol class="chain">$items</ol>', items=join(_chain_item(c) for c in step.children))
-        if step.children
-        else ""
-    )
+    inner = _chain(step) if step.children else ""
     return html(
         "<li><span>$text</span> $meta$inner</li>",
         text=with_id_links(step.text),
@@ -463,7 +465,7 @@ def _approvals_table(rows: list[dict[str, Any]], viewer: Viewer) -> Markup:
                 link(path("jobs", r["job_id"]), r["job_name"] or short(r["job_id"])),
                 moment(r["requested_at"]),
                 short(r["dispatch_id"]),
-                link(path("runs", r["run_id"]), short(r["run_id"])) if r["run_id"] else "-",
+                _run_link(r["run_id"]),
                 f"{r['approval_auto'] or 'reject'} after {r['approval_timeout_s']} s",
                 _decision(r, viewer) if newest[r["job_id"]] == r["id"] else "after the newer one",
             )
@@ -542,10 +544,8 @@ def dispatches_page(
                 r["dispatch_kind"],
                 badge(r["status"]),
                 moment(r["scheduled_for"]),
-                link(path("runs", r["source_run_id"]), short(r["source_run_id"]))
-                if r["source_run_id"]
-                else "-",
-                link(path("runs", r["run_id"]), short(r["run_id"])) if r["run_id"] else "-",
+                _run_link(r["source_run_id"]),
+                _run_link(r["run_id"]),
             )
             for r in views.newest_dispatches(ctx.views(), QUEUE_SHOWN)
         ),

@@ -56,7 +56,10 @@ def path(*pieces: str, **query: str | int | None) -> str:
 
 
 def link(href: str, text: object, **attributes: str) -> Markup:
-    extra = "".join(f' {name.rstrip("_")}="{escape(v)}"' for name, v in attributes.items())
+    """`<a>`; attributes by keyword: `class_` is class, `aria_current` is aria-current."""
+    extra = "".join(
+        f' {name.rstrip("_").replace("_", "-")}="{escape(v)}"' for name, v in attributes.items()
+    )
     return Markup(f'<a href="{escape(href)}"{extra}>{escape(text)}</a>')
 
 
