@@ -480,3 +480,35 @@ def test_a_server_on_another_host_of_a_postgresql_log_follows_it(tmp_path, datab
         assert [job["id"] for job in listed] == [added["id"]]
     finally:
         served.stop()
+
+
+def test_answers_missed_together_are_made_once_and_the_cache_keeps_to_its_budget():
+    import threading
+
+    from ocsched.adapters.http.cache import AnswerCache, Encoded
+
+    cache, made, gate = AnswerCache(budget=4000), [], threading.Event()
+
+    def make() -> Encoded:
+        made.append(1)
+        gate.wait(5)
+        return Encoded(b"x" * 900)
+
+    answers: list[Encoded] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(cache.answer(("/a", "m1"), make)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: made, 5, "the first maker")
+    time.sleep(0.1)  # the others are waiting for it by now
+    gate.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(made) == 1 and len(answers) == 8 and {a.body for a in answers} == {b"x" * 900}
+    for tag in range(2, 7):  # 900 bytes each: the oldest go once past 4,000
+        cache.answer(("/a", f"m{tag}"), lambda: Encoded(b"y" * 900))
+    assert cache.get(("/a", "m1")) is None and cache.get(("/a", "m6")) is not None
+    assert cache.answer(("/big", "m1"), lambda: Encoded(b"z" * 2000)).body  # too big to keep
+    assert cache.get(("/big", "m1")) is None

@@ -454,13 +454,13 @@ def _reader(found: Endpoint) -> Callable[[web.Request], Any]:
             tag = _etag(ctx, found.etag, query)
             if tag is not None and (tag in wanted or f"W/{tag}" in wanted):
                 return None, tag
-            key = (request.path_qs, tag or "")
-            cached = state.cache.get(key) if tag else None
-            if cached is None:
-                cached = _encoded(request, found.answer(ctx, query))
-                if tag:
-                    state.cache.put(key, cached)
-            return cached, tag
+
+            def make() -> Encoded:
+                return _encoded(request, found.answer(ctx, query))
+
+            if tag is None:
+                return make(), tag
+            return state.cache.answer((request.path_qs, tag), make), tag
 
         try:
             encoded, tag = await state.reads.read(answer)

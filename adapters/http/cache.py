@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BUDGET = 64 * 1024 * 1024
@@ -24,6 +25,32 @@ class AnswerCache:
         self._size = 0
         self._answers: OrderedDict[tuple[str, str], Encoded] = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[tuple[str, str], threading.Event] = {}
+
+    def answer(self, key: tuple[str, str], make: Callable[[], Encoded]) -> Encoded:
+        """The cached answer, else `make()`'s, kept. Requests that miss together wait for
+        the first one's answer instead of each making it (after a change, every polling
+        client misses at once)."""
+        while True:
+            found = self.get(key)
+            if found is not None:
+                return found
+            with self._lock:
+                making = self._making.get(key)
+                if making is None:
+                    making = self._making[key] = threading.Event()
+                    break
+            making.wait(5.0)  # (its maker failed or took too long: make it here)
+            if not making.is_set():
+                return make()
+        try:
+            found = make()
+            self.put(key, found)
+            return found
+        finally:
+            with self._lock:
+                del self._making[key]
+            making.set()
 
     def get(self, key: tuple[str, str]) -> Encoded | None:
         with self._lock:

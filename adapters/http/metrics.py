@@ -188,11 +188,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         # Every value follows from the read models' positions and the log's head.
         low, total = ctx.positions()
         key = ("/metrics", f"{low}-{total}-{ctx.log.max_position()}")
-        found = cache.get(key)
-        if found is None:
-            found = exposition(ctx)
-            cache.put(key, found)
-        return found
+        return cache.answer(key, lambda: exposition(ctx))
 
     answer = await request.app[STATE].reads.read(scrape)
     return web.Response(body=answer.body, headers=answer.headers)
