@@ -370,3 +370,16 @@ def test_off_loopback_a_page_asks_a_browser_to_log_in_first(scheduler):
         with browser.open(f"{url}/login", data=form, timeout=15) as answer:
             assert answer.geturl() == f"{url}/events?type=Run"
             assert "<h1>Events</h1>" in answer.read().decode()
+
+
+def test_templates_escape_every_value_and_quote_every_path_piece():
+    from ocsched.adapters.http.templates import Markup, html, link, path, with_id_links
+
+    run = "0c9f2e41-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+    assert html("<p>$x</p>", x="<b>&'\"") == "<p>&lt;b&gt;&amp;&#x27;&quot;</p>"
+    assert html("<p>$x</p>", x=Markup("<b>built</b>")) == "<p><b>built</b></p>"
+    assert path("jobs", "a/b?c", after="x y", empty="") == "/jobs/a%2Fb%3Fc?after=x+y"
+    assert link(path("runs", run), "<t>", aria_current="page") == (
+        f'<a href="/runs/{run}" aria-current="page">&lt;t&gt;</a>'
+    )
+    assert with_id_links(f"run {run} <ok>") == (f'run <a href="/id/{run}">{run}</a> &lt;ok&gt;')
