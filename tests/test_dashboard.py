@@ -175,6 +175,7 @@ def test_a_person_approves_a_chained_run_and_watches_it_happen(
     row.get_by_role("link", name="nightly-backup").click()
     expect(page.locator("h1")).to_have_text("nightly-backup")
     expect(page.locator(".timeline rect.bar.ok")).to_have_count(1)
+    expect(page.locator(".strip a.tick.ok")).to_have_count(1)
     shots.shoot(page, "job")
     page.locator("td[data-label=Run] a").first.click()
     expect(page.locator("h1")).to_contain_text("of nightly-backup")

@@ -260,7 +260,8 @@ TIMELINE_WIDTH, TIMELINE_HEIGHT, LEAST_BAR = 1000, 36, 4
 
 def timeline(rows: list[dict[str, Any]], now: datetime) -> Markup:
     """The runs on a time axis (an SVG): each from its start to its end (now while it
-    runs), at least a few pixels wide, coloured by status, a link to its page."""
+    runs), at least a few pixels wide, coloured by status, a link to its page; below, the
+    same runs one mark each, oldest first (runs close in time overlap on the axis)."""
     spans = []
     for row in rows:
         start = _parsed(row["started_at"] or row["dispatched_at"])
@@ -273,7 +274,7 @@ def timeline(rows: list[dict[str, Any]], now: datetime) -> Markup:
     first = min(start for start, _, _ in spans)
     last = max(max(end for _, end, _ in spans), first)
     total = max((last - first).total_seconds(), 1.0)
-    bars = []
+    bars, ticks = [], []
     for start, end, row in sorted(spans, key=lambda span: span[0]):
         x = (start - first).total_seconds() / total * (TIMELINE_WIDTH - LEAST_BAR)
         width = max((end - start).total_seconds() / total * TIMELINE_WIDTH, LEAST_BAR)
@@ -291,13 +292,16 @@ def timeline(rows: list[dict[str, Any]], now: datetime) -> Markup:
                 tip=tip,
             )
         )
+        ticks.append(link(path("runs", row["id"]), "", class_=f"tick {row['status']}", title=tip))
     return html(
         '<figure class="timeline"><svg viewBox="0 0 $w $h" preserveAspectRatio="none"'
         ' role="img" aria-label="runs over time">$bars</svg>'
-        "<figcaption><span>$first</span><span>$last</span></figcaption></figure>",
+        "<figcaption><span>$first</span><span>$last</span></figcaption>"
+        '<p class="strip" aria-label="runs, oldest first">$ticks</p></figure>',
         w=TIMELINE_WIDTH,
         h=TIMELINE_HEIGHT,
         bars=join(bars),
+        ticks=join(ticks),
         first=moment(_stored(first)),
         last=moment(_stored(last)),
     )
