@@ -109,6 +109,12 @@ class Pages:
             shutil.copy(target, Path(self.copy_to) / target.name)
 
 
+def held_child(parent_id: str, **fields: object) -> dict:
+    """A shell job chained on its parent's success whose runs wait for an approval."""
+    chained = {"schedule_cron": None, "parent_id": parent_id, "trigger_on": "success"}
+    return shell_job(**{"name": "child", **chained, "approval_required": True, **fields})
+
+
 def _job_row(page, name: str):
     return page.locator("tr", has=page.get_by_role("link", name=name, exact=True))
 
@@ -122,14 +128,7 @@ def test_a_person_approves_a_chained_run_and_watches_it_happen(
         shell_job(name="nightly-backup", payload_message='echo "<b>backed up</b> & done"')
     )
     child = scheduler.add(
-        shell_job(
-            name="publish <report>",
-            schedule_cron=None,
-            parent_id=parent["id"],
-            trigger_on="success",
-            approval_required=True,
-            payload_message="echo published",
-        )
+        held_child(parent["id"], name="publish <report>", payload_message="echo published")
     )
     flaky = scheduler.add(shell_job(name="flaky-check", schedule_cron="*/5 * * * *"))
     daemons.start()
@@ -310,16 +309,7 @@ def held_for_approval(scheduler: Scheduler) -> dict:
     day = Day(scheduler)
     day.at("08:00")
     parent = add_job(day.ctx, shell_job(name="parent", schedule_cron="0 9 * * *"))
-    child = add_job(
-        day.ctx,
-        shell_job(
-            name="child",
-            schedule_cron=None,
-            parent_id=parent["id"],
-            trigger_on="success",
-            approval_required=True,
-        ),
-    )
+    child = add_job(day.ctx, held_child(parent["id"]))
     day.at("09:00")
     run = day.fire_slot(parent["id"])
     day.finish(run, "ok", "all good")
