@@ -8,6 +8,7 @@
   const REFRESH_MS = 120; // gather a burst of events into one fetch
   const CATCH_UP_MS = 250; // the read models behind the newest event: look again
   const CATCH_UP_TRIES = 20;
+  const FLASH_MS = 10000; // how long a decision's outcome stays shown
 
   let seen = Number(document.body.dataset.head || 0); // the newest event this page knows
   let timer = null;
@@ -138,11 +139,17 @@
   }
 
   // Decisions: the form's fields, with the header that proves this page sent them.
+  let flashTimer = null;
+
   function flash(text, failed) {
     const place = document.getElementById("flash");
     if (!place) return;
     place.textContent = text;
     place.className = failed ? "flash bad" : "flash good";
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(() => {
+      place.textContent = "";
+    }, FLASH_MS);
   }
 
   document.addEventListener("submit", async (event) => {
