@@ -7,6 +7,8 @@ import signal
 import sqlite3
 import time
 
+import pytest
+
 from .conftest import shell_job, wait_until
 
 
@@ -376,13 +378,19 @@ def test_a_surviving_daemon_recovers_the_runs_of_a_killed_one(scheduler, daemons
     assert run["error_message"].startswith("The scheduler stopped")
 
 
-def test_a_runs_shell_starts_as_popen_would_start_it():
+@pytest.mark.parametrize("direct", [True, False], ids=["posix_spawn", "asyncio"])
+def test_a_runs_shell_starts_as_popen_would_start_it(direct, monkeypatch):
     """SIGPIPE at its default (Python ignores it; `yes | head` must not report an error),
-    no descriptor of the daemon's but the three streams, a session of its own."""
+    no descriptor of the daemon's but the three streams, a session of its own: with
+    glibc's posix_spawn (Linux) and with asyncio's subprocesses (elsewhere)."""
     import asyncio
 
+    from ocsched.adapters import shell
     from ocsched.adapters.shell import run_shell
 
+    if direct and not shell.can_spawn_directly():
+        pytest.skip("no glibc posix_spawn with pidfds here")
+    monkeypatch.setattr(shell, "_direct", direct and shell.can_spawn_directly())
     script = 'yes | head -1; echo "${PIPESTATUS[0]}"; ls /proc/$$/fd | paste -sd " "; ps -o sid= $$'
     inherited = os.open(os.devnull, os.O_RDONLY)
     os.set_inheritable(inherited, True)  # as a descriptor the daemon's parent left it
