@@ -109,13 +109,20 @@ class AnchorDatabase:
 
     def rows(self, table: str, order: str = "rowid") -> Iterator[dict[str, Any]]:
         """Every row of `table` in `order` (a missing table has none), read as needed."""
-        if table not in self.tables:
-            return iter(())
-        return self._db.execute(f"SELECT * FROM {table} ORDER BY {order}")
+        return self.query(f"SELECT * FROM {table} ORDER BY {order}", needs=(table,))
 
-    def query(self, sql: str, parameters: tuple = ()) -> Iterator[dict[str, Any]]:
-        """A query of the caller's over the anchor's tables (joins, filters)."""
-        return self._db.execute(sql, parameters)
+    def query(
+        self, sql: str, parameters: tuple = (), needs: tuple[str, ...] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """A query of the caller's over the anchor's tables (joins, filters); no rows when
+        one of the tables it `needs` is missing. A file that cannot be read (damaged, a
+        column missing) is an `AnchorDatabaseError`."""
+        if not self.tables.issuperset(needs):
+            return
+        try:
+            yield from self._db.execute(sql, parameters)
+        except sqlite3.DatabaseError as error:
+            raise AnchorDatabaseError(f"Cannot read {self.path}: {error}") from None
 
     def close(self) -> None:
         self._db.close()

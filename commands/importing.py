@@ -104,11 +104,11 @@ def import_openclaw_scheduler(ctx: Context, path: str | None) -> Report:
     with source:
         try:
             source.check_version()
+            report = Report(source.path, source.version, source.fingerprint)
+            done = _already_imported(ctx, source, report)
+            _import_rows(ctx, source, report, done)
         except AnchorDatabaseError as error:
             raise CommandError(str(error)) from None
-        report = Report(source.path, source.version, source.fingerprint)
-        done = _already_imported(ctx, source, report)
-        _import_rows(ctx, source, report, done)
     return report
 
 
@@ -150,9 +150,7 @@ def _row_ids(source: AnchorDatabase) -> Iterator[Row]:
     for table in KINDS:
         key = "alias" if table == "delivery_aliases" else "id"
         make = derived.get(table, str)
-        for row in (
-            source.query(f"SELECT {key} AS id FROM {table}") if table in source.tables else ()
-        ):
+        for row in source.query(f"SELECT {key} AS id FROM {table}", needs=(table,)):
             if row["id"] is not None:
                 yield Row(table, row["id"], make(row["id"]))
 
@@ -259,14 +257,16 @@ def _converted(
         row["dispatch_queue_id"]: row["id"]
         for row in source.query(
             "SELECT id, dispatch_queue_id FROM runs WHERE dispatch_queue_id IS NOT NULL"
-            " AND status NOT IN ('awaiting_approval', 'approved') ORDER BY started_at, rowid"
+            " AND status NOT IN ('awaiting_approval', 'approved') ORDER BY started_at, rowid",
+            needs=("runs",),
         )
     }
     sources: dict[str, str | None] = {}
     kinds: dict[str, Trigger] = {}
     for row in source.query(
         "SELECT q.*, r.retry_count AS retried_count FROM job_dispatch_queue q"
-        " LEFT JOIN runs r ON r.id = q.retry_of_run_id ORDER BY q.created_at, q.rowid"
+        " LEFT JOIN runs r ON r.id = q.retry_of_run_id ORDER BY q.created_at, q.rowid",
+        needs=("job_dispatch_queue", "runs"),
     ):
         sources[row["id"]], kinds[row["id"]] = row.get("source_run_id"), row["dispatch_kind"]
         retries = (row["retried_count"] or 0) + 1 if row["dispatch_kind"] == "retry" else 0
@@ -277,7 +277,8 @@ def _converted(
     placeholders = {
         row["id"]: row.get("triggered_by_run")
         for row in source.query(
-            "SELECT id, triggered_by_run FROM runs WHERE status = 'awaiting_approval'"
+            "SELECT id, triggered_by_run FROM runs WHERE status = 'awaiting_approval'",
+            needs=("runs",),
         )
     }
     for row in source.rows("approvals", "requested_at, rowid"):
@@ -285,7 +286,7 @@ def _converted(
         parent = sources.get(dispatch_id) or placeholders.get(run_id)
         yield converted("approvals", row["id"], _of_job(convert.approval, jobs), row, parent)
 
-    for row in source.query(_runs_query(source)):
+    for row in source.query(_runs_query(source), needs=("runs",)):
         trigger = convert.trigger_of(row, kinds)
         released = row["key_released_at"]
         yield converted("runs", row["id"], _of_job(convert.run, jobs), row, trigger, released)
@@ -359,15 +360,12 @@ def _convert(
 
 
 def _ledger_orphans(source: AnchorDatabase) -> int:
-    if "idempotency_ledger" not in source.tables:
-        return 0
-    row = next(
-        source.query(
-            "SELECT COUNT(*) AS n FROM idempotency_ledger l"
-            " WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = l.run_id)"
-        )
+    rows = source.query(
+        "SELECT COUNT(*) AS n FROM idempotency_ledger l"
+        " WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = l.run_id)",
+        needs=("idempotency_ledger", "runs"),
     )
-    return row["n"]
+    return next(rows, {"n": 0})["n"]
 
 
 def anchor_hint(ctx: Context) -> str | None:
