@@ -339,3 +339,22 @@ def test_the_daemon_runs_an_imported_job_at_its_next_time(anchor, imported, sche
     finally:
         assert daemon.stop() == 0
     assert run["trigger"] == "clock" and run["summary"].strip().endswith("tick") is not None
+
+
+def test_an_older_schema_without_the_v0_2_columns_is_read(anchor_db, scheduler, tmp_path):
+    """Schema 21: before the v0.2 identity columns (22) and `child_credential_policy` (23)."""
+    copy = tmp_path / "scheduler.db"
+    shutil.copy(anchor_db, copy)
+    with closing(sqlite3.connect(copy)) as connection:
+        later = {"jobs": ("child_credential_policy", "identity", "evidence", "contract_audit")}
+        later["runs"] = ("identity_resolved", "evidence_record", "trust_evaluation")
+        for table, columns in later.items():
+            for column in columns:
+                connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        connection.execute("DELETE FROM schema_migrations WHERE version > 21")
+        connection.commit()
+    report = scheduler.ok("--json", "import", "openclaw-scheduler", str(copy)).json
+    assert report["schema_version"] == 21
+    assert report["imported"]["jobs"] == 11 and report["imported"]["runs"] >= 5
+    job = scheduler.ok("--json", "jobs", "list").json[0]
+    assert job["child_credential_policy"] is None and job["identity"] is None
