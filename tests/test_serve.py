@@ -209,6 +209,11 @@ def test_every_endpoint_answers_what_the_cli_prints(scheduler, serve):
         ("/api/v1/runs/" + run + "/output?kind=other", 400),
         ("/api/v1/events?since=yesterday", 400),
         ("/api/v1/events?after=-1", 400),
+        ("/api/v1/events?after=%C2%B2", 400),  # a superscript two is a digit, not a number
+        ("/api/v1/jobs?limit=" + "9" * 5000, 400),
+        ("/api/v1/jobs?cursor=eyJrIjogW1sxXSwgMl19", 400),  # {"k": [[1], 2]}
+        ("/api/v1/deliveries?cursor=eyJvIjogMWUrMzB9", 400),  # {"o": 1e+30}
+        ("/api/v1/deliveries?cursor=eyJvIjogMTAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMH0", 400),
     ):
         status, _, body = call(served.url + path)
         assert (status, body["ok"]) == (expected_status, False), path

@@ -105,7 +105,9 @@ class Query:
         text = self.request.query.get(name)
         if text is None:
             return default
-        if not text.isdigit() or not lowest <= int(text) <= highest:
+        if not (text.isascii() and text.isdigit() and len(text) <= 10) or not (
+            lowest <= int(text) <= highest
+        ):
             raise BadRequest(f"{name} must be a whole number from {lowest} to {highest}: {text}")
         return int(text)
 
@@ -118,7 +120,7 @@ class Query:
         if cursor is None:
             return None
         key = cursor.get("k") if isinstance(cursor, dict) else None
-        if not isinstance(key, list) or len(key) != size:
+        if not isinstance(key, list) or [type(k) for k in key] != [str] * size:
             raise BadRequest("cursor is not one this endpoint gave")
         return tuple(key)
 
@@ -128,7 +130,7 @@ class Query:
         if cursor is None:
             return 0
         offset = cursor.get("o") if isinstance(cursor, dict) else None
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or not 0 <= offset <= 10**9:
             raise BadRequest("cursor is not one this endpoint gave")
         return offset
 

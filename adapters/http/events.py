@@ -75,6 +75,6 @@ def position_of(query: Mapping[str, str], name: str) -> int | None:
     text = query.get(name)
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ValueError(f"{name} must be a log position (a whole number), got: {text}")
     return int(text)
