@@ -35,14 +35,12 @@ class Projection:
     handlers: Mapping[str, Handler]
     """`<domain module>:<event class>` -> the row changes for one such event."""
     by_topic: dict[str, Handler] = field(init=False)
+    topics: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         topics = {f"{DOMAIN_PACKAGE}.{key}": handler for key, handler in self.handlers.items()}
         object.__setattr__(self, "by_topic", topics)
-
-    @property
-    def topics(self) -> frozenset[str]:
-        return frozenset(self.by_topic)
+        object.__setattr__(self, "topics", frozenset(topics))
 
     def handles(self, event: Any) -> bool:
         return topic_of(event) in self.by_topic

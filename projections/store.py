@@ -21,7 +21,7 @@ from operator import itemgetter
 from types import NoneType
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import (
     SQLiteConnection,
     SQLiteConnectionPool,
@@ -76,6 +76,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
         self._ensured: set[str] = set()
         self._key_columns: dict[str, str | None] = {}
         """table -> its primary key column if changes of a row may be merged (see _RowWriter)."""
+        self._shared_routes: dict[tuple[int, ...], tuple[tuple, dict[str, list]]] = {}
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -198,18 +199,15 @@ class ReadModelStore(SQLiteTrackingRecorder):
         names = [p.name for p in projections]
         with self.datastore.transaction(commit=True) as cursor:
             # Writing first takes the write lock, so the positions read next are current.
-            cursor.executemany(
-                "INSERT INTO tracking VALUES (?, 0) ON CONFLICT DO NOTHING", [(n,) for n in names]
-            )
-            marks = ",".join("?" for _ in names)
-            cursor.execute(
-                "SELECT application_name, notification_id FROM tracking"
-                f" WHERE application_name IN ({marks})",
-                names,
-            )
-            positions = {row[0]: row[1] for row in cursor.fetchall()}
+            # (One statement per catch-up, not one per projection: a daemon catches up
+            # after every write, mostly a few events, and statements were most of its cost.)
+            marks = ", ".join("(?, 0)" for _ in names)
+            cursor.execute(f"INSERT INTO tracking VALUES {marks} ON CONFLICT DO NOTHING", names)
+            cursor.execute("SELECT application_name, notification_id FROM tracking")
+            chosen = set(names)
+            positions = {name: at for name, at in cursor.fetchall() if name in chosen}
             last = min(positions.values())
-            routes = _routes(projections, positions)
+            routes = self._routes(projections, positions)
             rows = _RowWriter(cursor.sqlite_cursor, self._key_columns)
             consumed = 0
             while consumed < page_size:
@@ -230,10 +228,43 @@ class ReadModelStore(SQLiteTrackingRecorder):
                 if len(rows.entries) >= MAX_PENDING_CHANGES:
                     rows.flush()
             rows.flush()
-            for name in names:
-                if last > positions[name]:
-                    self._insert_tracking(cursor, Tracking(name, last))
+            self._advance(cursor, [name for name in names if last > positions[name]], last)
             return consumed
+
+    def _routes(
+        self, projections: list[Projection], positions: dict[str, int]
+    ) -> dict[str, list[tuple[int, Handler]]]:
+        """`_routes`; made once per set of projections when they are all at one position
+        (as they mostly are): every event read is then new to each of them."""
+        if len(set(positions.values())) != 1:
+            return _routes(projections, positions)
+        key = tuple(map(id, projections))
+        shared = self._shared_routes.get(key)
+        if shared is None:  # (the projections are kept with their routes: their ids stay theirs)
+            every = dict.fromkeys(positions, -1)
+            shared = self._shared_routes[key] = (tuple(projections), _routes(projections, every))
+        return shared[1]
+
+    def _advance(self, cursor: SQLiteCursor, names: list[str], position: int) -> None:
+        """Record that these projections have applied the log up to `position`, in one
+        statement; as the library's single-row tracking does, a position that does not move
+        forward is refused (IntegrityError, and the transaction is rolled back)."""
+        if not names:
+            return
+        if not self.datastore.single_row_tracking:
+            for name in names:
+                self._insert_tracking(cursor, Tracking(name, position))
+            return
+        marks = ", ".join("(?, ?)" for _ in names)
+        cursor.execute(
+            f"INSERT INTO tracking VALUES {marks} ON CONFLICT (application_name)"
+            " DO UPDATE SET notification_id = excluded.notification_id"
+            " WHERE tracking.notification_id < excluded.notification_id"
+            " RETURNING application_name",
+            [value for name in names for value in (name, position)],
+        )
+        if len(cursor.fetchall()) != len(names):
+            raise IntegrityError(f"Failed to record tracking for {', '.join(names)} {position}")
 
 
 def _routes(

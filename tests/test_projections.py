@@ -498,3 +498,21 @@ def test_events_read_in_bulk_are_records_of_the_same_values_and_times(tmp_path):
         (timedelta(hours=2), False),
     }
     log.close()
+
+
+def test_a_tracking_position_that_does_not_move_forward_is_refused_with_its_page():
+    """Exactly once: the positions of a page are written in one statement that refuses a
+    position not ahead of the stored one, and the whole transaction goes with it."""
+    read_models = store.ReadModelStore(":memory:")
+    with read_models.datastore.transaction(commit=True) as cursor:
+        read_models._advance(cursor, ["a", "b"], 5)
+    try:
+        with read_models.datastore.transaction(commit=True) as cursor:
+            read_models._advance(cursor, ["c"], 9)
+            read_models._advance(cursor, ["a", "d"], 5)
+    except IntegrityError as error:
+        assert str(error) == "Failed to record tracking for a, d 5"
+    else:
+        raise AssertionError("a position that did not move forward was recorded")
+    positions = [read_models.position(name) for name in "abcd"]
+    assert positions == [5, 5, 0, 0]
