@@ -347,7 +347,7 @@ def _member_history(group: TaskGroup, member: dict, meta: EventMeta, created: da
     started = moment(member.get("started_at"), created)
     if member.get("session_key"):
         group.register_session(label, member["session_key"], meta, started)
-    elif status != "pending":
+    elif member.get("started_at"):
         group._record_started(label=label, meta=meta, timestamp=started)
     ended = moment(member.get("finished_at") or member.get("last_heartbeat"), started)
     if status == "completed":

@@ -358,3 +358,16 @@ def test_an_older_schema_without_the_v0_2_columns_is_read(anchor_db, scheduler, 
     assert report["imported"]["jobs"] == 11 and report["imported"]["runs"] >= 5
     job = scheduler.ok("--json", "jobs", "list").json[0]
     assert job["child_credential_policy"] is None and job["identity"] is None
+
+
+def test_messages_agents_and_task_groups_read_the_same(anchor, imported, scheduler):
+    db, _ = imported
+    for command in (("msg", "outbox", "main"), ("msg", "inbox", "ops"), ("agents", "list")):
+        theirs = {row["id"]: row for row in anchor.json(db, *command)}
+        ours = {row["id"]: row for row in scheduler.ok("--json", *command).json}
+        assert set(ours) == set(theirs), command
+        for row_id, row in theirs.items():
+            assert _differences(row, ours[row_id]) == {}, (command, row_id)
+    group = next(g for g in anchor.json(db, "tasks", "list") if g["name"] == "team")
+    status = ("tasks", "status", group["id"])
+    assert scheduler.ok("--json", *status).json == anchor.json(db, *status)
