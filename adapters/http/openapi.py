@@ -66,11 +66,12 @@ def _read(found: Endpoint) -> dict[str, Any]:
             _parameter(Param("limit", "page size (100, at most 1000)", "integer")),
             _parameter(Param("cursor", "the next page's cursor (Link: rel=next)")),
         ]
+    text = {"type": "string"}
     headers = {}
     if found.paged:
-        headers["Link"] = {"description": 'the next page: <url>; rel="next"'}
+        headers["Link"] = {"description": 'the next page: <url>; rel="next"', "schema": text}
     if found.etag:
-        headers["ETag"] = {"description": "the log position the answer reflects"}
+        headers["ETag"] = {"description": "the log position the answer reflects", "schema": text}
     body = {"type": "array", "items": {"type": "object"}} if found.returns == "list" else {}
     responses = _responses(
         {"description": "what the CLI's --json prints", "headers": headers, "content": _json(body)}
