@@ -466,6 +466,15 @@ def test_an_address_in_use_is_one_line(scheduler, serve):
     assert result.returncode == 1
     assert result.stderr.startswith(f"Cannot listen on 127.0.0.1:{port}:"), result.stderr
     assert "Traceback" not in result.stderr
+    daemon = subprocess.run(
+        [*OCSCHED, "daemon", "--serve", f"127.0.0.1:{port}"],
+        env=scheduler.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert daemon.returncode == 1 and "Traceback" not in daemon.stderr
+    assert daemon.stderr.splitlines()[-1].startswith(f"Cannot listen on 127.0.0.1:{port}:")
 
 
 @pytest.mark.postgres
