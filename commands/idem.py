@@ -44,6 +44,8 @@ def key_entry(ctx: Context, key: str) -> dict[str, Any] | None:
 
     db = ctx.views()
     run = views.run(db, run_for(key)) if db is not None else None
+    if run is None and db is not None:  # a run imported from openclaw-scheduler: its key
+        run = db.execute("SELECT * FROM runs WHERE idempotency_key = ?", (key,)).fetchone()
     if run is None or run.get("idempotency_key") != key:
         return None
     row = ledger_row(run, views.job(db, run["job_id"]))

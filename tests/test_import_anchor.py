@@ -254,6 +254,10 @@ def test_approvals_aliases_and_the_idempotency_ledger_read_the_same(anchor, impo
             (r["key"], r["run_id"], r["status"]) for r in theirs
         ], job["name"]
         compared += len(ours)
+        for row in theirs:
+            assert (
+                scheduler.ok("--json", "idem", "check", row["key"]).json["run_id"] == row["run_id"]
+            )
     assert compared >= 3
 
 
