@@ -69,6 +69,22 @@ def default_actor(settings: Settings) -> str:
         return f"uid:{os.getuid()}"
 
 
+POSTGRES_EXTRA_MISSING = (
+    "SCHEDULER_DB is a PostgreSQL URL but the PostgreSQL driver is not installed: run"
+    " `pip install 'ocsched[postgres]'` (in a checkout, ./scripts/run installs it when"
+    " SCHEDULER_DB is set, or run ./scripts/setup-venv postgres)"
+)
+
+
+def require_postgres_driver() -> None:
+    """One clear line instead of the library's InfrastructureFactoryError when the
+    `postgres` extra (psycopg) is missing (the log imports it next anyway)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise CommandError(POSTGRES_EXTRA_MISSING) from None
+
+
 @dataclass
 class Context:
     json: bool = False
@@ -117,6 +133,8 @@ class Context:
         if self._log is None:
             from ocsched.adapters.event_store import open_event_log
 
+            if self.settings.uses_postgres:
+                require_postgres_driver()
             self._secure()
             read_only_uri = None
             if self.read_only and not self.settings.uses_postgres:
