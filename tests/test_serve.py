@@ -175,6 +175,13 @@ def test_every_endpoint_answers_what_the_cli_prints(scheduler, serve):
     runs = get(served, "/api/v1/runs?status=ok")
     assert [r["id"] for r in runs] == [run] and runs[0]["job_name"] == "parent"
     assert get(served, "/api/v1/runs") == cli(scheduler, "runs", "running")
+    (held,) = get(served, "/api/v1/dispatch-queue")
+    assert (held["job_id"], held["dispatch_kind"], held["status"]) == (
+        ids["child"],
+        "chain",
+        "awaiting_approval",
+    )
+    assert held["job_name"] == "child"
     index = get(served, "/api/v1")
     # every route the server has is described, and was asked above
     document = get(served, "/api/v1/openapi.json")
@@ -195,6 +202,7 @@ def test_every_endpoint_answers_what_the_cli_prints(scheduler, serve):
         f"/api/v1/tasks/{ids['group']}",
         f"/api/v1/messages/{ids['message']}",
         "/api/v1/runs",
+        "/api/v1/dispatch-queue",
     }
     templates = {re.sub(r"{\w+}", "[^/]+", p): p for p in described}
     covered = {t for pattern, t in templates.items() for a in asked if re.fullmatch(pattern, a)}

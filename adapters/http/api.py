@@ -314,6 +314,16 @@ def _dispatch(ctx: ReadContext, q: Query) -> Any:
 
 
 @endpoint(
+    "/dispatch-queue",
+    "the jobs' dispatch queue (manual, chain, retry, replay), newest first, with job names",
+    paged=True,
+    returns="list",
+)
+def _dispatch_queue(ctx: ReadContext, q: Query) -> Any:
+    return q.window(views.newest_dispatches(ctx.views(), q.offset + q.limit + 1))
+
+
+@endpoint(
     "/messages",
     "an agent's inbox (unread, inbox order) or outbox (`msg inbox`, `msg outbox`)",
     Param("agent", "the agent's id (required)"),
