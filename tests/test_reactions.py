@@ -12,7 +12,7 @@ import pytest
 
 from ocsched.adapters.settings import Settings
 from ocsched.commands.context import Context
-from ocsched.commands.jobs import add_job, run_now
+from ocsched.commands.jobs import add_job, run_now, update_job
 from ocsched.commands.reactor.facts import DaemonFacts, OwnRuns
 from ocsched.domain.reactions import approvals, firing, outcome, pruning
 from ocsched.domain.reactions.outcome import Outcome
@@ -321,3 +321,31 @@ def test_a_regex_condition_that_times_out_triggers_nothing_and_says_why(store):
     assert plan.notes == [
         f"not triggering {child['id']}: trigger_condition regex timed out after 100 ms"
     ]
+
+
+# What the daemon's facts answer without asking SQLite again
+
+
+def test_a_run_concludes_with_its_start_row_until_the_job_may_have_changed(store):
+    job = store.add(max_retries=0)
+    row = store.facts.job(job["id"])
+    assert store.facts.current_job(row) is row
+    update_job(store.ctx, job["id"], {"max_retries": 2})
+    store.facts.others_changed()  # the daemon's watch, once the update reached the read models
+    assert store.facts.current_job(row)["max_retries"] == 2
+
+
+def test_a_childs_arrival_is_seen_once_other_processes_changes_are_noticed(store):
+    parent = store.add()
+    assert store.facts.children(parent["id"]) == []
+    child = store.add(schedule_cron=None, parent_id=parent["id"], trigger_on="success")
+    store.facts.others_changed()
+    assert [c["id"] for c in store.facts.children(parent["id"])] == [child["id"]]
+
+
+def test_a_due_batchs_rows_are_read_again_when_the_job_changed_after_the_batch_read(store):
+    job = store.add()
+    store.facts.prefetch([job["id"]])
+    update_job(store.ctx, job["id"], {"max_retries": 3})
+    store.facts.others_changed()
+    assert store.facts.job(job["id"])["max_retries"] == 3

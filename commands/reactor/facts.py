@@ -105,7 +105,8 @@ class DaemonFacts:
         self._parents: tuple[int, frozenset[str]] | None = None
         self._others_active: tuple[int, bool] | None = None
         self._queued_exist: tuple[int, bool] | None = None
-        self._prefetched: dict[str, JobRow | None] = {}
+        self._prefetched: dict[str, tuple[int, JobRow | None]] = {}
+        """Job id -> (tick, its row or None) read for a batch of due timers."""
         self._versions: dict[str, tuple[int, int | None]] = {}
         """Job id -> (tick, version) of jobs fired that their run's end may delete."""
 
@@ -150,9 +151,10 @@ class DaemonFacts:
         """Read the rows of jobs about to be fired in one query each `IN_CHUNK`; `job`
         answers each once from them."""
         rows = _jobs_by_id(self._db(), job_ids)
+        tick = self._tick
         for job_id in job_ids:
             row = rows.get(job_id)
-            self._prefetched[job_id] = None if row is None else JobRow(row, self._tick)
+            self._prefetched[job_id] = (tick, None if row is None else JobRow(row, tick))
         ending = [
             j for j, row in rows.items() if row["schedule_kind"] == "at" or row["delete_after_run"]
         ]
@@ -163,19 +165,22 @@ class DaemonFacts:
     # Facts
 
     def job(self, job_id: str) -> Row | None:
-        if job_id in self._prefetched:
-            return self._prefetched.pop(job_id)
+        prefetched = self._prefetched.pop(job_id, None)
+        if prefetched is not None and self._unchanged(job_id, prefetched[0]):
+            return prefetched[1]
         row = views.job(self._db(), job_id)
         return None if row is None else JobRow(row, self._tick)
 
     def current_job(self, row: Row) -> Row | None:
         """The job's row now: `row` itself when it was read by `job` and nothing that
         could change it has happened since, else read again."""
-        if isinstance(row, JobRow):
-            read_at = row.read_at
-            if self._others_at <= read_at and self._changed_at.get(row["id"], 0) <= read_at:
-                return row
+        if isinstance(row, JobRow) and self._unchanged(row["id"], row.read_at):
+            return row
         return self.job(row["id"])
+
+    def _unchanged(self, job_id: str, tick: int) -> bool:
+        """Whether nothing that could change the job's row happened after `tick`."""
+        return self._others_at <= tick and self._changed_at.get(job_id, 0) <= tick
 
     def children(self, job_id: str) -> list[Row]:
         if self._parents is None or self._parents[0] < self._others_at:
