@@ -7,16 +7,15 @@ functions in worker threads: `await state.reads.read(lambda ctx: list_jobs(ctx))
 `await state.reads.write(...)` for a change), `access` (the token, `access.csrf_token` for
 forms), `watch` (the log watch: `watch.changed()` is an `asyncio.Event` set when the log
 moves), `closing` (set when the server stops: long responses end then) and `cache`
-(encoded answers by URL and ETag, `cache.py`). Every route
-passes the access guard (`access.py`) first; answers are JSON through `json_response` /
-`error_response` unless the route is a page.
+(encoded answers by URL and ETag, `cache.py`). Every route passes the access guard
+(`access.py`) first; answers are JSON through `json_response` / `error_response` unless
+the route is a page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,8 +31,6 @@ from .reads import Reads
 
 if TYPE_CHECKING:
     from .stream import LogWatch
-
-log = logging.getLogger("ocsched")
 
 ROUTE_MODULES = (
     "ocsched.adapters.http.access",
