@@ -33,6 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                 f"ocsched {name}",
                 f"ocsched {name} --grace 30",
                 f"ocsched {name} --log-level debug --log-format json",
+                f"ocsched {name} --serve 127.0.0.1:8765",
             ],
         )
         parser.add_argument(

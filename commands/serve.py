@@ -28,13 +28,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         cli_serve,
         help="the JSON API, live events and metrics over HTTP",
         usage="[--host <address>] [--port <n>] [--require-token]",
-        description="Serve the read models as JSON (/api/v1, the shapes of --json), the log's"
-        " events as they come (/api/v1/events/stream) and Prometheus metrics (/metrics).\n"
-        "Binds 127.0.0.1, where reads need no token; any other address needs the token for"
-        " everything, and writes (approve, reject) always do: OCSCHED_API_TOKEN, else the one in"
-        " $SCHEDULER_HOME/api-token (made and printed once when missing), sent as"
-        " 'Authorization: Bearer <token>' (a browser: /login). The daemon can serve too:"
-        " ocsched daemon --serve.",
+        description="Serve the read models as JSON (/api/v1, the shapes of --json), the log's\n"
+        "events as they come (/api/v1/events/stream) and Prometheus metrics (/metrics).\n"
+        "Binds 127.0.0.1, where reads need no token; any other address needs the token for\n"
+        "everything, and writes (approve, reject) always do: OCSCHED_API_TOKEN, else the one\n"
+        "in $SCHEDULER_HOME/api-token (made, and printed once, when missing), sent as\n"
+        "'Authorization: Bearer <token>' (a browser logs in at /login). Decisions are\n"
+        "recorded with this command's actor (--actor, OCSCHED_ACTOR) and origin api.\n"
+        "The daemon can serve too: ocsched daemon --serve.",
         examples=[
             "ocsched serve",
             "ocsched serve --port 9000 --require-token",
