@@ -211,6 +211,8 @@ def _import_rows(ctx: Context, source: AnchorDatabase, report: Report, done: set
             if advance is not None and counted % 200 == 0:
                 advance(counted)
         save()
+        if advance is not None:
+            advance(counted)
     for table, reason in NOT_IMPORTED.items():
         rows = source.count(table)
         if rows:

@@ -375,3 +375,40 @@ def test_messages_agents_and_task_groups_read_the_same(anchor, imported, schedul
     group = next(g for g in anchor.json(db, "tasks", "list") if g["name"] == "team")
     status = ("tasks", "status", group["id"])
     assert scheduler.ok("--json", *status).json == anchor.json(db, *status)
+
+
+def test_a_terminal_shows_a_progress_bar(imported, scheduler, tmp_path):
+    """On a terminal (a pseudo-terminal of 100 columns here) the import draws a bar on
+    stderr; in a pipe (every other test) it does not."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from .conftest import OCSCHED
+
+    db, _ = imported
+    env = {**scheduler.env, "SCHEDULER_HOME": str(tmp_path / "other-home")}
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: a terminal of its own, then ocsched (never pytest again)
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+            os.execvpe(OCSCHED[0], [*OCSCHED, "import", "openclaw-scheduler", str(db)], env)
+        finally:
+            os._exit(127)
+    output = bytearray()
+    while True:
+        try:
+            data = os.read(terminal, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        output.extend(data)
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0
+    shown = output.decode(errors="replace")
+    assert "openclaw-scheduler rows: 100%|" in shown
+    assert "Imported from" in shown
