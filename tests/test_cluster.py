@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 import sys
+import time
+from datetime import UTC, datetime
 
-from .conftest import Scheduler
+import pytest
+
+from . import test_postgres
+from .conftest import Daemon, Scheduler, shell_job, wait_until
+from .test_postgres import on_host
+
+database_url = test_postgres.database_url
 
 
 def test_a_missing_postgres_driver_is_one_line_naming_the_extra(tmp_path, monkeypatch):
@@ -18,3 +28,41 @@ def test_a_missing_postgres_driver_is_one_line_naming_the_extra(tmp_path, monkey
     assert "pip install 'ocsched[postgres]'" in result.stderr
     json_result = host.run("--json", "jobs", "list")
     assert json_result.returncode != 0 and "ocsched[postgres]" in json_result.stdout
+
+
+@pytest.mark.postgres
+def test_a_job_added_on_one_host_runs_on_time_on_another(tmp_path, database_url):
+    """ "B adds, A runs on time", 50 times: one-shot jobs added by host B's CLI while host
+    A's daemon is busy running the earlier ones; each must start on A when due, pushed to
+    A by PostgreSQL's NOTIFY and never lost by a timer reload."""
+    alpha = on_host(tmp_path, "alpha", database_url)
+    beta = on_host(tmp_path, "beta", database_url)
+    alpha.ok("status")
+    outputs = tmp_path / "started"
+    outputs.mkdir()
+    daemon = Daemon(alpha)
+    try:
+        dues = []
+        for index in range(50):
+            due = math.ceil(time.time() + 0.8)
+            moment = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            beta.add(
+                shell_job(name=f"once-{index}", payload_message=f"date +%s.%N > {outputs}/{index}"),
+                "--at",
+                moment,
+            )
+            dues.append(due)
+            time.sleep(0.15)
+        wait_until(lambda: _written(outputs, 50), timeout=20, what="every job to start on alpha")
+    finally:
+        daemon.stop()
+    lags = sorted(float((outputs / str(i)).read_text()) - dues[i] for i in range(50))
+    p99 = statistics.quantiles(lags, n=100)[98]
+    assert lags[0] >= 0, lags
+    assert p99 <= 0.1, f"due->start lag p99 {p99 * 1000:.0f} ms: {lags}"
+
+
+def _written(folder, count: int) -> bool:
+    """Whether `count` files are in `folder`, each with its line written."""
+    files = list(folder.iterdir())
+    return len(files) == count and all(f.read_text().endswith("\n") for f in files)

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocsched.adapters import openclaw_files
 from ocsched.adapters.executors import AgentTurnExecutor, ShellExecutor
@@ -42,6 +42,9 @@ from .teams import TeamPass
 from .watchdog import WatchdogExecutor
 from .writer import EventWriter
 
+if TYPE_CHECKING:
+    from ocsched.adapters.pg_notify import LogNotifyWatcher
+
 log = logging.getLogger("ocsched")
 
 TIMER_HORIZON_S = 300
@@ -55,9 +58,9 @@ BACKLOG_WAIT_S = 0.25
 """A full backlog that does not move (long runs in every slot) still lets a batch through
 this often."""
 POLL_S = 0.04
-"""Without inotify (or with PostgreSQL): how often to look for other processes' events."""
+"""Without inotify: how often to look for other processes' events."""
 IDLE_POLL_S = 2.0
-"""With inotify: a safety net for a missed notification."""
+"""With inotify (or PostgreSQL's LISTEN): a safety net for a missed notification."""
 COMMIT_RECHECKS_S = (0.005, 0.02, 0.05, 0)
 RETRY_FAILED_S = 1.0
 """A timer whose handler failed (not a save: the writer retries those), or a reload of the
@@ -386,6 +389,7 @@ class Reactor:
         written = asyncio.Event()
         database = self.ctx.settings.database
         watcher = None
+        listener = self._listen_to_log(written)
         if not self.ctx.settings.uses_postgres:
             watcher = FileWriteWatcher(
                 os.path.dirname(os.path.abspath(database)),
@@ -394,7 +398,7 @@ class Reactor:
             )
             if not watcher.start(asyncio.get_running_loop()):
                 watcher = None
-        fallback = IDLE_POLL_S if watcher else POLL_S
+        fallback = IDLE_POLL_S if watcher or listener else POLL_S
         try:
             while not self.stopping.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -415,11 +419,30 @@ class Reactor:
         finally:
             if watcher is not None:
                 watcher.stop(asyncio.get_running_loop())
+            if listener is not None:
+                listener.stop()
+
+    def _listen_to_log(self, written: asyncio.Event) -> LogNotifyWatcher | None:
+        """With PostgreSQL: LISTEN for every commit that appends to the log (push, not a
+        poll; `adapters/pg_notify.py`)."""
+        if not self.ctx.settings.uses_postgres:
+            return None
+        from ocsched.adapters.event_store import postgres_env
+        from ocsched.adapters.pg_notify import LogNotifyWatcher, connection_arguments, log_channel
+
+        arguments = connection_arguments(postgres_env(self.ctx.settings.database))
+        listener = LogNotifyWatcher(arguments, log_channel(self.ctx.log.recorder), written)
+        listener.start(asyncio.get_running_loop())
+        return listener
 
     async def _notice_others(self) -> None:
-        for pause in COMMIT_RECHECKS_S:
+        # PostgreSQL notifies after the commit: its head is there at the first look.
+        rechecks = (0,) if self.ctx.settings.uses_postgres else COMMIT_RECHECKS_S
+        for pause in rechecks:
             if (head := self._head_moved()) and await self.writer.foreign(head):
-                await self.writer.catch_up()
+                # The timers are reloaded only from read models that hold `head`: a
+                # remote write is never missed by the reload it caused.
+                await self.writer.catch_up(through=head)
                 self.handlers.facts.others_changed()
                 self.handlers.stop_cancelled()
                 spawn(self.follower.follow_quickly())

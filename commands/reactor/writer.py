@@ -94,10 +94,25 @@ class EventWriter:
         group.extend(aggregates)
         return True
 
-    async def catch_up(self) -> None:
-        """Bring the read models up to date with events other processes appended."""
-        self._catch_up_asked = True
-        await self._next_catch_up()
+    async def catch_up(self, through: int = 0) -> None:
+        """Bring the read models up to date with events other processes appended; with
+        `through` (a log head seen), not before every projection is at it or beyond:
+        a catch-up that fails or reads before that commit is visible is tried again."""
+        delays = backoff(cap=RETRY_MAX_DELAY_S)
+        while True:
+            self._catch_up_asked = True
+            await self._next_catch_up()
+            if through <= 0 or self._giving_up():
+                return
+            if await asyncio.to_thread(self._lowest_position) >= through:
+                return
+            await asyncio.sleep(next(delays))
+
+    def _lowest_position(self) -> int:
+        from ocsched.projections.runner import all_projections
+
+        store = self.ctx.store
+        return min(store.position(projection.name) for projection in all_projections())
 
     async def settled(self) -> None:
         """Return once the read models include every event saved before this call."""
