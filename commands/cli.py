@@ -70,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
     "import": ("importing", "bring jobs and their history over from openclaw-scheduler"),
     "migrate": ("migrate", "import OpenClaw's cron jobs (jobs.json) as jobs"),
+    "service": ("service", "run the daemon as a systemd user service or a launchd agent"),
 }
 
 DISPATCH_SHORTCUTS = (

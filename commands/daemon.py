@@ -18,6 +18,8 @@ from .output import CommandError
 if TYPE_CHECKING:
     import argparse
 
+    from .reactor.scheduler import Reactor
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     for name in ("daemon", "start"):
@@ -27,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             cli_daemon,
             help="run the scheduler until SIGTERM or SIGINT"
             + (" (= daemon)" if name == "start" else ""),
-            usage="[--grace <seconds>] [--log-level <level>] [--log-format text|json]"
+            usage="[--grace <seconds>] [--log-level <level>] [--log-format text|json|journal]"
             " [--serve [HOST:]PORT]",
             examples=[
                 f"ocsched {name}",
@@ -46,8 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         )
         parser.add_argument(
             "--log-format",
-            metavar="text|json",
-            help="text lines, or one JSON object per line (else OCSCHED_LOG_FORMAT, else text)",
+            metavar="text|json|journal",
+            help="text lines, one JSON object per line, or lines with journald's <N> level"
+            " prefix (else OCSCHED_LOG_FORMAT, else text)",
         )
         parser.add_argument(
             "--serve",
@@ -89,11 +92,27 @@ def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
     daemon_log.configure(level, form)
     _use_pidfd_child_watcher()
     retry_storage_until_back(ctx)
-    reactor = Reactor(ctx, grace_seconds=grace_seconds).serve()
+    reactor = _hangup_reloads(Reactor(ctx, grace_seconds=grace_seconds))
     if served is not None:
         announce = logging.getLogger("ocsched").info
         reactor = served.beside(ctx, reactor, lambda n: announce("serving %s", n))
     asyncio.run(reactor)
+
+
+async def _hangup_reloads(reactor: Reactor) -> None:
+    """SIGHUP (a closed terminal, `kill -HUP`) does not stop the daemon as its default
+    action would: the timers are reloaded from the read models and a line says so.
+    Settings are read once at start (flags, environment): changing them is a restart."""
+    import signal
+
+    def hangup() -> None:
+        logging.getLogger("ocsched").info(
+            "SIGHUP: timers reloaded; settings are read at start, restart to change them"
+        )
+        reactor.reload_timers()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
+    await reactor.serve()
 
 
 def retry_storage_until_back(ctx: Context) -> None:

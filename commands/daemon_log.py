@@ -6,6 +6,10 @@ it starts and as it finishes.
 A JSON line holds `time` (UTC, milliseconds), `level`, `logger` and `message`, then the
 record's structured fields (a run line's `event`, `job_id`, `job_name`, `run_id`,
 `status`, `duration_ms`, `error`) and `exception` when there is a traceback.
+
+A journal line (`--log-format journal`, what `ocsched service install` asks for under
+systemd) is a text line without the time, which the journal records itself, after the
+`<N>` syslog priority prefix journald reads a line's level from (sd-daemon(3)).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "journal")
 TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 FAILED = frozenset({"error", "timeout", "crashed"})
 """Run statuses logged at WARNING, with their error."""
@@ -43,12 +47,24 @@ def configure(level: str = "info", form: str = "text", stream: IO[str] | None = 
     handler = logging.StreamHandler(stream or sys.stderr)
     if form == "json":
         handler.setFormatter(JsonFormatter())
+    elif form == "journal":
+        handler.setFormatter(JournalFormatter("%(levelname)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
     channel = logging.getLogger("ocsched")
     channel.handlers[:] = [handler]
     channel.setLevel(level.upper())
     channel.propagate = False
+
+
+PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        priority = PRIORITIES.get(record.levelname, 6)
+        # Every line of a traceback is a journal entry of its own: each gets the prefix.
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).split("\n"))
 
 
 class JsonFormatter(logging.Formatter):

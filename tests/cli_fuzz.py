@@ -170,6 +170,13 @@ SHAPES: tuple[Shape, ...] = (
     Shape(("status",), options={"--as-of": "datetime"}),
     Shape(("schema",), ("schema",), optional=1),
     Shape(("capabilities",)),
+    # `--print` always: a fuzzed install must never write a unit or ask a service manager.
+    Shape(
+        ("service", "install", "--print"),
+        options={"--kind": "text", "--deliver-to": "text", "--channel": "text"},
+        flags=("--with-secrets", "--with-helpers", "--no-start"),
+    ),
+    *(Shape(("service", sub), options={"--kind": "text"}) for sub in ("status", "uninstall")),
     Shape(("idem", "status"), ("job",)),
     *(Shape(("idem", sub), ("text",)) for sub in ("check", "release")),
     Shape(("idem", "prune")),

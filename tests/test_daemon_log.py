@@ -82,7 +82,7 @@ def test_an_exception_travels_in_the_json_line(channel):
     [
         (["--log-level", "loud"], {}, "--log-level must be one of debug, info, warning, error"),
         ([], {"OCSCHED_LOG_LEVEL": "loud"}, "--log-level must be one of"),
-        (["--log-format", "xml"], {}, "--log-format must be one of text, json, got: xml"),
+        (["--log-format", "xml"], {}, "--log-format must be one of text, json, journal, got: xml"),
     ],
 )
 def test_an_unknown_level_or_format_is_refused_in_one_line(scheduler, args, env, error):
