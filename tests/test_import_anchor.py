@@ -15,6 +15,7 @@ import pytest
 from ocsched.testing.anchor import Anchor, locate
 
 from .conftest import Daemon, Scheduler, shell_job, wait_until
+from .test_postgres import database_url  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="module")
@@ -412,3 +413,16 @@ def test_a_terminal_shows_a_progress_bar(imported, scheduler, tmp_path):
     shown = output.decode(errors="replace")
     assert "openclaw-scheduler rows: 100%|" in shown
     assert "Imported from" in shown
+
+
+@pytest.mark.postgres
+def test_an_import_into_postgresql_and_again(anchor, anchor_db, tmp_path, database_url):  # noqa: F811
+    host = Scheduler(tmp_path / "host")
+    host.env["SCHEDULER_DB"] = database_url
+    report = host.ok("--json", "import", "openclaw-scheduler", str(anchor_db)).json
+    assert report["imported"]["jobs"] == 11
+    theirs = {job["id"] for job in anchor.json(anchor_db, "jobs", "list")} - {"bad-cron"}
+    assert {job["id"] for job in host.ok("--json", "jobs", "list").json} == theirs
+    again = host.ok("--json", "import", "openclaw-scheduler", str(anchor_db)).json
+    assert set(again["imported"].values()) == {0}
+    assert again["already_imported"] == sum(report["imported"].values())
