@@ -43,6 +43,14 @@ KINDS = {
 }
 """The tables imported, in the order they are (a dispatch before the run that ends it,
 agents after the runs whose turns touch them), and what `ocsched` calls their rows."""
+SINGULAR = {
+    "jobs": "job",
+    "job_dispatch_queue": "dispatch",
+    "approvals": "approval",
+    "runs": "run",
+    "messages": "message",
+    "task_tracker": "task group",
+}
 NAMED = ("delivery_aliases", "agents")
 """Tables whose rows ocsched knows by name: one already defined is kept, not a clash."""
 NOT_IMPORTED = {
@@ -51,6 +59,7 @@ NOT_IMPORTED = {
     "team_mailbox_events": "the daemon maps team messages onto tasks again",
 }
 CLASHES_NAMED = 10
+SKIPPED_SHOWN = 50
 
 
 @dataclass
@@ -128,9 +137,10 @@ def _already_imported(ctx: Context, source: AnchorDatabase, report: Report) -> s
             done.add(row.aggregate_id)
             report.skip(row.table, row.row_id, "already defined in ocsched (kept as it is)")
         else:
-            clashes.append(f"{KINDS[row.table].rstrip('s')} {row.row_id}")
+            clashes.append(f"{SINGULAR.get(row.table, row.table)} {row.row_id}")
     if clashes:
-        named = ", ".join(clashes[:CLASHES_NAMED]) + (", …" if len(clashes) > 10 else "")
+        more = ", …" if len(clashes) > CLASHES_NAMED else ""
+        named = ", ".join(clashes[:CLASHES_NAMED]) + more
         raise CommandError(
             f"{len(clashes)} id(s) of {source.path} are already used in this store by"
             f" something else: {named}; nothing was imported"
@@ -440,7 +450,11 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(f"Already imported before: {report.already_imported} row(s), left as they are")
     if report.skipped:
         lines.append(f"Skipped {len(report.skipped)} row(s):")
-        lines += [f"  {s['table']} {s['id']}: {s['reason']}" for s in report.skipped]
+        shown = report.skipped[:SKIPPED_SHOWN]
+        lines += [f"  {s['table']} {s['id']}: {s['reason']}" for s in shown]
+        if len(report.skipped) > SKIPPED_SHOWN:
+            more = len(report.skipped) - SKIPPED_SHOWN
+            lines.append(f"  … and {more} more (--json lists every one)")
     for table in report.not_imported:
         lines.append(f"Not imported: {table['rows']} {table['table']} row(s): {table['reason']}")
     return lines
