@@ -329,21 +329,28 @@ def test_a_missing_database_is_named(scheduler, tmp_path):
     assert refused.stderr.strip() == f"No openclaw-scheduler database at {expected}"
 
 
-def test_the_daemon_runs_an_imported_job_at_its_next_time(anchor, imported, scheduler):
+def test_the_daemon_runs_imported_jobs_when_they_are_due(anchor, imported, scheduler):
+    """The two-second job at its next fire; the child whose approval was granted in the
+    anchor (its dispatch released) at once."""
     db, _ = imported
-    ticking = next(j for j in anchor.json(db, "jobs", "list") if j["name"] == "every 2 s ✓")
-    before = {r["id"] for r in scheduler.ok("--json", "runs", "list", ticking["id"], "200").json}
+    jobs = {job["name"]: job["id"] for job in anchor.json(db, "jobs", "list")}
+
+    def runs(name: str) -> list[dict]:
+        return scheduler.ok("--json", "runs", "list", jobs[name], "200").json
+
+    before = {name: {run["id"] for run in runs(name)} for name in ("every 2 s ✓", "approve me")}
+
+    def new_runs(name: str) -> list[dict]:
+        return [r for r in runs(name) if r["id"] not in before[name] and r["status"] == "ok"]
+
     daemon = Daemon(scheduler)
     try:
-
-        def new_run():
-            runs = scheduler.ok("--json", "runs", "list", ticking["id"], "200").json
-            return [r for r in runs if r["id"] not in before and r["status"] == "ok"]
-
-        run = wait_until(new_run, timeout=20, what="a run of the imported job")[0]
+        tick = wait_until(lambda: new_runs("every 2 s ✓"), 20, "the imported job's next fire")
+        approved = wait_until(lambda: new_runs("approve me"), 20, "the approved child's run")
     finally:
         assert daemon.stop() == 0
-    assert run["trigger"] == "clock" and run["summary"].strip().endswith("tick") is not None
+    assert tick[0]["trigger"] == "clock" and tick[0]["summary"] == "stdout:\nhi"
+    assert approved[0]["trigger"] == "chain"
 
 
 def test_an_older_schema_without_the_v0_2_columns_is_read(anchor_db, scheduler, tmp_path):
