@@ -71,6 +71,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("importing", "bring jobs and their history over from openclaw-scheduler"),
     "migrate": ("migrate", "import OpenClaw's cron jobs (jobs.json) as jobs"),
     "service": ("service", "run the daemon as a systemd user service or a launchd agent"),
+    "backup": ("backup", "an online copy of the store, compressed, with retention"),
+    "restore": ("backup", "a backup into an empty home, its read models rebuilt and checked"),
 }
 
 DISPATCH_SHORTCUTS = (

@@ -4,8 +4,9 @@ auditor's tools, or `ocsched replay`."""
 
 from __future__ import annotations
 
+import io
 import sys
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import msgspec
 
@@ -39,12 +40,14 @@ class Exported(msgspec.Struct):
 PROGRESS_EVERY = 1000
 
 
-def export(ctx: Context, args: argparse.Namespace) -> int:
-    """Write the chosen events to stdout, one JSON object a line, as they are read;
+def export(
+    ctx: Context, args: argparse.Namespace, out: IO[bytes] | io.BufferedIOBase | None = None
+) -> int:
+    """Write the chosen events to `out` (stdout), one JSON object a line, as they are read;
     returns how many."""
     chosen = event_filter(ctx, args)
     encode = msgspec.json.Encoder().encode
-    out = sys.stdout.buffer
+    out = out or sys.stdout.buffer
     written = shown = 0
     with progress(False, ctx.log.max_position(), "export", piped=True) as advance:
         for stored in stored_events(ctx):

@@ -177,6 +177,8 @@ SHAPES: tuple[Shape, ...] = (
         flags=("--with-secrets", "--with-helpers", "--no-start"),
     ),
     *(Shape(("service", sub), options={"--kind": "text"}) for sub in ("status", "uninstall")),
+    Shape(("backup",), options={"--keep": "int"}, flags=("--gzip",)),  # into the home's
+    Shape(("restore",), ("path",)),
     Shape(("idem", "status"), ("job",)),
     *(Shape(("idem", sub), ("text",)) for sub in ("check", "release")),
     Shape(("idem", "prune")),
