@@ -139,6 +139,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched runs stale", "ocsched runs stale 300"],
     )
     stale.add_argument("threshold", nargs="?", metavar="threshold-s", help="default 90")
+    from .stuck_runs import register_stuck
+
+    register_stuck(runs)
 
 
 def cli_list(ctx: Context, args: argparse.Namespace) -> None:

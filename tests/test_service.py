@@ -186,6 +186,18 @@ def test_with_helpers_creates_setups_jobs_once(service_env):
     assert detector["payload_message"].endswith("runs stuck --threshold-min 45")
     assert (detector["delivery_mode"], detector["delivery_to"]) == ("announce", "4242")
     assert jobs["Inbox Consumer"]["payload_message"].endswith("inbox-consumer --to 4242")
+    detecting = subprocess.run(  # the detector's command as its run's shell runs it
+        detector["payload_message"],
+        shell=True,
+        env=service_env.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (detecting.returncode, detecting.stdout) == (
+        0,
+        "No stale runs older than 45 minute(s).\n",
+    )
     again = service_env.ok("--json", "service", "install", "--no-start", "--with-helpers").json
     assert [h["created"] for h in again["helpers"]] == [False]
     assert len(service_env.ok("--json", "jobs", "list").json) == 2
