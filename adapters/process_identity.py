@@ -20,6 +20,11 @@ def _start_ticks(pid: int) -> str:
         return "?"
 
 
+def on_this_host(owner: str | None) -> bool:
+    """Whether a daemon identity (or no owner at all) is of this host."""
+    return not owner or owner.partition(":")[0] == socket.gethostname()
+
+
 def owner_is_dead(owner: str | None) -> bool:
     """True when the daemon that owned a run is known to be gone (on this host)."""
     if not owner:

@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("replay", "build a scratch home (log and read models) from an export"),
     "projections": ("projections", "the read models: their lag, rebuilding and verifying them"),
     "status": ("status", "what is stored and what runs next"),
+    "cluster": ("cluster", "the daemons sharing one PostgreSQL log: leases, runs, lag"),
     "schema": ("schema", "the job spec's fields, and the record schemas"),
     "capabilities": ("capabilities", "the features this scheduler supports (JSON)"),
     "serve": ("serve", "the JSON API, live events and metrics over HTTP"),

@@ -21,7 +21,7 @@ from eventsourcing.utils import get_topic
 
 from ocsched.adapters import shell
 from ocsched.adapters.executors import RunExecutor, RunOrder, Started
-from ocsched.adapters.process_identity import owner_is_dead
+from ocsched.adapters.process_identity import on_this_host, owner_is_dead
 from ocsched.adapters.processes import end_run_processes
 from ocsched.adapters.senders import Sender, SendError
 from ocsched.adapters.settings import ReactorSettings
@@ -101,6 +101,8 @@ class Handlers:
         self.stopping = stopping
         self.own = OwnRuns()
         """Runs this daemon admitted and has not finished: run id -> job row."""
+        self.remote_gone: Callable[[str | None], bool] = lambda owner: False
+        """Whether a run's owner is a daemon whose cluster lease ran out (PostgreSQL)."""
         self.running: dict[str, asyncio.Task] = {}
         self.not_begun: set[str] = set()
         """Runs started here that have not begun yet (no process, no accepted turn)."""
@@ -476,12 +478,18 @@ class Handlers:
             for row in views.active_runs(self.db(), ("pending", "queued", "running"))
             if row["id"] not in self.own
             and (abandoned_by is None or row["owner"] == abandoned_by)
-            and (abandoned_by is not None or owner_is_dead(row["owner"]))
+            and (
+                abandoned_by is not None
+                or owner_is_dead(row["owner"])
+                or self.remote_gone(row["owner"])
+            )
         ]
+        # Another host's processes are not ours to look for (its groups' numbers mean
+        # other processes here); its supervisor killed them with its daemon.
         shell_runs = {
             row["id"]: row["process_group"]
             for row in rows
-            if row["session_target"] in (None, "shell")
+            if row["session_target"] in (None, "shell") and on_this_host(row["owner"])
         }
         alive = await end_run_processes(shell_runs) if shell_runs else set()
         for row in rows:

@@ -43,6 +43,7 @@ from .watchdog import WatchdogExecutor
 from .writer import EventWriter
 
 if TYPE_CHECKING:
+    from ocsched.adapters.cluster import Membership
     from ocsched.adapters.pg_notify import LogNotifyWatcher
 
 log = logging.getLogger("ocsched")
@@ -62,6 +63,9 @@ POLL_S = 0.04
 IDLE_POLL_S = 2.0
 """With inotify (or PostgreSQL's LISTEN): a safety net for a missed notification."""
 COMMIT_RECHECKS_S = (0.005, 0.02, 0.05, 0)
+CLUSTER_RECHECK_S = 0.5
+"""A due timer another live daemon owns is looked at again this often, until its
+decision reaches the read models or its owner's lease runs out."""
 RETRY_FAILED_S = 1.0
 """A timer whose handler failed (not a save: the writer retries those), or a reload of the
 timers that failed, is tried again after this."""
@@ -100,6 +104,7 @@ class Reactor:
         self._data_version: int | None = None
         self._reading = Outage(log, "reading the timers")
         self._watching = Outage(log, "watching for other processes")
+        self.cluster: Membership | None = None
         self.writer = EventWriter(ctx)
         self.loader = AggregateLoader(
             ctx.log, None if settings.uses_postgres else settings.database
@@ -162,6 +167,7 @@ class Reactor:
         log.info(
             "ocsched daemon %s started; database %s", self.identity, self.ctx.settings.database
         )
+        self._join_cluster()
         await self.handlers.recover()
         knobs = self.ctx.settings.reactor
         background = [
@@ -196,6 +202,8 @@ class Reactor:
             await asyncio.wait(list(running.values()), timeout=5)
         await self.writer.drain()
         await self.handlers.recover(abandoned_by=self.identity)
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.stop)
         if self.supervisor is not None:
             self.supervisor.close()
         if self._gateway is not None:
@@ -304,6 +312,10 @@ class Reactor:
                 _, kind, key = heapq.heappop(self.timers)
                 if kind == "reload":
                     self.timers_dirty = True
+                    continue
+                if self.cluster is not None and not self.cluster.owns(f"{kind}/{key}"):
+                    # Another live host's: look again after a heartbeat, in case it went.
+                    heapq.heappush(self.timers, (now + CLUSTER_RECHECK_S, kind, key))
                     continue
                 if (kind, key) in self.firing:
                     self.refire.add((kind, key))
@@ -421,6 +433,30 @@ class Reactor:
                 watcher.stop(asyncio.get_running_loop())
             if listener is not None:
                 listener.stop()
+
+    def _join_cluster(self) -> None:
+        """With PostgreSQL: a lease among the daemons on the log (`adapters/cluster.py`);
+        due work is shared by it, and a member that goes has its runs recovered and its
+        timers taken by the others."""
+        if not self.ctx.settings.uses_postgres:
+            return
+        from ocsched.adapters.cluster import Membership
+        from ocsched.adapters.event_store import postgres_env
+        from ocsched.adapters.pg_notify import connection_arguments
+
+        def changed() -> None:
+            self.reload_timers()
+            spawn(self.handlers.recover())
+
+        self.cluster = Membership(
+            connection_arguments(postgres_env(self.ctx.settings.database)),
+            self.identity,
+            read_models=self.ctx.settings.read_model_path,
+            running=lambda: len(self.handlers.running),
+            on_change=changed,
+        )
+        self.handlers.remote_gone = self.cluster.is_gone
+        self.cluster.start(asyncio.get_running_loop())
 
     def _listen_to_log(self, written: asyncio.Event) -> LogNotifyWatcher | None:
         """With PostgreSQL: LISTEN for every commit that appends to the log (push, not a
