@@ -30,12 +30,12 @@ def test_silent_runs_are_reported_and_a_done_dispatchs_run_skipped(scheduler, da
     ledger.write_text(json.dumps({"fix-bug": {"sessionKey": "agent:main:x", "status": "done"}}))
     scheduler.ok("dispatch", "import-labels", str(ledger))
     first = scheduler.add(sleeper("first sleeper"), "--in", "1s")
-    watcher = scheduler.add(sleeper("watch-deliver:fix-bug"), "--in", "1s")
     daemons.start("--grace", "0")
-    for job in (first, watcher):
-        wait_until(lambda job=job: runs_of(scheduler, job["id"]), what="the runs to start")
+    wait_until(lambda: runs_of(scheduler, first["id"]), what="the first run to start")
+    watcher = scheduler.add(sleeper("watch-deliver:fix-bug"), "--in", "1s")
     second = scheduler.add(sleeper("second sleeper"), "--in", "1s")
-    wait_until(lambda: runs_of(scheduler, second["id"]), what="the third run to start")
+    for job in (watcher, second):
+        wait_until(lambda job=job: runs_of(scheduler, job["id"]), what="the later runs to start")
     time.sleep(1.3)  # all three silent for more than 0.02 min
 
     assert scheduler.run("runs", "stuck").returncode == 0  # not for 45 minutes
