@@ -6,21 +6,42 @@ commits. A thread holds one connection of its own that LISTENs on that channel a
 an `asyncio.Event` on the daemon's loop for every notification (the reactor then reads
 the head, as after an inotify wake on SQLite). A lost connection is made again with
 backoff, and the event is set once it is back: a commit made meanwhile was not heard.
+
+While it listens, the daemon's home holds `listening` (its identity): a command on that
+home then reads the read models as they are, without importing the driver or catching
+up, since the daemon keeps them current (`pushed`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .process_identity import owner_is_dead
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("ocsched")
 
 WAIT_S = 0.5
 """How long the thread waits for a notification before it looks whether to stop."""
 RECONNECT_MAX_S = 2.0
+MARKER = "listening"
+
+
+def pushed(home: Path) -> bool:
+    """Whether a live daemon on this home listens to the log, keeping its read models
+    current (its marker names a process that still runs)."""
+    try:
+        identity = (home / MARKER).read_text().strip()
+    except OSError:
+        return False
+    return bool(identity) and not owner_is_dead(identity)
 
 
 def connection_arguments(env: Mapping[str, str]) -> dict[str, Any]:
@@ -46,10 +67,18 @@ def log_channel(recorder: Any) -> str:
 class LogNotifyWatcher:
     """Sets `event` whenever a transaction that appended to the log commits."""
 
-    def __init__(self, arguments: Mapping[str, Any], channel: str, event: asyncio.Event) -> None:
+    def __init__(
+        self,
+        arguments: Mapping[str, Any],
+        channel: str,
+        event: asyncio.Event,
+        marker: tuple[Path, str] | None = None,
+    ) -> None:
         self.arguments = dict(arguments)
         self.channel = channel
         self.event = event
+        self.marker = marker
+        """(home, identity): the `listening` file written while the connection listens."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -64,6 +93,22 @@ class LogNotifyWatcher:
     def stop(self) -> None:
         """Ask the thread to end (within `WAIT_S`; it does not hold the process)."""
         self._stop.set()
+        self._mark(False)
+
+    def _mark(self, listening: bool) -> None:
+        if self.marker is None:
+            return
+        home, identity = self.marker
+        path = home / MARKER
+        try:
+            if listening:
+                temporary = home / f".{MARKER}.{os.getpid()}"
+                temporary.write_text(identity + "\n")
+                temporary.replace(path)
+            elif path.exists() and path.read_text().strip() == identity:
+                path.unlink()
+        except OSError as error:
+            log.warning("the %s marker: %s", path, error)
 
     def _wake(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -79,6 +124,7 @@ class LogNotifyWatcher:
                 with psycopg.connect(**self.arguments) as connection:
                     connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self.listening.set()
+                    self._mark(True)
                     self._wake()  # anything committed before LISTEN took effect
                     delay = 0.1
                     while not self._stop.is_set():
@@ -86,6 +132,7 @@ class LogNotifyWatcher:
                             self._wake()
             except Exception as error:  # noqa: BLE001 - the watch must outlive an outage
                 self.listening.clear()
+                self._mark(False)
                 if self._stop.is_set():
                     return
                 log.warning(

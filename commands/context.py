@@ -272,9 +272,20 @@ class Context:
                     raise self.refuse_read_only(
                         "its read models are behind the log and cannot be brought up to date"
                     )
+                if self._views is not None and self._pushed():
+                    return self._views
                 self.catch_up()
                 self._views = views.open_views(path, event_table=False)
         return self._views
+
+    def _pushed(self) -> bool:
+        """PostgreSQL, and a daemon on this home keeps the read models current (it
+        listens to the log): reading them needs neither the driver nor a catch-up."""
+        if not self.settings.uses_postgres:
+            return False
+        from ocsched.adapters.pg_notify import pushed
+
+        return pushed(self.settings.home)
 
     def resolve_id(self, text: str, kind: str = "job") -> str:
         """The id `text` names: itself when it is one, else the one id of `kind` (job,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -120,3 +122,30 @@ def _live(host: Scheduler, count: int) -> list[dict] | None:
     """The live members `cluster status` shows, once there are `count` of them."""
     members = [m for m in host.ok("--json", "cluster", "status").json if m["state"] == "live"]
     return members if len(members) == count else None
+
+
+@pytest.mark.postgres
+def test_with_a_listening_daemon_reads_need_no_driver_and_see_other_hosts(tmp_path, database_url):
+    alpha = on_host(tmp_path, "alpha", database_url)
+    beta = on_host(tmp_path, "beta", database_url)
+    alpha.ok("status")
+    daemon = Daemon(alpha)
+    try:
+        wait_until(lambda: (alpha.home / "listening").exists(), what="the daemon to listen")
+        job = beta.add(shell_job(name="from-beta"))
+        probe = (
+            "import sys; from ocsched.commands.cli import main; code = main(['--json', 'jobs',"
+            " 'list']); print('psycopg' in sys.modules, file=sys.stderr); sys.exit(code)"
+        )
+
+        def listed_without_driver() -> bool:
+            done = subprocess.run(
+                [sys.executable, "-c", probe], env=alpha.env, capture_output=True, text=True
+            )
+            assert done.returncode == 0 and done.stderr.strip() == "False", done.stderr
+            return job["id"] in [j["id"] for j in json.loads(done.stdout)]
+
+        wait_until(listed_without_driver, timeout=5, what="beta's job on alpha, pushed")
+    finally:
+        daemon.stop()
+    assert not (alpha.home / "listening").exists()

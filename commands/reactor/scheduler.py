@@ -467,7 +467,9 @@ class Reactor:
         from ocsched.adapters.pg_notify import LogNotifyWatcher, connection_arguments, log_channel
 
         arguments = connection_arguments(postgres_env(self.ctx.settings.database))
-        listener = LogNotifyWatcher(arguments, log_channel(self.ctx.log.recorder), written)
+        channel = log_channel(self.ctx.log.recorder)
+        marker = (self.ctx.settings.home, self.identity)
+        listener = LogNotifyWatcher(arguments, channel, written, marker)
         listener.start(asyncio.get_running_loop())
         return listener
 
