@@ -106,7 +106,7 @@ def migrate(ctx: Context, path: str, warn: Warn) -> Migration:
     for job in jobs:
         job = job if isinstance(job, dict) else {}
         name = _js(job.get("name"))
-        if job.get("id") in existing:
+        if isinstance(job.get("id"), str) and job["id"] in existing:
             report.skipped += 1
             report.results.append({"id": job.get("id"), "name": name, "status": "skipped"})
             _say(ctx, f"  SKIP: {name} (already exists)")
@@ -115,7 +115,7 @@ def migrate(ctx: Context, path: str, warn: Warn) -> Migration:
             cron, tz = cron_from_schedule(job.get("schedule"), warn)
             spec = job_spec(job, cron, tz, warn)
             add_job(ctx, spec)
-        except (DomainError, CommandError, ValueError) as error:
+        except (DomainError, CommandError, ValueError, TypeError) as error:
             report.results.append(
                 {"id": job.get("id"), "name": name, "status": "error", "error": str(error)}
             )

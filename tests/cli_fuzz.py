@@ -180,6 +180,8 @@ SHAPES: tuple[Shape, ...] = (
     *(Shape(("service", sub), options={"--kind": "text"}) for sub in ("status", "uninstall")),
     Shape(("backup",), options={"--keep": "int"}, flags=("--gzip",)),  # into the home's
     Shape(("restore",), ("path",)),
+    Shape(("import", "openclaw-scheduler"), ("path",), optional=1),  # read-only
+    Shape(("migrate",), ("path",), optional=1),
     Shape(("idem", "status"), ("job",)),
     *(Shape(("idem", sub), ("text",)) for sub in ("check", "release")),
     Shape(("idem", "prune")),

@@ -167,3 +167,15 @@ def test_the_jobs_are_those_openclaw_scheduler_makes(scheduler: Scheduler, jobs_
             if key not in ignored and ours[job_id].get(key) != value
         }
         assert differences == {}, job_id
+
+
+def test_entries_that_are_not_jobs_are_errors_and_the_rest_go_on(scheduler, tmp_path):
+    odd = tmp_path / "jobs.json"
+    good = {"id": "fine", "name": "fine", "schedule": {"kind": "cron", "expr": "0 1 * * *"}}
+    good.update(sessionTarget="main", payload={"kind": "systemEvent", "text": "x"})
+    entries = [1, None, {"id": {"a": 1}, "name": ["x"], "schedule": {"kind": "at", "at": 1e20}}]
+    odd.write_text(json.dumps({"jobs": [*entries, good]}))
+    done = scheduler.ok("migrate", str(odd))
+    assert done.stdout.endswith("Done: 1 imported, 0 skipped\n")
+    assert done.stderr.count("  ERR: ") == 3
+    assert scheduler.ok("--json", "jobs", "get", "fine").json["delivery_mode"] == "none"
