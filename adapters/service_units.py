@@ -72,12 +72,28 @@ SETTING_NAMES = (
 """Every variable `adapters/settings.py` reads but HOME (the service manager sets it);
 a test holds the two lists equal."""
 
+PASSED_ON = (
+    "PATH",
+    "TZ",
+    "LANG",
+    "LC_ALL",
+    "PGPASSFILE",
+    "PGPASSWORD",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+)
+"""Not ocsched's settings, but what the daemon's runs (their shells, their zone and
+language) and PostgreSQL's client library read from the environment."""
+
 SECRET_NAMES = frozenset(
     {
         "OCSCHED_CIPHER_KEY",
         "OCSCHED_CIPHER_OLD_KEYS",
         "OPENCLAW_GATEWAY_TOKEN",
         "OCSCHED_API_TOKEN",
+        "PGPASSWORD",
         # Push and webhook URLs commonly carry their credentials.
         "LOKI_PUSH_URL",
         "DISPATCH_WEBHOOK_URL",
@@ -117,7 +133,7 @@ def daemon_command() -> list[str]:
 
 def service_environment(settings: Settings) -> dict[str, str]:
     """The settings the user has set, in `SETTING_NAMES` order, with SCHEDULER_HOME always
-    given (absolute) so the service uses this home, and PATH."""
+    given (absolute) so the service uses this home, then those of `PASSED_ON` set."""
     env = settings.environment
     chosen = {"SCHEDULER_HOME": str(Path(os.path.abspath(settings.home)))}
     for name in SETTING_NAMES:
@@ -126,8 +142,7 @@ def service_environment(settings: Settings) -> dict[str, str]:
             chosen[name] = value
     if chosen.get("SCHEDULER_DB") and not settings.uses_postgres:
         chosen["SCHEDULER_DB"] = os.path.abspath(chosen["SCHEDULER_DB"])
-    if env.get("PATH"):
-        chosen["PATH"] = env["PATH"]
+    chosen.update((name, env[name]) for name in PASSED_ON if env.get(name))
     return chosen
 
 

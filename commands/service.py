@@ -118,6 +118,12 @@ def install(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     from ocsched.adapters import service_units
 
     files = service_files(ctx, args, with_secrets=args.with_secrets)
+    if "SCHEDULER_DB" in files.withheld:
+        # Without it the service would run on another store (the home's SQLite file).
+        raise CommandError(
+            "SCHEDULER_DB holds a password: add --with-secrets (it goes to a 0600 file the"
+            " service reads), or keep the password in PGPASSFILE"
+        )
     result: dict[str, Any] = {
         "kind": files.kind,
         "unit": str(files.unit_path),

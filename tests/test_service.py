@@ -48,6 +48,7 @@ def test_print_shows_the_unit_with_this_installation_and_settings_but_no_secret(
     environment = unit_lines(unit, "Environment")
     assert f'"SCHEDULER_HOME={service_env.home}"' in environment
     assert '"OCSCHED_SHUTDOWN_GRACE_S=20"' in environment
+    assert '"TZ=UTC"' in environment  # what the jobs' shells and zones inherit
     assert "tok-secret-1" not in unit
     assert "OPENCLAW_GATEWAY_TOKEN" in result.stderr  # named as left out
     assert unit_lines(unit, "KillMode") == ["mixed"]
@@ -152,6 +153,9 @@ def test_a_database_url_with_a_password_is_a_secret(service_env):
     service_env.env["SCHEDULER_DB"] = "postgresql://me:pw@127.0.0.1:5432/test"
     result = service_env.ok("service", "install", "--print", "--kind", "systemd")
     assert "pw@" not in result.stdout and "SCHEDULER_DB" in result.stderr
+    refused = service_env.run("service", "install", "--no-start")
+    assert refused.returncode == 1 and refused.stderr.startswith("SCHEDULER_DB holds a password")
+    assert not (Path(service_env.env["XDG_CONFIG_HOME"]) / "systemd").exists()
     service_env.env["SCHEDULER_DB"] = "postgresql://me@127.0.0.1:5432/test"
     shown = service_env.ok("service", "install", "--print", "--kind", "systemd").stdout
     assert '"SCHEDULER_DB=postgresql://me@127.0.0.1:5432/test"' in shown
