@@ -39,8 +39,6 @@ SPEC = {
     "origin": "system",
     "delivery_mode": "none",
 }
-REDIRECT = re.compile(r"(?<![0-9&])>\s*([\w.-]+)(?=\s|$)")
-"""`> file` in a command: a file the example writes in the repository."""
 ENDED = frozenset({"ok", "error", "timeout", "crashed", "cancelled", "skipped"})
 LEDGER = {
     "old-task": {
@@ -69,6 +67,14 @@ def readme_commands() -> Iterator[str]:
             yield pending
             pending = ""
         assert not pending.strip(), f"unfinished command in README: {pending}"
+
+
+def written_to(command: str) -> list[str]:
+    """The files a command's `> file` writes in the repository (comments and quotes aside)."""
+    words = shlex.split(command, comments=True)
+    targets = [after for word, after in zip(words, words[1:], strict=False) if word in (">", ">>")]
+    targets += [word.lstrip(">") for word in words if re.fullmatch(r">>?[\w.-]+", word)]
+    return [target for target in targets if re.fullmatch(r"[\w.-]+", target)]
 
 
 class Walkthrough:
@@ -204,7 +210,7 @@ def _openclaw_scheduler_files(home: Path) -> None:
 def written_files() -> Iterator[None]:
     """The files examples write in the repository (`audit anchor > anchor.txt`) are
     removed afterwards, unless they were there before."""
-    targets = {t for command in readme_commands() for t in REDIRECT.findall(command)}
+    targets = {target for command in readme_commands() for target in written_to(command)}
     there = {target for target in targets if (ROOT / target).exists()}
     yield
     for target in targets - there:
@@ -239,7 +245,7 @@ def test_every_shell_example_in_the_readme_runs_as_written(
             done = walk.shell(command)
             assert done.returncode == 0, f"{written}\n{done.stdout}{done.stderr}"
             printed = done.stdout + done.stderr
-            for target in REDIRECT.findall(command):  # what went to a file was printed there
+            for target in written_to(command):  # what went to a file was printed there
                 printed += (ROOT / target).read_text()
             assert printed.strip(), f"{written} printed nothing"
             if words[1:3] == ["jobs", "add"] and walk.job_id is None:
