@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, InternalError, ProgrammingError
 
 from .settings import Settings, prepare_private_file
 
@@ -114,7 +115,7 @@ def open_event_log(
         return EventLog(env=env)
     if not settings.uses_postgres:
         prepare_private_file(settings.database)
-    log = EventLog(env=persistence_env(settings))
+    log = _made(settings)
     if check_key and not settings.cipher_key:
         from .cipher import require_key
 
@@ -124,3 +125,21 @@ def open_event_log(
             log.close()
             raise
     return log
+
+
+def _made(settings: Settings, attempts: int = 8) -> EventLog:
+    """The log, its tables made if missing. Hosts making a new PostgreSQL log's tables at
+    once collide in the catalog (CREATE ... IF NOT EXISTS is not atomic there: a unique
+    violation, "tuple concurrently updated", "relation already exists"): the next
+    attempt finds them made."""
+    import random
+    import time
+
+    for _ in range(attempts - 1):
+        try:
+            return EventLog(env=persistence_env(settings))
+        except (IntegrityError, InternalError, ProgrammingError):
+            if not settings.uses_postgres:
+                raise
+            time.sleep(random.uniform(0.01, 0.1))
+    return EventLog(env=persistence_env(settings))

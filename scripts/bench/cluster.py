@@ -223,7 +223,8 @@ def spread_and_failover(url: str, jobs: int, window: float, kill: bool = True) -
         killed_at = None
         victim = hosts[1]
         if kill:
-            time.sleep(max(0.0, first + window / 2 - time.time()))
+            # A quarter second into a second: that second's runs are in flight.
+            time.sleep(max(0.0, first + math.floor(window / 2) + 0.25 - time.time()))
             victim.stop(signal.SIGKILL)
             killed_at = time.time()
         survivor = hosts[0]
