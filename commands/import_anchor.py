@@ -234,6 +234,8 @@ def message(row: dict[str, Any], meta: Meta, now: datetime) -> Message:
     """A message and what became of it: delivered, read, acknowledged, failed, expired."""
     if not row.get("from_agent") or not row.get("to_agent") or row.get("body") is None:
         raise Skip("a message needs a sender, a recipient and a body")
+    if not isinstance(row["body"], str):
+        raise Skip("its body is not text")
     event_meta = meta("messages", row["id"])
     sent = moment(row.get("created_at"), now)
     text = {

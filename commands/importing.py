@@ -161,7 +161,7 @@ def _row_ids(source: AnchorDatabase) -> Iterator[Row]:
         key = "alias" if table == "delivery_aliases" else "id"
         make = derived.get(table, str)
         for row in source.query(f"SELECT {key} AS id FROM {table}", needs=(table,)):
-            if row["id"] is not None:
+            if isinstance(row["id"], str) and row["id"]:
                 yield Row(table, row["id"], make(row["id"]))
 
 
@@ -361,6 +361,9 @@ def _convert(
     from .import_anchor import Skip
 
     if key in done:
+        return None
+    if not isinstance(row_id, str) or not row_id:
+        report.skip(table, repr(row_id), "its id is not text")
         return None
     try:
         return make(*args)

@@ -147,6 +147,11 @@ def _odd_rows(db: Path) -> None:
         connection.execute(
             "INSERT INTO task_tracker (id, name, expected_agents) VALUES ('odd-group', 'x', 'nope')"
         )
+        # SQLite keeps bytes as they are given, in a text column too
+        connection.execute(
+            "INSERT INTO messages (id, from_agent, to_agent, body) VALUES (X'3432', 'a', 'b', 'x'),"
+            " ('blob-message', 'a', 'b', X'00FF')"
+        )
         connection.commit()
 
 
@@ -161,17 +166,22 @@ def imported(scheduler: Scheduler, anchor_db: Path, tmp_path: Path) -> tuple[Pat
 
 
 def test_the_summary_counts_every_kind_and_names_each_skipped_row(imported):
-    _, report = imported
+    db, report = imported
     assert report["schema_version"] == 23
     counts = report["imported"]
     assert counts["jobs"] == 11 and counts["aliases"] == 2 and counts["task groups"] == 1
     assert counts["runs"] >= 5 and counts["approvals"] == 3 and counts["dispatches"] >= 3
-    assert counts["messages"] == 4 and counts["agents"] == 2
+    assert counts["agents"] == 2
     skipped = {(s["table"], s["id"]): s["reason"] for s in report["skipped"]}
+    with closing(sqlite3.connect(db)) as connection:
+        for table, kind in (("messages", "messages"), ("runs", "runs"), ("jobs", "jobs")):
+            (rows,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+            assert counts[kind] == rows - sum(1 for t, _ in skipped if t == table), table
     assert skipped[("runs", "orphan-run")] == "its job gone-job is not imported"
     assert skipped[("jobs", "bad-cron")].startswith("ocsched refuses its spec: Invalid cron")
     assert "expected_agents" in skipped[("task_tracker", "odd-group")]
-    print(json.dumps(report, indent=1))
+    assert skipped[("messages", "b'42'")] == "its id is not text"
+    assert skipped[("messages", "blob-message")] == "its body is not text"
 
 
 SENTINEL = {"schedule_cron": None}
