@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .argv import ArgumentsError, Parser, UnknownCommand, examples_text
-from .output import CommandError, UsageError
+from .output import CommandError, UsageError, reader_may_leave
 
 if TYPE_CHECKING:
     import argparse
@@ -421,7 +421,8 @@ def _execute(json_mode: bool, actor: str | None, action: Callable[[Context], Non
         ctx = Context(json=json_mode)
         if actor:
             ctx.actor = actor
-        action(ctx)
+        with reader_may_leave():
+            action(ctx)
         return 0
     except CommandError as error:
         return _fail(str(error), json_mode, error.exit_code)

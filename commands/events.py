@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -19,7 +18,7 @@ import msgspec
 
 from .argv import MAX_WHOLE_NUMBER, command, group, whole_number
 from .context import Context
-from .output import CommandError, local_time, print_json
+from .output import CommandError, local_time, print_json, reader_may_leave
 
 if TYPE_CHECKING:
     import argparse
@@ -410,19 +409,6 @@ def _follow(ctx: Context, position: int, chosen: EventFilter) -> None:
                 time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-
-
-@contextmanager
-def reader_may_leave() -> Iterator[None]:
-    """Output piped to a reader that stops early (`| head`) ends the command quietly, as
-    `yes | head` does, not with a broken-pipe error."""
-    try:
-        yield
-    except BrokenPipeError:
-        import os
-        import sys
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush)
 
 
 def _compact(record: dict[str, Any]) -> str:

@@ -12,8 +12,8 @@ import msgspec
 
 from .argv import command
 from .context import Context
-from .events import add_filter_arguments, event_filter, reader_may_leave, stored_events
-from .output import progress
+from .events import add_filter_arguments, event_filter, stored_events
+from .output import progress, reader_may_leave
 
 if TYPE_CHECKING:
     import argparse

@@ -178,3 +178,16 @@ def _line(values: Sequence[str], widths: Sequence[int], gap: int) -> str:
 
 def _fit(value: str, width: int) -> str:
     return value if len(value) <= width else value[: width - 1] + "…"
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Output piped to a reader that stops early (`| head`) ends the command quietly, as
+    `yes | head` does, not with a broken-pipe error."""
+    try:
+        yield
+    except BrokenPipeError:
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the exit's flush)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 
 import pytest
 
 from ocsched.projections import NAMES
 
-from .conftest import shell_job
+from .conftest import OCSCHED, shell_job
 
 
 def test_status_counts_jobs_and_names_the_next_one(scheduler):
@@ -123,3 +124,19 @@ def _rows(path) -> list[tuple]:
 def test_the_in_process_cli_answers_as_a_process_does(scheduler, args):
     scheduler.add(shell_job(id="seed"))
     assert scheduler.call(*args) == scheduler.process(*args)
+
+
+def test_a_reader_that_stops_early_ends_a_listing_quietly(scheduler):
+    for number in range(150):
+        scheduler.add(shell_job(name=f"job-{number}"))
+    listing = subprocess.Popen(
+        [*OCSCHED, "jobs", "list"],
+        env=scheduler.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.read(10)
+    listing.stdout.close()  # as `| head -c 10` does
+    _, errors = listing.communicate(timeout=60)
+    assert (listing.returncode, errors) == (0, b"")
