@@ -290,7 +290,10 @@ def _rule_child_trigger_on(c: _Check) -> None:
 
 
 def _rule_root_trigger_fields(c: _Check) -> None:
-    if c.is_child or not any(c.touched(field) for field in _TRIGGER_FIELDS):
+    # A patch setting parent_id counts as touching them: a child turned root keeps its
+    # trigger_on, which this rule reports first (rule 21 asks for the origin later).
+    touched = (*_TRIGGER_FIELDS, "parent_id")
+    if c.is_child or not any(c.touched(field) for field in touched):
         return
     if _is_set(c["trigger_on"]):
         raise ValidationError("trigger_on is a child-only field")

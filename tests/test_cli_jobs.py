@@ -303,6 +303,22 @@ def test_making_a_job_its_own_ancestor_is_refused(scheduler):
     assert scheduler.event_count() == before
 
 
+def test_a_child_made_root_is_told_of_its_trigger_on_before_its_origin(scheduler):
+    # The anchor's order (spec §3.2): setting parent_id touches the trigger fields (rule 9),
+    # which come before the origin (rule 21).
+    root = scheduler.add(shell_job(name="root"))
+    child = scheduler.add(
+        shell_job(name="child", parent_id=root["id"], trigger_on="success", schedule_cron=None)
+    )
+    before = scheduler.event_count()
+    result = scheduler.run("jobs", "update", child["id"], '{"parent_id": null}')
+    assert (result.returncode, result.stderr.strip()) == (1, "trigger_on is a child-only field")
+    result = scheduler.run("--json", "jobs", "update", child["id"], '{"parent_id": null}')
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"ok": False, "error": "trigger_on is a child-only field"}
+    assert scheduler.event_count() == before
+
+
 def test_unknown_command_and_usage(scheduler):
     result = scheduler.run("frobnicate")
     assert result.returncode == 2  # a usage error (the anchor: 1)

@@ -555,7 +555,13 @@ def test_a_blank_origin_counts_as_missing():
 def test_turning_a_child_into_a_root_needs_an_origin():
     current = stored(without(child_job(), "origin"))
 
-    assert rejection({"parent_id": None}, current) == ORIGIN_REQUIRED
+    assert rejection({"parent_id": None, "trigger_on": None}, current) == ORIGIN_REQUIRED
+
+
+def test_turning_a_child_into_a_root_reports_its_trigger_on_before_the_origin():
+    current = stored(without(child_job(), "origin"))
+
+    assert rejection({"parent_id": None}, current) == "trigger_on is a child-only field"
 
 
 def test_an_origin_longer_than_256_is_rejected():
