@@ -108,7 +108,10 @@ def _postgres_recorder_class() -> type:
             self._select_head = SQL(
                 "SELECT position, hash FROM {}.{} ORDER BY position DESC LIMIT 1"
             ).format(*table)
-            self._insert_links = SQL("INSERT INTO {}.{} VALUES (%s, %s, %s)").format(*table)
+            # One statement of three arrays, not a statement per link.
+            self._insert_links = SQL(
+                "INSERT INTO {}.{} SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[])"
+            ).format(*table)
 
         def _fetch_ids_after_insert_events(
             self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -118,7 +121,9 @@ def _postgres_recorder_class() -> type:
                 curs.execute(self._select_head)
                 row = curs.fetchone()
                 head = (row["position"], bytes(row["hash"])) if row else None
-                curs.executemany(self._insert_links, _new_links(head, ids, stored_events))
+                links = _new_links(head, ids, stored_events)
+                columns = [[link[n] for link in links] for n in range(3)]
+                curs.execute(self._insert_links, columns)
             return ids
 
     return ChainedPostgresRecorder
