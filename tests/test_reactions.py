@@ -202,6 +202,50 @@ def test_an_error_with_retries_left_plans_a_retry_and_leaves_the_error_count(sto
     assert "consecutive_errors" not in changes and changes["last_status"] == "error"
 
 
+def fire_dispatch(store: Store, dispatch_id: str, now: datetime = NOW) -> Plan:
+    row = views.dispatch(store.db(), dispatch_id)
+    return firing.fire_dispatch(
+        row,
+        store.ctx.log.repository.get(dispatch_id),
+        store.job(row["job_id"]),
+        gateway_up=True,
+        owner=OWNER,
+        now=now,
+        facts=store.facts,
+    )
+
+
+def test_the_run_that_schedules_a_retry_shows_its_attempt_number_as_the_retry_does(store):
+    # Spec §14.1: the failed run's retry_count becomes n, and the retry starts with n.
+    job = due_job(store, max_retries=2)
+    run = started(store, fire(store, job))
+    plan = conclude(store, run, job, Outcome("error", {"error_message": "boom"}, "boom"))
+    store.save(plan)
+    assert store.run(run.id)["retry_count"] == 1
+    retry_plan = fire_dispatch(store, plan.records[1].id, NOW + timedelta(seconds=30))
+    retry = started(store, retry_plan)
+    assert store.run(retry.id)["retry_count"] == 1
+    plan = conclude(store, retry, job, Outcome("error", {"error_message": "boom"}, "boom"))
+    store.save(plan)
+    assert store.run(retry.id)["retry_count"] == 2
+    assert [r.retry_count for r in plan.records if type(r).__name__ == "Dispatch"] == [2]
+
+
+def test_with_the_dispatch_backlog_full_a_failure_is_final_and_fires_its_failure_child(store):
+    # Spec §14.1, §17.3: no room for the retry, so no retry; the failure is final.
+    job = due_job(store, max_retries=2, max_queued_dispatches=1)
+    child = store.add(schedule_cron=None, parent_id=job["id"], trigger_on="failure")
+    run_now(store.ctx, job["id"])  # the backlog's one place is taken
+    run = started(store, fire(store, job))
+    plan = conclude(store, run, job, Outcome("error", {"error_message": "boom"}, "boom"))
+    dispatches = [r for r in plan.records if type(r).__name__ == "Dispatch"]
+    assert [(d.kind, d.job_id) for d in dispatches] == [("chain", child["id"])]
+    assert plan.notes == [f"retry skipped for job {job['id']}: dispatch backlog full (1)"]
+    store.save(plan)
+    assert store.run(run.id)["retry_count"] == 0
+    assert store.job(job["id"])["consecutive_errors"] == 1
+
+
 def test_a_final_error_counts_and_backs_the_next_slot_off(store):
     job = due_job(store, schedule_cron="* * * * * *", max_retries=0)
     run = started(store, fire(store, job))

@@ -80,8 +80,11 @@ def conclude(
     records: list[Any] = []
     notes: list[str] = []
     retry = None
-    if retry_allowed(current, outcome.status, run.retry_count):
+    if retry_allowed(current, outcome.status, run.retry_count) and _retry_has_room(
+        current, facts, notes
+    ):
         attempt = run.retry_count + 1
+        fields["retry_count"] = attempt  # spec §14.1: the failed run shows its attempt
         records.append(
             Dispatch(
                 id=retry_dispatch_id(run.id),
@@ -147,6 +150,17 @@ def end_job(
         return []
     aggregate.disable(meta, now)
     return [aggregate] if aggregate.pending_events else []
+
+
+def _retry_has_room(job: Row, facts: Facts, notes: list[str]) -> bool:
+    """Spec §14.1, §17.3: a retry needs room in the job's dispatch backlog (the dispatch
+    that started this run still counts); without it the failure is final, so its failure
+    children fire."""
+    backlog = facts.dispatch_backlog(job["id"])
+    if backlog < job["max_queued_dispatches"]:
+        return True
+    notes.append(f"retry skipped for job {job['id']}: dispatch backlog full ({backlog})")
+    return False
 
 
 def _chain_dispatches(
