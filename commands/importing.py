@@ -128,16 +128,20 @@ def _already_imported(ctx: Context, source: AnchorDatabase, report: Report) -> s
     causes = _first_causes(ctx, [row.aggregate_id for row in rows])
     done: set[str] = set()
     clashes: list[str] = []
+    ours = import_cause(report.fingerprint, "", "")[:-1]
     for row in rows:
         if row.aggregate_id not in causes:
             continue
-        if causes[row.aggregate_id] == import_cause(report.fingerprint, row.table, row.row_id):
-            done.add(row.aggregate_id)
+        cause = causes[row.aggregate_id] or ""
+        if cause == import_cause(report.fingerprint, row.table, row.row_id):
+            report.already_imported += 1
+        elif cause.startswith(ours):
+            report.skip(row.table, row.row_id, "another row of the database has its id")
         elif row.table in NAMED:
-            done.add(row.aggregate_id)
             report.skip(row.table, row.row_id, "already defined in ocsched (kept as it is)")
         else:
             clashes.append(f"{SINGULAR.get(row.table, row.table)} {row.row_id}")
+        done.add(row.aggregate_id)
     if clashes:
         more = ", …" if len(clashes) > CLASHES_NAMED else ""
         named = ", ".join(clashes[:CLASHES_NAMED]) + more
@@ -145,7 +149,6 @@ def _already_imported(ctx: Context, source: AnchorDatabase, report: Report) -> s
             f"{len(clashes)} id(s) of {source.path} are already used in this store by"
             f" something else: {named}; nothing was imported"
         )
-    report.already_imported = len(done) - len(report.skipped)
     return done
 
 
@@ -202,8 +205,16 @@ def _import_rows(ctx: Context, source: AnchorDatabase, report: Report, done: set
     counted = 0
 
     def save() -> None:
+        from .context import ConcurrentChange
+
         if batch:
-            ctx.save(*batch)
+            try:
+                ctx.save(*batch)
+            except ConcurrentChange:
+                raise CommandError(
+                    "another process recorded some of the same ids while the import ran;"
+                    " this batch was not saved (earlier ones were): import again to add the rest"
+                ) from None
             for aggregate in batch:
                 report.imported[KINDS[_table_of[aggregate.id]]] += 1
             batch.clear()
@@ -249,8 +260,15 @@ def _converted(
     def meta(table: str, row_id: str) -> EventMeta:
         return ctx.meta(origin="import", cause=import_cause(report.fingerprint, table, row_id))
 
+    made_ids: set[str] = set()
+
     def converted(table: str, row_id: str, make: Callable[..., Aggregate], *args: Any, key=""):
+        if (key or row_id) in made_ids:  # two rows of the database with one id
+            report.skip(table, row_id, "another row of the database has its id")
+            return table, row_id, None
         made = _convert(report, table, row_id, key or row_id, done, make, *args, meta, now)
+        if made is not None:
+            made_ids.add(key or row_id)
         return table, row_id, made
 
     jobs: set[str] = set()

@@ -147,6 +147,10 @@ def _odd_rows(db: Path) -> None:
         connection.execute(
             "INSERT INTO task_tracker (id, name, expected_agents) VALUES ('odd-group', 'x', 'nope')"
         )
+        connection.execute(  # a message with a job's id
+            "INSERT INTO messages (id, from_agent, to_agent, body)"
+            " SELECT id, 'a', 'b', 'same id' FROM jobs WHERE name = 'parent'"
+        )
         # SQLite keeps bytes as they are given, in a text column too
         connection.execute(
             "INSERT INTO messages (id, from_agent, to_agent, body) VALUES (X'3432', 'a', 'b', 'x'),"
@@ -165,7 +169,7 @@ def imported(scheduler: Scheduler, anchor_db: Path, tmp_path: Path) -> tuple[Pat
     return copy, report
 
 
-def test_the_summary_counts_every_kind_and_names_each_skipped_row(imported):
+def test_the_summary_counts_every_kind_and_names_each_skipped_row(anchor, imported):
     db, report = imported
     assert report["schema_version"] == 23
     counts = report["imported"]
@@ -182,6 +186,8 @@ def test_the_summary_counts_every_kind_and_names_each_skipped_row(imported):
     assert "expected_agents" in skipped[("task_tracker", "odd-group")]
     assert skipped[("messages", "b'42'")] == "its id is not text"
     assert skipped[("messages", "blob-message")] == "its body is not text"
+    twin = next(job["id"] for job in anchor.json(db, "jobs", "list") if job["name"] == "parent")
+    assert skipped[("messages", twin)] == "another row of the database has its id"
 
 
 SENTINEL = {"schedule_cron": None}
@@ -392,7 +398,14 @@ def test_messages_agents_and_task_groups_read_the_same(anchor, imported, schedul
             assert _differences(row, ours[row_id]) == {}, (command, row_id)
     group = next(g for g in anchor.json(db, "tasks", "list") if g["name"] == "team")
     status = ("tasks", "status", group["id"])
-    assert scheduler.ok("--json", *status).json == anchor.json(db, *status)
+    theirs, ours = anchor.json(db, *status), scheduler.ok("--json", *status).json
+    # what is counted up to now: each side's own second
+    for now_based in ("elapsed", "remaining_timeout"):
+        assert abs(theirs.pop(now_based) - ours.pop(now_based)) <= 2
+    for their, mine in zip(theirs["agents"], ours["agents"], strict=True):
+        if their["status"] == "running":
+            assert abs(their.pop("duration") - mine.pop("duration")) <= 2
+    assert ours == theirs
 
 
 def test_a_terminal_shows_a_progress_bar(imported, scheduler, tmp_path):
