@@ -55,7 +55,7 @@ NAMED = ("delivery_aliases", "agents")
 """Tables whose rows ocsched knows by name: one already defined is kept, not a clash."""
 NOT_IMPORTED = {
     "message_receipts": "a message's delivered, read and acknowledged events stand for them",
-    "team_tasks": "the daemon maps team messages onto tasks again",
+    "team_tasks": "the daemon maps team messages onto tasks again (gates are not carried over)",
     "team_mailbox_events": "the daemon maps team messages onto tasks again",
 }
 CLASHES_NAMED = 10
