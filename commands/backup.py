@@ -212,23 +212,27 @@ def restore(ctx: Context, src: str) -> dict[str, Any]:
             head = stream.read(len(SQLITE_MAGIC))
     settings = ctx.settings
     _refuse_unless_empty(ctx)
-    if head == SQLITE_MAGIC:
-        if settings.uses_postgres:
-            raise CommandError(
-                f"{source} is a SQLite backup; SCHEDULER_DB is PostgreSQL: restore an"
-                " export (.jsonl) into it, or restore into a SQLite home"
-            )
-        _place_sqlite(source, settings.database, packed)
-        events = ctx.log.max_position() or 0
-    else:
-        events = _replay_export(ctx, source, packed)
-    rebuilt = rebuild_projections(ctx)
-    differences = verify(ctx)
-    if differences:
+    if head == SQLITE_MAGIC and settings.uses_postgres:
         raise CommandError(
-            f"restored {source}, but {len(differences)} read-model rows differ from a rebuild:"
-            f" {differences[0]}"
+            f"{source} is a SQLite backup; SCHEDULER_DB is PostgreSQL: restore an"
+            " export (.jsonl) into it, or restore into a SQLite home"
         )
+    try:
+        if head == SQLITE_MAGIC:
+            _place_sqlite(source, settings.database, packed)
+            events = ctx.log.max_position() or 0
+        else:
+            events = _replay_export(ctx, source, packed)
+        rebuilt = rebuild_projections(ctx)
+        differences = verify(ctx)
+        if differences:
+            raise CommandError(
+                f"restored {source}, but {len(differences)} read-model rows differ from a"
+                f" rebuild: {differences[0]}"
+            )
+    except BaseException:
+        _empty_again(ctx)
+        raise
     return {
         "restored": str(source),
         "database": settings.database,
@@ -273,6 +277,21 @@ def _refuse_unless_empty(ctx: Context) -> None:
             f"The home is not empty: {_named(settings.database)} holds {held} events;"
             " restore into a new home (SCHEDULER_HOME=<new folder> ocsched restore …)"
         )
+
+
+def _empty_again(ctx: Context) -> None:
+    """After a failed restore a SQLite home is left as it was found, empty, so that the
+    restore can be tried again (with the right cipher key, say). Events already appended
+    to PostgreSQL stay: the error says so."""
+    from ocsched.adapters.settings import SQLITE_COMPANIONS
+
+    ctx.close()
+    settings = ctx.settings
+    if settings.uses_postgres:
+        return
+    for path in dict.fromkeys((settings.database, settings.read_model_path)):
+        for suffix in ("", *SQLITE_COMPANIONS):
+            Path(path + suffix).unlink(missing_ok=True)
 
 
 def _named(database: str) -> str:

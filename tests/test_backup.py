@@ -210,3 +210,24 @@ def test_a_postgres_log_backs_up_as_an_export_and_restores_into_another(
     finally:
         admin.execute(f"DROP DATABASE {second} WITH (FORCE)")
         admin.close()
+
+
+def test_an_encrypted_log_restores_with_its_key_and_its_read_models_rebuilt(scheduler, tmp_path):
+    key = scheduler.ok("audit", "new-key").stdout.strip()
+    scheduler.env["OCSCHED_CIPHER_KEY"] = key
+    fill(scheduler)
+    path = scheduler.ok("--json", "backup").json["path"]
+    assert b"nightly" not in Path(path).read_bytes()  # the copy holds the log, enciphered
+    restored = Scheduler(tmp_path / "restored")
+    restored.env["OCSCHED_CIPHER_KEY"] = key
+    restored.ok("restore", path)
+    assert read_models(restored.home / "read-models.db") == read_models(
+        scheduler.home / "read-models.db"
+    )
+    keyless = Scheduler(tmp_path / "keyless")
+    failed = keyless.run("restore", path)
+    assert failed.returncode == 1 and "no key is configured" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert not keyless.db_path.exists()  # left empty: the restore can be tried again
+    keyless.env["OCSCHED_CIPHER_KEY"] = key
+    keyless.ok("restore", path)
