@@ -339,35 +339,43 @@ def manager_reachable(settings: Settings, kind: str) -> str | None:
 
 def manage(kind: str, action: str, files: ServiceFiles) -> tuple[bool, str]:
     """Ask the service manager to `action` (start, stop, state) the service; returns
-    whether it answered well and what it said (one line)."""
+    whether it answered well and what it said (one line). Start restarts a running
+    service, so that installing again applies the new settings (its runs get their grace);
+    a step marked optional (unloading an agent that is not loaded) may fail."""
+    steps: list[tuple[list[str], bool]]
     if kind == "launchd":
         domain = f"gui/{os.getuid()}"
-        argv = {
-            "start": ["launchctl", "bootstrap", domain, str(files.unit_path)],
-            "stop": ["launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"],
-            "state": ["launchctl", "print", f"{domain}/{LAUNCHD_LABEL}"],
-        }[action]
-        steps = [argv]
-    else:
+        unload = (["launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"], False)
         steps = {
             "start": [
-                ["systemctl", "--user", "daemon-reload"],
-                ["systemctl", "--user", "enable", "--now", UNIT_NAME],
+                (unload[0], True),
+                (["launchctl", "bootstrap", domain, str(files.unit_path)], False),
+            ],
+            "stop": [unload],
+            "state": [(["launchctl", "print", f"{domain}/{LAUNCHD_LABEL}"], False)],
+        }[action]
+    else:
+        user = ["systemctl", "--user"]
+        steps = {
+            "start": [
+                ([*user, "daemon-reload"], False),
+                ([*user, "enable", UNIT_NAME], False),
+                ([*user, "restart", UNIT_NAME], False),
             ],
             "stop": [
-                ["systemctl", "--user", "disable", "--now", UNIT_NAME],
-                ["systemctl", "--user", "daemon-reload"],
+                ([*user, "disable", "--now", UNIT_NAME], False),
+                ([*user, "daemon-reload"], False),
             ],
-            "state": [["systemctl", "--user", "is-active", UNIT_NAME]],
+            "state": [([*user, "is-active", UNIT_NAME], False)],
         }[action]
     said = ""
-    for argv in steps:
+    for argv, optional in steps:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as error:
             return False, f"{' '.join(argv)}: {error}"
         said = next(iter((done.stdout.strip() or done.stderr.strip()).splitlines()), "")
-        if done.returncode != 0:
+        if done.returncode != 0 and not optional:
             return False, f"{' '.join(argv)}: {said or f'exit status {done.returncode}'}"
     if kind == "launchd" and action == "state":
         return True, "loaded"

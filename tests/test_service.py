@@ -132,6 +132,44 @@ def test_enabling_through_systemctl():
     pytest.skip("a user service manager is here, but a test must not enable units in it")
 
 
+def test_the_service_manager_is_asked_in_order(service_env, tmp_path):
+    """A stand-in `systemctl` on PATH (a script that records its arguments), and a user
+    bus socket's path, so install, status and uninstall ask it as they would the real one."""
+    bin_dir, runtime = tmp_path / "bin", tmp_path / "runtime"
+    bin_dir.mkdir()
+    runtime.mkdir()
+    (runtime / "bus").touch()
+    calls = tmp_path / "calls.txt"
+    fake = bin_dir / "systemctl"
+    fake.write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\n[ "$2" = is-active ] && echo active\nexit 0\n'
+    )
+    fake.chmod(0o755)
+    service_env.env.update(
+        PATH=f"{bin_dir}:{service_env.env['PATH']}", XDG_RUNTIME_DIR=str(runtime)
+    )
+    installed = service_env.ok("--json", "service", "install", "--kind", "systemd").json
+    assert installed["started"] is True
+    assert service_env.ok("--json", "service", "status", "--kind", "systemd").json["state"] == (
+        "active"
+    )
+    service_env.ok("service", "uninstall", "--kind", "systemd")
+    assert calls.read_text().splitlines() == [
+        "--user daemon-reload",
+        "--user enable ocsched.service",
+        "--user restart ocsched.service",
+        "--user is-active ocsched.service",
+        "--user disable --now ocsched.service",
+        "--user daemon-reload",
+    ]
+    fake.write_text("#!/bin/sh\necho 'Failed to connect to bus' >&2; exit 1\n")
+    failed = service_env.run("service", "install", "--kind", "systemd")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().endswith(
+        "but starting it failed: systemctl --user daemon-reload: Failed to connect to bus"
+    )
+
+
 def test_a_launchd_agent_is_a_plist_with_the_same_settings(service_env):
     text = service_env.ok("service", "install", "--print", "--kind", "launchd").stdout
     agent = plistlib.loads(text.encode())
