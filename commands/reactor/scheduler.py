@@ -55,6 +55,10 @@ BACKLOG = 2 * FIRE_BATCH
 """Runs decided or admitted but not yet begun, beyond which due timers wait: enough to
 keep every execution slot busy while the next decisions are written, few enough that a
 burst of ten thousand is not ten thousand pending decisions in memory."""
+REFILL = FIRE_BATCH // 2
+"""A full backlog is topped up once this many of its runs have begun, not run by run: due
+timers are then decided in batches (their jobs' rows read in one query) all along a
+burst, not one or two at a time."""
 BACKLOG_WAIT_S = 0.25
 """A full backlog that does not move (long runs in every slot) still lets a batch through
 this often."""
@@ -232,7 +236,7 @@ class Reactor:
             delay = self.fire_due()
             self.wake.clear()
             if delay is not None and delay <= 0:
-                if self.backlog() < BACKLOG:
+                if self._room():
                     # Let this batch be decided (its saves queued) before the next.
                     await asyncio.sleep(0)
                     continue
@@ -248,8 +252,12 @@ class Reactor:
     def _progress(self) -> None:
         """A run began, or a decision was made: due timers held back by a full backlog
         may go on."""
-        if self.timers and self.timers[0][0] <= time.time() and self.backlog() < BACKLOG:
+        if self.timers and self.timers[0][0] <= time.time() and self._room():
             self.wake.set()
+
+    def _room(self) -> bool:
+        """Whether the backlog has room for a batch of decisions."""
+        return self.backlog() <= BACKLOG - REFILL
 
     def reload_timers(self) -> None:
         self.timers_dirty = True
