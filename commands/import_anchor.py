@@ -200,7 +200,7 @@ def run(
         meta=event_meta,
         timestamp=min(scheduled, started),
     )
-    if status != "pending":
+    if status not in ("pending", "skipped"):  # a skipped fire never started
         record.start(None, None, event_meta, started, session_key=row.get("session_key"))
     outcome = {name: row.get(name) for name in RUN_COLUMNS}
     if status in UNFINISHED_RUN_STATUSES or status not in TERMINAL:
