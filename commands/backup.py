@@ -65,8 +65,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         " events,\nrebuilds every read model from the restored log and checks them row by"
         " row.",
         examples=[
-            "SCHEDULER_HOME=~/ocsched-restored ocsched restore ~/.openclaw/scheduler/backups",
             "ocsched restore /mnt/backups/ocsched/ocsched-20261205T030000.000Z.db.gz",
+            "SCHEDULER_HOME=~/ocsched-restored ocsched restore ~/.openclaw/scheduler/backups",
         ],
     )
     restore_parser.add_argument("src", metavar="SRC", help="a backup file or a folder of them")
