@@ -213,7 +213,7 @@ class ChainReader:
                 connection.execute("COMMIT")
             return results
         with self.recorder.datastore.get_connection() as conn:
-            cursor = conn.cursor(row_factory=_tuple_row())
+            cursor = conn.cursor(row_factory=_tuple_row(), binary=True)
             for statement, params in statements:
                 cursor.execute(statement, params)
                 results.append(cursor.fetchall())
