@@ -3,8 +3,8 @@
 A SQLite store is copied online with SQLite's backup API: one read transaction, so the
 copy is the database at one commit even while a daemon writes (WAL readers do not block
 the writer). The copy holds the log, its hash chain and the read models. A PostgreSQL log
-is backed up as the logical export (`ocsched export`'s JSON lines); `pg_dump` is the
-database's own tool and is left to its administrator.
+is backed up as the logical export (`ocsched export`'s JSON lines, deciphered as an export
+is); `pg_dump` is the database's own tool and is left to its administrator.
 
 Backups are files `ocsched-<UTC time>.db` or `.jsonl`, `.gz` with `--gzip`, 0600 in a 0700
 folder (default `$SCHEDULER_HOME/backups`); `--keep N` removes all but the newest N there.
