@@ -71,6 +71,8 @@ class Report:
     already_imported: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     not_imported: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, Any] | None = None
+    """With `--labels`: the dispatch ledger's path, entries imported and skipped."""
 
     def skip(self, table: str, row_id: Any, reason: str) -> None:
         self.skipped.append({"table": table, "id": row_id, "reason": reason})
@@ -85,6 +87,7 @@ class Report:
             "already_imported": self.already_imported,
             "skipped": self.skipped,
             "not_imported": self.not_imported,
+            **({"labels": self.labels} if self.labels is not None else {}),
         }
 
 
@@ -99,12 +102,15 @@ def import_cause(fingerprint: str, table: str, row_id: str) -> str:
     return f"import/{fingerprint}/{table}/{row_id}"
 
 
-def import_openclaw_scheduler(ctx: Context, path: str | None) -> Report:
-    """Import the anchor database at `path` (default `<SCHEDULER_HOME>/scheduler.db`)."""
+def import_openclaw_scheduler(ctx: Context, path: str | None, labels: str | None = None) -> Report:
+    """Import the anchor database at `path` (default `<SCHEDULER_HOME>/scheduler.db`), and
+    with `labels` its dispatch ledger (`labels.json`, as `dispatch import-labels` does)."""
     from ocsched.adapters.anchor_db import AnchorDatabase, AnchorDatabaseError
 
     if ctx.read_only:
         raise ctx.refuse_read_only("nothing was imported")
+    if labels is not None:
+        _check_ledger(labels)
     source_path = path or str(ctx.settings.home / "scheduler.db")
     try:
         source = AnchorDatabase(source_path)
@@ -118,7 +124,27 @@ def import_openclaw_scheduler(ctx: Context, path: str | None) -> Report:
             _import_rows(ctx, source, report, done)
         except AnchorDatabaseError as error:
             raise CommandError(str(error)) from None
+    if labels is not None:
+        from .dispatch_service import import_labels
+
+        ledger = import_labels(ctx, labels)
+        report.labels = {"path": labels, "imported": ledger.imported, "skipped": ledger.skipped}
     return report
+
+
+def _check_ledger(path: str) -> None:
+    """A ledger that cannot be read or is not a JSON object is refused before anything is
+    imported (`import_labels` reads it again, after the database)."""
+    import json
+
+    try:
+        with open(path, "rb") as ledger:
+            if not isinstance(json.loads(ledger.read()), dict):
+                raise CommandError(f"{path} is not a labels ledger (a JSON object)")
+    except OSError as error:
+        raise CommandError(f"Cannot read {path}: {error.strerror}") from None
+    except (ValueError, RecursionError):
+        raise CommandError(f"{path} is not valid JSON") from None
 
 
 def _already_imported(ctx: Context, source: AnchorDatabase, report: Report) -> set[str]:
@@ -440,12 +466,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "openclaw-scheduler",
         cli_import,
         help="import an openclaw-scheduler database (read-only; again adds only what is new)",
-        usage="[PATH]",
+        usage="[PATH] [--labels FILE]",
         examples=[
             "ocsched import openclaw-scheduler",
             "ocsched import openclaw-scheduler ~/.openclaw/scheduler/scheduler.db",
             "ocsched --json import openclaw-scheduler /backups/scheduler.db",
+            "ocsched import openclaw-scheduler --labels ~/.openclaw/dispatch/labels.json",
         ],
+    )
+    anchor.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="its dispatch ledger (labels.json) too, as `dispatch import-labels` imports it",
     )
     anchor.add_argument(
         "path",
@@ -456,7 +488,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cli_import(ctx: Context, args: argparse.Namespace) -> None:
-    report = import_openclaw_scheduler(ctx, args.path)
+    report = import_openclaw_scheduler(ctx, args.path, args.labels)
     if ctx.json:
         print_json(report.as_json())
         return
@@ -478,4 +510,10 @@ def summary_lines(report: Report) -> list[str]:
             lines.append(f"  … and {more} more (--json lists every one)")
     for table in report.not_imported:
         lines.append(f"Not imported: {table['rows']} {table['table']} row(s): {table['reason']}")
+    if report.labels is not None:
+        ledger = report.labels
+        lines.append(
+            f"Dispatch ledger {ledger['path']}: {ledger['imported']} imported,"
+            f" {ledger['skipped']} skipped (imported before, or not entries)"
+        )
     return lines

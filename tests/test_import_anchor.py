@@ -456,3 +456,17 @@ def test_an_import_into_postgresql_and_again(anchor, anchor_db, tmp_path, databa
     again = host.ok("--json", "import", "openclaw-scheduler", str(anchor_db)).json
     assert set(again["imported"].values()) == {0}
     assert again["already_imported"] == sum(report["imported"].values())
+
+
+def test_the_dispatch_ledger_comes_with_labels(anchor_db, scheduler, tmp_path):
+    ledger = tmp_path / "labels.json"
+    entry = {"sessionKey": "agent:main:subagent:x", "status": "done", "summary": "Shipped."}
+    ledger.write_text(json.dumps({"fix-login": {**entry, "spawnedAt": "2026-01-01T00:00:00Z"}}))
+    missing = scheduler.run("import", "openclaw-scheduler", str(anchor_db), "--labels", "/nope")
+    assert missing.returncode == 1 and missing.stderr.startswith("Cannot read /nope")
+    assert scheduler.event_count() == 0
+    args = ("--json", "import", "openclaw-scheduler", str(anchor_db), "--labels", str(ledger))
+    report = scheduler.ok(*args).json
+    assert report["labels"] == {"path": str(ledger), "imported": 1, "skipped": 0}
+    assert scheduler.ok("--json", "dispatch", "list").json["labels"][0]["label"] == "fix-login"
+    assert scheduler.ok(*args).json["labels"]["imported"] == 0
