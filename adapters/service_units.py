@@ -337,6 +337,13 @@ def manager_reachable(settings: Settings, kind: str) -> str | None:
     return None
 
 
+def start_hint(files: ServiceFiles) -> str:
+    """What to run by hand where the service manager could not be asked."""
+    if files.kind == "launchd":
+        return f"launchctl bootstrap gui/$(id -u) {files.unit_path}"
+    return "systemctl --user daemon-reload && systemctl --user enable --now ocsched"
+
+
 def manage(kind: str, action: str, files: ServiceFiles) -> tuple[bool, str]:
     """Ask the service manager to `action` (start, stop, state) the service; returns
     whether it answered well and what it said (one line). Start restarts a running

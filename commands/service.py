@@ -142,7 +142,8 @@ def install(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
         return result
     unreachable = service_units.manager_reachable(ctx.settings, files.kind)
     if unreachable:
-        result["manager"] = f"not asked: {unreachable}"
+        hint = service_units.start_hint(files)
+        result["manager"] = f"not asked: {unreachable}; in a login session run: {hint}"
         return result
     ok, said = service_units.manage(files.kind, "start", files)
     if not ok:
