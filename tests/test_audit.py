@@ -190,3 +190,34 @@ def test_bad_arguments_are_one_line(store):
         result = store.run("audit", "verify", *args)
         assert result.returncode == 1 and message in result.stderr
         assert result.stderr.count("\n") == 1
+
+
+def test_processes_appending_at_once_leave_one_intact_chain(scheduler):
+    import json
+    import subprocess
+
+    from .conftest import OCSCHED
+
+    scheduler.add(shell_job(name="first"))
+
+    def script(n: int) -> str:
+        return " && ".join(
+            f"{' '.join(OCSCHED)} jobs add '{json.dumps(shell_job(name=f'p{n}j{k}'))}'"
+            for k in range(4)
+        )
+
+    children = [
+        subprocess.Popen(
+            ["bash", "-c", script(n)],
+            env=scheduler.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for child in children:
+        _, errors = child.communicate(timeout=120)
+        assert child.returncode == 0, errors
+    report = scheduler.ok("--json", "audit", "verify").json
+    assert (report["intact"], report["checked"]) == (True, 17)
