@@ -99,6 +99,11 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "5",
+        # One connection, opened on first use and reused by every statement; more only
+        # while the daemon's threads need them at once (the library opens 5 by default,
+        # a server process each, for every command).
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": "9",
     }
     return env
 
