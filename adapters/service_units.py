@@ -108,7 +108,8 @@ class UnitError(ValueError):
 @dataclass(frozen=True)
 class ServiceFiles:
     """What `install` writes: the unit (or plist) and, when secrets were asked for and
-    there are some, the environment file; `withheld` names the secrets left out."""
+    there are some, `env_text` into the environment file the unit names (`env_path`,
+    systemd only); `withheld` names the secrets left out."""
 
     kind: str
     unit_path: Path
@@ -183,7 +184,7 @@ def service_files(
     text = systemd_unit(command, plain, env_path, stop_s)
     env_text = environment_file(secret) if with_secrets and secret else None
     path = config_dir(settings) / "systemd" / "user" / UNIT_NAME
-    return ServiceFiles(kind, path, text, env_path if env_text else None, env_text, withheld)
+    return ServiceFiles(kind, path, text, env_path, env_text, withheld)
 
 
 def config_dir(settings: Settings) -> Path:
@@ -311,8 +312,7 @@ def remove_files(files: ServiceFiles) -> list[str]:
     """Remove the unit and the environment file (the one the unit names, written or
     not); returns the paths removed."""
     removed = []
-    env_path = files.unit_path.parent.parent.parent / "ocsched" / "service.env"
-    for path in (files.unit_path, env_path if files.kind == "systemd" else None):
+    for path in (files.unit_path, files.env_path):
         if path is not None and path.exists():
             path.unlink()
             removed.append(str(path))

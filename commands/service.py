@@ -127,7 +127,7 @@ def install(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "kind": files.kind,
         "unit": str(files.unit_path),
-        "environment_file": str(files.env_path) if files.env_path else None,
+        "environment_file": str(files.env_path) if files.env_text else None,
         "withheld_secrets": list(files.withheld),
     }
     if args.with_helpers:
