@@ -93,7 +93,8 @@ class Run(Aggregate):
         self.key_released = False
 
     class Queued(Aggregate.Event):
-        """Held back by the job's `queue` overlap policy until `behind` finishes."""
+        """Held back until `behind` finishes: by the job's `queue` overlap policy, or by
+        the job's busy resource pool."""
 
         job_id: str
         behind: str

@@ -233,10 +233,15 @@ def dispatch_backlog(connection: sqlite3.Connection | None, job_id: str) -> int:
     ).fetchone()["n"]
 
 
-def queued_runs(connection: sqlite3.Connection, job_id: str) -> list[dict]:
+def queued_runs(
+    connection: sqlite3.Connection, job_id: str | None = None, *, pool: str | None = None
+) -> list[dict]:
+    """Queued runs of a job, or of the jobs in a resource pool, oldest first."""
+    where, value = ("jobs.resource_pool", pool) if pool else ("runs.job_id", job_id)
     return connection.execute(
-        "SELECT * FROM runs WHERE job_id = ? AND status = 'queued' ORDER BY dispatched_at, rowid",
-        (job_id,),
+        "SELECT runs.* FROM runs LEFT JOIN jobs ON jobs.id = runs.job_id"
+        f" WHERE runs.status = 'queued' AND {where} = ? ORDER BY runs.dispatched_at, runs.rowid",
+        (value,),
     ).fetchall()
 
 

@@ -336,20 +336,36 @@ def test_the_overlap_queue_runs_held_fires_one_after_another(scheduler, daemons)
     assert all(r["status"] != "skipped" for r in runs)
 
 
-def test_jobs_sharing_a_resource_pool_never_run_together(scheduler, daemons):
-    first = scheduler.add(every_second(name="a", payload_message="sleep 1.5", resource_pool="gpu"))
-    second = scheduler.add(every_second(name="b", payload_message="sleep 1.5", resource_pool="gpu"))
+def test_jobs_due_at_once_in_a_busy_pool_run_one_after_the_other(scheduler, daemons, tmp_path):
+    # Issue 11: a run blocked by its resource pool waits (queued) and starts when the
+    # pool frees; none is skipped, none runs beside another of the pool.
+    log = tmp_path / "pool.log"
+    due = "2020-01-01 00:00:00"
+    jobs = [
+        scheduler.add(
+            shell_job(
+                name=name,
+                schedule_cron=None,
+                schedule_kind="at",
+                schedule_at=due,
+                resource_pool="gpu",
+                payload_message=f"echo {name} $(date +%s.%N) >> {log}; sleep 0.5;"
+                f" echo {name} $(date +%s.%N) >> {log}",
+            )
+        )
+        for name in ("a", "b")
+    ]
     daemons.start()
-    skipped = wait_until(
-        lambda: [
-            r
-            for job in (first, second)
-            for r in runs_of(scheduler, job["id"])
-            if r["status"] == "skipped" and "resource pool gpu" in r["summary"]
-        ],
-        what="a fire skipped for the pool",
-    )
-    assert skipped
+    runs = [finished_runs(scheduler, job["id"])[0] for job in jobs]
+    assert [r["status"] for r in runs] == ["ok", "ok"]
+    assert all(len(runs_of(scheduler, job["id"])) == 1 for job in jobs)  # none skipped
+    first, second = sorted(runs, key=lambda r: r["queued_behind"] or "")
+    assert second["queued_behind"] == first["id"]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert [name for name, _ in lines] in (list("aabb"), list("bbaa"))
+    assert float(lines[2][1]) >= float(lines[1][1])  # the second began after the first ended
+    for job in jobs:
+        assert scheduler.ok("jobs", "get", job["id"]).json["queued_count"] == 0
 
 
 def test_the_prune_pass_deletes_children_whose_parent_is_gone(scheduler, daemons):

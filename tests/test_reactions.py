@@ -48,7 +48,10 @@ class Store:
         return row
 
     def save(self, plan: Plan) -> None:
+        """Save as the daemon does, telling its facts what changed."""
+        changes = self.facts.changes(plan.records)
         self.ctx.save(*plan.records)
+        self.facts.saved(changes)
 
     def run(self, run_id: str) -> dict:
         row = views.run(self.db(), run_id)
@@ -156,13 +159,95 @@ def test_a_busy_queue_job_holds_its_run_behind_the_busy_one(store):
     assert run.pending_events[-1].behind == "other-run"
 
 
-def test_allow_starts_beside_a_busy_run_but_a_busy_pool_always_skips(store):
+def test_allow_starts_beside_a_busy_run_but_a_busy_pool_holds_the_run(store):
     job = due_job(store, overlap_policy="allow", resource_pool="gpu")
     store.own["mine"] = job
     assert fire(store, job).effects
     other = due_job(store, overlap_policy="allow", resource_pool="gpu")
-    (run,) = fire(store, other).records
-    assert run.pending_events[-1].outcome["summary"].startswith("Skipped: resource pool gpu busy")
+    plan = fire(store, other)
+    (run,) = plan.records
+    assert run.status == "queued" and plan.effects == []
+    assert run.pending_events[-1].behind == "mine"
+
+
+def slot_before(job: dict, seconds: int) -> dict:
+    """The job's row with its clock slot `seconds` before NOW."""
+    return {**job, "next_run_at": to_ts(NOW - timedelta(seconds=seconds))}
+
+
+def manual_run(store: Store, job: dict) -> Run:
+    """A `jobs run` dispatch of the job, fired: its run, as admission left it (saved)."""
+    plan = fire_dispatch(store, run_now(store.ctx, job["id"])["dispatch_id"])
+    store.save(plan)
+    return plan.records[0]
+
+
+def test_a_run_held_by_a_busy_pool_starts_when_a_run_of_the_pool_ends(store):
+    # Issue 11: the anchor keeps work blocked by a pool pending; it must not be dropped.
+    busy_job = due_job(store, resource_pool="gpu")
+    store.own["busy-run"] = busy_job
+    job = due_job(store, resource_pool="gpu")
+    plan = fire(store, job)
+    (held,) = plan.records
+    assert held.status == "queued" and plan.effects == []
+    assert held.pending_events[-1].job_changes == {"queued_count": 1}
+    store.save(plan)
+    assert store.run(held.id)["queued_behind"] == "busy-run"
+    assert not firing.start_queued(busy_job, store.facts)  # the busy run has not ended
+    del store.own["busy-run"]
+    (start,) = firing.start_queued(busy_job, store.facts).effects
+    assert isinstance(start, StartRun) and start.run.id == held.id
+    assert start.start_changes == {"queued_count": 0}
+
+
+def test_the_oldest_run_waiting_for_a_pool_starts_first(store):
+    busy_job = due_job(store, resource_pool="gpu")
+    store.own["busy-run"] = busy_job
+    first, second = due_job(store, resource_pool="gpu"), due_job(store, resource_pool="gpu")
+    held = [manual_run(store, job) for job in (first, second)]
+    assert [run.status for run in held] == ["queued", "queued"]
+    del store.own["busy-run"]
+    (start,) = firing.start_queued(busy_job, store.facts).effects
+    assert start.run.id == held[0].id
+
+
+def test_a_skip_job_waits_for_its_pool_with_one_clock_fire_but_every_jobs_run(store):
+    store.own["busy-run"] = due_job(store, resource_pool="gpu")
+    job = due_job(store, resource_pool="gpu", overlap_policy="skip")
+    plan = fire(store, slot_before(job, 2))
+    store.save(plan)
+    (skipped,) = fire(store, job).records
+    assert skipped.pending_events[-1].outcome["summary"] == (
+        "Skipped: resource pool gpu busy with run busy-run;"
+        f" run {plan.records[0].id} already waits for it"
+    )
+    assert manual_run(store, job).status == "queued"  # work a user asked for waits
+
+
+def test_at_most_max_queued_dispatches_runs_of_a_job_wait_for_its_pool(store):
+    store.own["busy-run"] = due_job(store, resource_pool="gpu")
+    job = due_job(store, resource_pool="gpu", overlap_policy="allow", max_queued_dispatches=1)
+    store.save(fire(store, slot_before(job, 2)))
+    (skipped,) = fire(store, job).records
+    assert skipped.pending_events[-1].outcome == {
+        "summary": "Skipped: resource pool gpu queue full (1 queued)"
+    }
+
+
+def test_queued_count_counts_a_queue_jobs_waiting_runs(store):
+    job = due_job(store, overlap_policy="queue", max_queued_dispatches=2)
+    store.own["own-run"] = job
+    for seconds in (3, 2):
+        store.save(fire(store, slot_before(job, seconds)))
+    (full,) = fire(store, job).records
+    assert full.pending_events[-1].outcome == {"summary": "Skipped: overlap queue full (2 queued)"}
+    assert store.job(job["id"])["queued_count"] == 2
+    del store.own["own-run"]
+    (start,) = firing.start_queued(job, store.facts).effects
+    assert start.start_changes == {"queued_count": 1}
+    start.run.start(1, 1, reactor_meta(OWNER, start.run.id), NOW, start.start_changes)
+    store.ctx.save(start.run)
+    assert store.job(job["id"])["queued_count"] == 1
 
 
 def test_a_manual_dispatch_runs_a_disabled_job_but_a_chain_dispatch_is_cancelled(store):

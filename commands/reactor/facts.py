@@ -201,11 +201,19 @@ class DaemonFacts:
     def queued_runs(self, job_id: str) -> list[Row]:
         """Only this daemon's saves and other processes' events queue a run: while the read
         models hold no queued run, no job has one."""
-        if self._queued_exist is None or self._queued_exist[0] < self._others_at:
-            self._queued_exist = (self._tick, _queued_exist(self._db()))
-        if not self._queued_exist[1]:
+        if not self._any_queued():
             return []
         return views.queued_runs(self._db(), job_id)
+
+    def queued_runs_in_pool(self, pool: str) -> list[Row]:
+        if not self._any_queued():
+            return []
+        return views.queued_runs(self._db(), pool=pool)
+
+    def _any_queued(self) -> bool:
+        if self._queued_exist is None or self._queued_exist[0] < self._others_at:
+            self._queued_exist = (self._tick, _queued_exist(self._db()))
+        return self._queued_exist[1]
 
     def active_runs_of(self, job_id: str, pool: str | None) -> list[Row]:
         """Active runs in the read models. Only another process's events make another

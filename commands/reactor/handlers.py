@@ -348,11 +348,19 @@ class Handlers:
         group = self.groups.pop(run.id, None)
         if group is not None:
             self.watch_group(group, False)
-        if not self.stopping.is_set() and self.facts.queued_runs(job["id"]):
-            spawn(self.start_queued(job["id"]))
+        self._free(job)
 
-    async def start_queued(self, job_id: str) -> None:
-        await self.apply(firing.start_queued(self.facts.job(job_id), self.facts))
+    def _free(self, job: Row) -> None:
+        """A run of `job` ended: a run waiting for the job or its resource pool may start."""
+        pool = job["resource_pool"]
+        waiting = self.facts.queued_runs(job["id"]) or (
+            pool and self.facts.queued_runs_in_pool(pool)
+        )
+        if waiting and not self.stopping.is_set():
+            spawn(self.start_queued(job))
+
+    async def start_queued(self, job: Row) -> None:
+        await self.apply(firing.start_queued(job, self.facts))
 
     def stop_cancelled(self) -> None:
         """Kill the processes of our runs that someone else finished (`jobs cancel`). Runs
@@ -502,11 +510,11 @@ class Handlers:
                 continue
             run = self.load(row["id"])
             job = views.job(self.db(), row["job_id"])
-            await self.apply(
-                outcome.recover_crashed(
-                    run, job, owner=self.owner, now=self.now(), facts=self.facts
-                )
+            recovered = outcome.recover_crashed(
+                run, job, owner=self.owner, now=self.now(), facts=self.facts
             )
+            if await self.apply(recovered) and job is not None:
+                self._free(job)
 
     def _resume_turn(self, row: Row) -> None:
         """Asking the gateway again with the same idempotency key returns the dead daemon's

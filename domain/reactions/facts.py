@@ -27,7 +27,13 @@ class Facts(Protocol):
 
     def pending_approvals(self, job_id: str) -> int: ...
 
-    def queued_runs(self, job_id: str) -> list[Row]: ...
+    def queued_runs(self, job_id: str) -> list[Row]:
+        """The job's queued runs, oldest first."""
+        ...
+
+    def queued_runs_in_pool(self, pool: str) -> list[Row]:
+        """Queued runs of the jobs in the resource pool, oldest first."""
+        ...
 
     def active_runs_of(self, job_id: str, pool: str | None) -> list[Row]:
         """Runs of this job or pool that the read models show active (any daemon)."""

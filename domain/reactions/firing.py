@@ -150,46 +150,66 @@ def admit(
     now: datetime,
     facts: Facts,
 ) -> Plan:
-    """Spec §8: a busy job's overlap policy decides — `allow` starts anyway, `queue` holds
-    the run (up to `max_queued_dispatches`), `skip` records it skipped; a busy resource pool
-    always skips."""
+    """Spec §8, §18: a busy job's overlap policy decides — `allow` starts anyway, `queue`
+    holds the run, `skip` records it skipped. A busy resource pool holds the run until the
+    pool frees (the anchor keeps such a dispatch pending and tries it again); see
+    `_why_not_held` for when a blocked run is skipped instead."""
     meta = reactor_meta(owner, cause)
     blocked = busy(job, facts)
-    policy = job["overlap_policy"]
-    if blocked and blocked.pool is None and policy == "allow":
+    if blocked and blocked.pool is None and job["overlap_policy"] == "allow":
         blocked = None
-    reason = blocked.text if blocked else None
-    notes: list[str] = []
-    if blocked is None or (blocked.pool is None and policy == "queue"):
-        admitted = trust.admit(run, job, meta=meta, now=now, facts=facts)
-        others = [*others, *admitted.records]
-        if admitted.job is None:
-            return Plan([run, *others], notes=admitted.notes)
-        job, notes = admitted.job, admitted.notes  # notes: a gate's warnings
-    if blocked and blocked.pool is None and policy == "queue":
-        queued = len(facts.queued_runs(job["id"]))
-        if queued < (job["max_queued_dispatches"] or DEFAULT_MAX_QUEUED):
-            run.queue_behind(blocked.run_id, {"queued_count": queued + 1}, meta, now)
-            return Plan([run, *others], notes=notes)
-        reason = f"overlap queue full ({queued} queued)"
-    if reason:
+    if blocked is not None and (reason := _why_not_held(run, job, blocked, facts)):
         run.finish("skipped", {"summary": f"Skipped: {reason}"}, {}, meta, now)
         return Plan([run, *others])
-    return Plan([run, *others], [StartRun(run, job)], notes=notes)
+    admitted = trust.admit(run, job, meta=meta, now=now, facts=facts)
+    others = [*others, *admitted.records]
+    if admitted.job is None:
+        return Plan([run, *others], notes=admitted.notes)
+    if blocked is not None:
+        queued = len(facts.queued_runs(job["id"]))
+        run.queue_behind(blocked.run_id, {"queued_count": queued + 1}, meta, now)
+        return Plan([run, *others], notes=admitted.notes)
+    return Plan([run, *others], [StartRun(run, admitted.job)], notes=admitted.notes)
 
 
-def start_queued(job: Row | None, facts: Facts) -> Plan:
-    """After a run of a `queue` job ends: its oldest queued run starts, if the job is free."""
-    if job is None:
-        return Plan()
+def _why_not_held(run: Run, job: Row, blocked: Busy, facts: Facts) -> str | None:
+    """Why a blocked run is skipped rather than held as `queued`, or None to hold it. The
+    job's own busy run holds it only under `queue`; a busy pool always may. At most
+    `max_queued_dispatches` of a job's runs wait, and a clock fire of a `skip` job waits
+    only when no earlier run of the job already waits for the pool."""
+    if blocked.pool is None and job["overlap_policy"] != "queue":
+        return blocked.text
     queued = facts.queued_runs(job["id"])
-    if not queued or busy(job, facts):
-        return Plan()
-    run: Run = facts.load(queued[0]["id"])
-    if run.status != "queued":
-        return Plan()
-    job = trust.runnable_job(job, facts)
-    return Plan(effects=[StartRun(run, job, {"queued_count": len(queued) - 1})])
+    if blocked.pool and queued and run.trigger == "clock" and job["overlap_policy"] == "skip":
+        return f"{blocked.text}; run {queued[0]['id']} already waits for it"
+    if len(queued) >= (job["max_queued_dispatches"] or DEFAULT_MAX_QUEUED):
+        queue = "overlap queue" if blocked.pool is None else f"resource pool {blocked.pool} queue"
+        return f"{queue} full ({len(queued)} queued)"
+    return None
+
+
+def start_queued(ran: Row, facts: Facts) -> Plan:
+    """A run of the job `ran` (its row as the run began) ended: the oldest queued run of
+    that job or of its resource pool starts, if its job is free (spec §18)."""
+    waiting = facts.queued_runs(ran["id"])
+    if ran["resource_pool"]:
+        pooled = facts.queued_runs_in_pool(ran["resource_pool"])
+        ids = {row["id"] for row in pooled}
+        waiting = sorted(
+            [*pooled, *(row for row in waiting if row["id"] not in ids)],
+            key=lambda row: row["dispatched_at"],
+        )
+    for row in waiting:
+        job = facts.job(row["job_id"])
+        if job is None or busy(job, facts):
+            continue
+        run: Run = facts.load(row["id"])
+        if run.status != "queued":
+            continue
+        queued = len(facts.queued_runs(job["id"]))
+        job = trust.runnable_job(job, facts)
+        return Plan(effects=[StartRun(run, job, {"queued_count": queued - 1})])
+    return Plan()
 
 
 def _new_run(
