@@ -150,3 +150,31 @@ def test_with_a_listening_daemon_reads_need_no_driver_and_see_other_hosts(tmp_pa
     finally:
         daemon.stop()
     assert not (alpha.home / "listening").exists()
+
+
+@pytest.mark.postgres
+def test_a_lost_listen_connection_is_made_again(tmp_path, database_url):
+    """The server ends the daemon's LISTEN session: it connects again, and a job added on
+    another host afterwards still runs when due."""
+    import psycopg
+
+    alpha = on_host(tmp_path, "alpha", database_url)
+    beta = on_host(tmp_path, "beta", database_url)
+    alpha.ok("status")
+    daemon = Daemon(alpha)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            terminate = (
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'ocsched-listen' AND datname = current_database()"
+            )
+            wait_until(lambda: admin.execute(terminate).fetchone()[0] == 1, what="a listener")
+        wait_until(lambda: "listening for other hosts' events" in daemon.log, what="the loss")
+        out = tmp_path / "ran"
+        due = math.ceil(time.time() + 1.5)
+        moment = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        beta.add(shell_job(name="after", payload_message=f"date +%s.%N > {out}"), "--at", moment)
+        wait_until(lambda: out.exists() and out.read_text().endswith("\n"), what="the run")
+        assert float(out.read_text()) - due <= 0.5
+    finally:
+        daemon.stop()

@@ -418,11 +418,13 @@ class Reactor:
             )
             if not watcher.start(asyncio.get_running_loop()):
                 watcher = None
-        fallback = IDLE_POLL_S if watcher or listener else POLL_S
+        fallback = IDLE_POLL_S if watcher else POLL_S
         try:
             while not self.stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(written.wait(), fallback)
+                    # While LISTEN is down (a lost connection), look as often as without it.
+                    heard = listener is not None and listener.listening.is_set()
+                    await asyncio.wait_for(written.wait(), IDLE_POLL_S if heard else fallback)
                 written.clear()
                 try:
                     await self._notice_others()
