@@ -62,7 +62,7 @@ def test_a_job_added_on_one_host_runs_on_time_on_another(tmp_path, database_url)
     finally:
         daemon.stop()
     lags = sorted(float((outputs / str(i)).read_text()) - dues[i] for i in range(50))
-    p99 = statistics.quantiles(lags, n=100)[98]
+    p99 = statistics.quantiles(lags, n=100, method="inclusive")[98]
     assert lags[0] >= 0, lags
     assert p99 <= 0.1, f"due->start lag p99 {p99 * 1000:.0f} ms: {lags}"
 
