@@ -33,7 +33,8 @@ HEARTBEAT_S = 0.5
 LEASE_S = 2.0
 """A member whose lease is not renewed for this long is gone: its timers move to the
 others and its runs are recovered. With the heartbeat, the failover bound is
-`LEASE_S + HEARTBEAT_S` plus a catch-up (README, "Several hosts")."""
+`LEASE_S + HEARTBEAT_S` plus a catch-up (README, "Several hosts"); its runs are
+recovered one more `LEASE_S` later."""
 PRUNE_AFTER = "1 day"
 TABLE = "ocsched_cluster_hosts"
 
@@ -56,7 +57,8 @@ RENEW = f"""INSERT INTO {TABLE} AS m
         lease_until = excluded.lease_until, position = excluded.position,
         running = excluded.running
     WHERE m.left_at IS NULL"""
-MEMBERS = f"""SELECT identity, left_at IS NULL AND lease_until > clock_timestamp() AS live
+MEMBERS = f"""SELECT identity, left_at IS NULL AND lease_until > clock_timestamp() AS live,
+    left_at IS NOT NULL OR lease_until < clock_timestamp() - make_interval(secs => %s) AS dead
     FROM {TABLE}"""
 LEAVE = f"UPDATE {TABLE} SET left_at = clock_timestamp() WHERE identity = %s"
 PRUNE = f"DELETE FROM {TABLE} WHERE lease_until < clock_timestamp() - interval '{PRUNE_AFTER}'"
@@ -111,7 +113,10 @@ class Membership:
         return owner_of(key, live) == self.identity
 
     def is_gone(self, owner: str | None) -> bool:
-        """Whether `owner` is a member whose lease ran out or that left."""
+        """Whether `owner` is a member that left, or whose lease ran out a lease ago: its
+        runs are then recovered by the others. (Its timers move as soon as its lease
+        runs out, which is harmless if it is only late; declaring its runs crashed is
+        not, so a daemon whose heartbeat was merely held up gets a second lease.)"""
         return owner is not None and owner in self.gone
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -164,9 +169,9 @@ class Membership:
                 "running": self.running(),
             },
         )
-        rows = connection.execute(MEMBERS).fetchall()
-        live = frozenset(identity for identity, alive in rows if alive)
-        gone = frozenset(identity for identity, alive in rows if not alive)
+        rows = connection.execute(MEMBERS, (LEASE_S,)).fetchall()
+        live = frozenset(identity for identity, alive, _ in rows if alive)
+        gone = frozenset(identity for identity, _, dead in rows if dead)
         if live != self.live or gone != self.gone:
             joined, left = live - self.live, self.live - live
             self.live, self.gone = live, gone
