@@ -204,7 +204,9 @@ def _first_causes(ctx: Context, ids: list[str]) -> dict[str, str | None]:
 
     recorder = ctx.log.recorder
     found: dict[str, str | None] = {}
-    if isinstance(recorder, SQLiteApplicationRecorder) and not ctx.log.mapper.compressor:
+    mapper = ctx.log.mapper
+    plain = not (mapper.compressor or mapper.cipher)  # states readable as stored
+    if isinstance(recorder, SQLiteApplicationRecorder) and plain:
         decode = msgspec.json.Decoder(_Head).decode
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -220,7 +222,7 @@ def _first_causes(ctx: Context, ids: list[str]) -> dict[str, str | None]:
     for aggregate_id in ids:
         stored = recorder.select_events(aggregate_id, lte=1, limit=1)
         if stored:
-            event: Any = ctx.log.mapper.to_domain_event(stored[0])
+            event: Any = mapper.to_domain_event(stored[0])
             found[aggregate_id] = event.meta.cause
     return found
 

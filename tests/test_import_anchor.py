@@ -470,3 +470,10 @@ def test_the_dispatch_ledger_comes_with_labels(anchor_db, scheduler, tmp_path):
     assert report["labels"] == {"path": str(ledger), "imported": 1, "skipped": 0}
     assert scheduler.ok("--json", "dispatch", "list").json["labels"][0]["label"] == "fix-login"
     assert scheduler.ok(*args).json["labels"]["imported"] == 0
+
+
+def test_an_enciphered_store_recognises_its_own_import(anchor_db, scheduler):
+    scheduler.env["OCSCHED_CIPHER_KEY"] = scheduler.ok("audit", "new-key").stdout.strip()
+    first = scheduler.ok("--json", "import", "openclaw-scheduler", str(anchor_db)).json
+    again = scheduler.ok("--json", "import", "openclaw-scheduler", str(anchor_db)).json
+    assert again["already_imported"] == sum(first["imported"].values()) > 0
