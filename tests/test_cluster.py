@@ -178,3 +178,62 @@ def test_a_lost_listen_connection_is_made_again(tmp_path, database_url):
         assert float(out.read_text()) - due <= 0.5
     finally:
         daemon.stop()
+
+
+@pytest.mark.postgres
+def test_a_dead_remote_hosts_runs_are_recovered_without_touching_local_processes(
+    tmp_path, database_url
+):
+    """A run owned by a daemon on another host whose lease ran out long ago ends
+    `crashed` on a live daemon here; its recorded process group is that host's, so a
+    local group with the same number is left alone."""
+    import psycopg
+
+    from ocsched.adapters.cluster import CREATE, TABLE
+    from ocsched.adapters.settings import Settings
+    from ocsched.commands.context import Context
+    from ocsched.commands.reactor.facts import DaemonFacts, OwnRuns
+    from ocsched.domain.reactions import firing
+    from ocsched.domain.reactions.plan import StartRun, reactor_meta
+    from ocsched.projections import views
+
+    alpha = on_host(tmp_path, "alpha", database_url)
+    remote = "farhost:4242:1"
+    ctx = Context(settings=Settings.from_environment(alpha.env), actor="tester")
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        job = dict(views.job(ctx.views(), alpha.add(shell_job(name="far"))["id"]))
+        job["next_run_at"] = "2026-01-01 00:00:00"
+        facts = DaemonFacts(ctx.views, ctx.log.repository.get, OwnRuns())
+        plan = firing.fire_slot(job, gateway_up=True, owner=remote, now=ctx.now, facts=facts)
+        ctx.save(*plan.records)
+        (start,) = [e for e in plan.effects if isinstance(e, StartRun)]
+        start.run.start(bystander.pid, bystander.pid, reactor_meta(remote, start.run.id), ctx.now)
+        ctx.save(start.run)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(CREATE)
+            admin.execute(
+                f"INSERT INTO {TABLE} (identity, host, pid, started_at, heartbeat_at,"
+                " lease_until) VALUES (%s, 'farhost', 4242, now() - interval '1 hour',"
+                " now() - interval '1 hour', now() - interval '1 hour')",
+                (remote,),
+            )
+        daemon = Daemon(alpha)
+        try:
+            status = wait_until(
+                lambda: _ended(alpha, start.run.id), timeout=10, what="the remote run recovered"
+            )
+        finally:
+            daemon.stop()
+        assert status == "crashed"
+        assert bystander.poll() is None, "a local group with the remote's number was killed"
+    finally:
+        bystander.kill()
+        bystander.wait()
+        ctx.close()
+
+
+def _ended(host: Scheduler, run_id: str) -> str | None:
+    """The run's status once it is no longer running."""
+    status = host.ok("--json", "runs", "get", run_id).json["status"]
+    return None if status in ("pending", "running") else status
