@@ -260,3 +260,28 @@ def test_sighup_keeps_the_daemon_and_sigterm_lets_the_run_finish(scheduler, daem
     (run,) = runs_of(scheduler, job["id"])
     assert (run["status"], run["shell_stdout"]) == ("ok", "done")
     assert "<6>INFO stopped" in daemon.log
+
+
+def test_journal_lines_carry_their_level_and_a_traceback_every_line_of_it():
+    import io
+    import logging
+
+    from ocsched.commands import daemon_log
+
+    stream = io.StringIO()
+    log = logging.getLogger("ocsched")
+    before = (list(log.handlers), log.level, log.propagate)
+    daemon_log.configure("debug", "journal", stream)
+    try:
+        log.debug("fine detail")
+        log.warning("run failed")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("handler error")
+    finally:
+        log.handlers[:], log.level, log.propagate = before
+    lines = stream.getvalue().splitlines()
+    assert lines[:3] == ["<7>DEBUG fine detail", "<4>WARNING run failed", "<3>ERROR handler error"]
+    assert len(lines) > 4 and all(line.startswith("<3>") for line in lines[3:])
+    assert lines[-1] == "<3>ValueError: boom"
