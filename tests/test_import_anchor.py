@@ -5,6 +5,7 @@ imported and read back row by row; skipped with the reason where the anchor is m
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from contextlib import closing
@@ -410,7 +411,8 @@ def test_messages_agents_and_task_groups_read_the_same(anchor, imported, schedul
 
 def test_a_terminal_shows_a_progress_bar(imported, scheduler, tmp_path):
     """On a terminal (a pseudo-terminal of 100 columns here) the import draws a bar on
-    stderr; in a pipe (every other test) it does not."""
+    stderr (how far it got before it is wiped depends on tqdm's redraw interval); in a
+    pipe (every other test) it does not."""
     import fcntl
     import os
     import pty
@@ -441,7 +443,7 @@ def test_a_terminal_shows_a_progress_bar(imported, scheduler, tmp_path):
     os.close(terminal)
     assert os.waitstatus_to_exitcode(status) == 0
     shown = output.decode(errors="replace")
-    assert "openclaw-scheduler rows: 100%|" in shown
+    assert re.search(r"openclaw-scheduler rows: +\d+%\|", shown), shown
     assert "Imported from" in shown
 
 
