@@ -301,6 +301,8 @@ def test_a_second_import_adds_nothing(imported, scheduler):
     assert scheduler.event_count() == events
     assert set(again["imported"].values()) == {0}
     assert again["already_imported"] == sum(report["imported"].values())
+    text = scheduler.ok("import", "openclaw-scheduler", str(db))  # in a pipe: no bar
+    assert text.stderr == "" and "Already imported before: " in text.stdout
 
 
 def test_ids_already_used_by_something_else_refuse_the_import(anchor_db, scheduler, tmp_path):
