@@ -77,6 +77,16 @@ def create_tables(db: Any) -> None:
     db[TABLE].create_index(["status"])
     # Full-text index over summaries for context retrieval; its triggers follow the table.
     db[TABLE].enable_fts(["summary"], create_triggers=True, tokenize="porter")
+    # The index holds only the summary: sqlite-utils' update trigger rewrote a run's entry
+    # on every update of the run (its start, its gates), a third of writing the runs.
+    db.execute(f"DROP TRIGGER [{TABLE}_au]")
+    db.execute(
+        f'CREATE TRIGGER "{TABLE}_au" AFTER UPDATE OF "summary" ON "{TABLE}" BEGIN\n'
+        f'  INSERT INTO "{TABLE}_fts" ("{TABLE}_fts", rowid, "summary")'
+        " VALUES('delete', old.rowid, old.\"summary\");\n"
+        f'  INSERT INTO "{TABLE}_fts" (rowid, "summary") VALUES (new.rowid, new."summary");\n'
+        "END"
+    )
 
 
 def scheduled(event: Run.Scheduled):
@@ -141,7 +151,7 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=6,
+    version=7,
     tables=(TABLE, f"{TABLE}_fts"),
     create_tables=create_tables,
     handlers={

@@ -453,12 +453,17 @@ def test_a_rebuild_gives_exactly_the_rows_the_live_projections_built(tmp_path):
     assert set().union(*(p.topics for p in all_projections())) >= SEEDED_TOPICS
     live = _read_model_rows(tmp_path / "ocsched.db")
     assert len(live["runs"]) == 100 + 3 and len(live["jobs"]) == 3  # retention; a deletion
+    _query(tmp_path, FTS_CHECK)  # the summaries' index agrees with the runs table (or raises)
     assert rebuild_together(log, read_models, all_projections()) == len(log_events)
     assert _read_model_rows(tmp_path / "ocsched.db") == live
     for projection in all_projections():
         assert rebuild(log, read_models, projection) == len(log_events)
     assert _read_model_rows(tmp_path / "ocsched.db") == live
+    _query(tmp_path, FTS_CHECK)
     log.close()
+
+
+FTS_CHECK = "INSERT INTO runs_fts(runs_fts, rank) VALUES('integrity-check', 1)"
 
 
 def _query(tmp_path, sql: str) -> list[tuple]:
