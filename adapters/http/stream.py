@@ -2,8 +2,9 @@
 
 The watch is the reactor's wake-up (`adapters/wake.py`): inotify on the database's `-wal`
 file says someone wrote, then the log's head and the read models' position say whether
-anything moved (polled every `IDLE_POLL_S` as a safety net; every `POLL_S` without inotify
-and with PostgreSQL). A standalone server first catches the read models up, as a CLI
+anything moved (polled every `IDLE_POLL_S` as a safety net; every `POLL_S` without inotify).
+With PostgreSQL the log's NOTIFY is the wake-up (`adapters/pg_notify.py`), as for the
+daemon. A standalone server first catches the read models up, as a CLI
 command would, so a client told of a change reads it. Each move sets the current
 `changed()` event and replaces it; a stream then sends the events after its position that
 pass its filters (those of `events tail`), one `data:` line each, the event's record as
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -35,6 +36,9 @@ from ocsched.commands.output import CommandError
 from .app import API_ROOT, STATE, error_response
 from .events import event_filter, events_after, position_of
 from .reads import ReadContext, Reads
+
+if TYPE_CHECKING:
+    from ocsched.adapters.pg_notify import LogNotifyWatcher
 
 log = logging.getLogger("ocsched")
 
@@ -87,10 +91,14 @@ class LogWatch:
             )
             if not watcher.start(asyncio.get_running_loop()):
                 watcher = None
+        listener = await self._listen(written)
         try:
             while True:
+                heard = watcher is not None or (
+                    listener is not None and listener.listening.is_set()
+                )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(written.wait(), IDLE_POLL_S if watcher else POLL_S)
+                    await asyncio.wait_for(written.wait(), IDLE_POLL_S if heard else POLL_S)
                 written.clear()
                 began = time.monotonic()
                 try:
@@ -102,8 +110,27 @@ class LogWatch:
         finally:
             if watcher is not None:
                 watcher.stop(asyncio.get_running_loop())
+            if listener is not None:
+                listener.stop()
             if self._catcher is not None:
                 self._catcher.shutdown(wait=False)
+
+    async def _listen(self, written: asyncio.Event) -> LogNotifyWatcher | None:
+        """With PostgreSQL: LISTEN for every commit that appends to the log."""
+        if not self.settings.uses_postgres:
+            return None
+        from ocsched.adapters.event_store import postgres_env
+        from ocsched.adapters.pg_notify import LogNotifyWatcher, connection_arguments, log_channel
+
+        try:
+            channel = await self.reads.read(lambda ctx: log_channel(ctx.log.recorder))
+        except Exception as error:  # noqa: BLE001 - the polling fallback still works
+            log.warning("listening to the log: %s: %s", type(error).__name__, error)
+            return None
+        arguments = connection_arguments(postgres_env(self.settings.database))
+        listener = LogNotifyWatcher(arguments, channel, written)
+        listener.start(asyncio.get_running_loop())
+        return listener
 
     async def _look(self) -> None:
         # The head before the catch-up: whatever lands meanwhile moves it again.
