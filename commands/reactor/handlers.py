@@ -177,7 +177,8 @@ class Handlers:
         plan = firing.fire_slot(
             job, gateway_up=gateway_up, owner=self.owner, now=self.now(), facts=self.facts
         )
-        await self.apply(plan)
+        if await self.apply(plan):
+            self._held(plan)
 
     async def fire_dispatch(self, dispatch_id: str) -> None:
         row = views.dispatch(self.db(), dispatch_id)
@@ -194,7 +195,8 @@ class Handlers:
             now=self.now(),
             facts=self.facts,
         )
-        await self.apply(plan)
+        if await self.apply(plan):
+            self._held(plan)
 
     async def fire_delivery(self, delivery_id: str) -> None:
         """Send the delivery's unsent chunks in order, each with its own idempotency key,
@@ -350,8 +352,21 @@ class Handlers:
             self.watch_group(group, False)
         self._free(job)
 
+    def _held(self, plan: Plan) -> None:
+        """A run was held behind a busy one, which may have ended while the decision was
+        being saved (its end looked for waiting runs before this one was written)."""
+        for record in plan.records:
+            if isinstance(record, Run) and record.status == "queued":
+                job = self.facts.job(record.job_id)
+                if job is not None:
+                    self._free(job)
+
     def _free(self, job: Row) -> None:
-        """A run of `job` ended: a run waiting for the job or its resource pool may start."""
+        """A run of `job` ended, or was held: once the read models hold this daemon's
+        saves, a run waiting for the job or its resource pool may start."""
+        self.writer.when_settled(lambda: self._start_waiting(job))
+
+    def _start_waiting(self, job: Row) -> None:
         pool = job["resource_pool"]
         waiting = self.facts.queued_runs(job["id"]) or (
             pool and self.facts.queued_runs_in_pool(pool)
