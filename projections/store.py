@@ -499,7 +499,7 @@ def _delete(change: Delete) -> tuple[str, tuple[Any, ...]]:
 
 def _keep_newest(change: KeepNewest) -> tuple[str, tuple[Any, ...]]:
     sql = _keep_newest_sql(change.table, change.group_column, change.order_column)
-    return sql, (change.group_value, change.group_value, change.keep)
+    return sql, (change.group_value, change.keep)
 
 
 _STATEMENTS: dict[type, Callable[[Any], tuple[str, Sequence[Any]]]] = {
@@ -517,9 +517,12 @@ def _delete_sql(table: str, pk: str) -> str:
 
 @lru_cache(maxsize=128)
 def _keep_newest_sql(table: str, group: str, order: str) -> str:
+    """The group's rows past the newest `keep` (in SQLite's own order), if finished. Asking
+    for the rows past them, not for the rows kept, gives SQLite a list of the one or two
+    rows a new run pushes out, where it listed the hundred kept and then read every row of
+    the group to test it against them (most of the cost of a run's row in a long history)."""
     return (
-        f"DELETE FROM [{table}] WHERE [{group}] = ?"
-        " AND status NOT IN ('pending', 'queued', 'running') AND rowid NOT IN"
-        f" (SELECT rowid FROM [{table}] WHERE [{group}] = ?"
-        f" ORDER BY [{order}] DESC, rowid DESC LIMIT ?)"
+        f"DELETE FROM [{table}] WHERE rowid IN (SELECT rowid FROM [{table}] WHERE [{group}] = ?"
+        f" ORDER BY [{order}] DESC, rowid DESC LIMIT -1 OFFSET ?)"
+        " AND status NOT IN ('pending', 'queued', 'running')"
     )
