@@ -210,7 +210,7 @@ def _failed_attempt(f: dict) -> str:
 
 EVENT_TEXTS: dict[str, Callable[[dict], str]] = {
     "Run.Scheduled": _scheduled,
-    "Run.Queued": lambda f: f"queued behind run {f['behind']} (overlap policy queue)",
+    "Run.Queued": lambda f: f"queued behind run {f['behind']} (its job or resource pool busy)",
     "Run.Gated": _gated,
     "Run.Started": _started,
     "Run.Finished": _finished,
