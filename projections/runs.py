@@ -78,7 +78,7 @@ def create_tables(db: Any) -> None:
     # Full-text index over summaries for context retrieval; its triggers follow the table.
     db[TABLE].enable_fts(["summary"], create_triggers=True, tokenize="porter")
     # The index holds only the summary: sqlite-utils' update trigger rewrote a run's entry
-    # on every update of the run (its start, its gates), a third of writing the runs.
+    # (a delete and an insert in the index) on every update of the run: its start, its gates.
     db.execute(f"DROP TRIGGER [{TABLE}_au]")
     db.execute(
         f'CREATE TRIGGER "{TABLE}_au" AFTER UPDATE OF "summary" ON "{TABLE}" BEGIN\n'
