@@ -211,7 +211,7 @@ def test_the_oldest_run_waiting_for_a_pool_starts_first(store):
     assert start.run.id == held[0].id
 
 
-def test_a_skip_job_waits_for_its_pool_with_one_clock_fire_but_every_jobs_run(store):
+def test_a_skip_job_holds_one_clock_fire_for_its_pool_and_every_manual_run(store):
     store.own["busy-run"] = due_job(store, resource_pool="gpu")
     job = due_job(store, resource_pool="gpu", overlap_policy="skip")
     plan = fire(store, slot_before(job, 2))
