@@ -120,6 +120,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape(("runs", "running")),
     Shape(("runs", "stale"), ("int",), optional=1),
     Shape(("runs", "stuck"), options={"--threshold-min": "int", "--limit": "int"}),
+    Shape(("cluster", "status")),
     Shape(("events", "tail"), options={"-n": "int"}),
     Shape(("events", "show"), ("any_id",)),
     Shape(("export",), options={"--since": "datetime", "--type": "text", "--aggregate": "text"}),
