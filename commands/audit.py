@@ -70,7 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         cli_new_key,
         help="print a new random key for OCSCHED_CIPHER_KEY (events encrypted at rest)",
         usage="",
-        examples=["export OCSCHED_CIPHER_KEY=$(ocsched audit new-key)"],
+        examples=["ocsched audit new-key", "export OCSCHED_CIPHER_KEY=$(ocsched audit new-key)"],
     )
 
 
