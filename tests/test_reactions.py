@@ -478,3 +478,16 @@ def test_a_due_batchs_rows_are_read_again_when_the_job_changed_after_the_batch_r
     update_job(store.ctx, job["id"], {"max_retries": 3})
     store.facts.others_changed()
     assert store.facts.job(job["id"])["max_retries"] == 3
+
+
+def test_the_facts_forget_old_changes_and_then_read_every_row_again(store, monkeypatch):
+    from ocsched.commands.reactor import facts
+
+    monkeypatch.setattr(facts, "KEPT_CHANGES", 2)
+    job = store.add()
+    row = store.facts.job(job["id"])
+    store.facts.saved([("a", False), ("b", False)])
+    assert store.facts.current_job(row) is row
+    store.facts.saved([("c", False)])  # a third job: all are forgotten
+    assert store.facts.current_job(row) is not row
+    assert store.facts.current_job(row) == row

@@ -17,6 +17,10 @@ from ocsched.projections import views
 IN_CHUNK = 500
 """Ids per `IN (…)` list (SQLite allows 32,766 parameters)."""
 ENDING_EVENTS = frozenset({"Deleted", "Disabled"})
+KEPT_CHANGES = 20_000
+"""Jobs whose last change is remembered; beyond that all are forgotten at once and every
+row read before counts as changed (one-shot jobs come and go for as long as the daemon
+runs)."""
 """Job events that only take jobs away: no job gets a parent, an enabled child or a run."""
 
 
@@ -146,6 +150,10 @@ class DaemonFacts:
             self._changed_at[job_id] = self._tick
             if structural:
                 self._parents = None
+        if len(self._changed_at) > KEPT_CHANGES:
+            self._changed_at.clear()
+            self._versions.clear()
+            self._others_at = self._tick
 
     def prefetch(self, job_ids: list[str]) -> None:
         """Read the rows of jobs about to be fired in one query each `IN_CHUNK`; `job`
