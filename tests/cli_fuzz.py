@@ -824,13 +824,15 @@ def problems(case: Case, outcome: Outcome) -> dict[str, str]:
 
 
 def _is_stuck_finding(case: Case, result: Result) -> bool:
-    """`dispatch stuck` that found stuck sessions: exit status 1 without an error (spec
-    §31.6), a text report on stdout (JSON under --json)."""
+    """`dispatch stuck` that found stuck sessions (spec §31.6), or `runs stuck` that found
+    stale runs (§25.3): exit status 1 without an error, a report on stdout (JSON under
+    --json)."""
     if result.returncode != 1 or "stuck" not in case.args:
         return False
     if case.json:
-        return '"stuck_count"' in result.stdout
-    return " stuck session" in result.stdout and not _error_lines(result)
+        return '"stuck_count"' in result.stdout or '"stuck": [' in result.stdout
+    report = " stuck session" in result.stdout or " stale run(s) older than" in result.stdout
+    return report and not _error_lines(result)
 
 
 def _error_lines(result: Result) -> list[str]:
