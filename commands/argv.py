@@ -215,3 +215,18 @@ def whole_number(text: str, lowest: int = 1, highest: int = MAX_WHOLE_NUMBER) ->
         return None
     number = int(text)
     return number if lowest <= number <= highest else None
+
+
+def nearest(word: str, choices: list[str]) -> str | None:
+    """The choice closest to a misspelled `word`, quoted, if one is close enough."""
+    import difflib
+
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"'{found[0]}'" if found else None
+
+
+def unknown_option(word: str, known: list[str]) -> str:
+    """The one line for an option no parser knows (`--name` or `--name=value`)."""
+    name = word.partition("=")[0]
+    guess = nearest(name, known)
+    return f"Unknown option: {name}" + (f"; did you mean {guess}?" if guess else "")

@@ -33,7 +33,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .argv import ArgumentsError, Parser, UnknownCommand, examples_text
+from .argv import (
+    ArgumentsError,
+    Parser,
+    UnknownCommand,
+    examples_text,
+    nearest,
+    unknown_option,
+)
 from .output import CommandError, UsageError, reader_may_leave
 
 if TYPE_CHECKING:
@@ -338,26 +345,14 @@ def _unrecognized(parser: Parser, extras: list[str]) -> None:
     option = next((arg for arg in extras if arg.startswith("-") and len(arg) > 1), None)
     if option is None:
         raise ArgumentsError(parser, "")
-    name = option.partition("=")[0]
     known = [o for action in parser._actions for o in action.option_strings]
-    guess = _nearest(name, known)
-    raise ArgumentsError(
-        parser, f"Unknown option: {name}" + (f"; did you mean {guess}?" if guess else "")
-    )
-
-
-def _nearest(word: str, choices: list[str]) -> str | None:
-    """The choice closest to a misspelled `word`, quoted, if one is close enough."""
-    import difflib
-
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"'{found[0]}'" if found else None
+    raise ArgumentsError(parser, unknown_option(option, known))
 
 
 def _unknown_command(error: UnknownCommand) -> str:
     path = error.parser.path
     shortcuts = [] if path else list(DISPATCH_SHORTCUTS)  # `ocsched enqeue` -> 'enqueue'
-    found = _nearest(error.word, error.choices + shortcuts)
+    found = nearest(error.word, error.choices + shortcuts)
     guess = f"; did you mean {found}?" if found else "."
     if not path:
         return f"Unknown command: {error.word}{guess} Run without arguments for usage."

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import dispatch_output as show
-from .argv import MAX_WHOLE_NUMBER, Argv, Parser, command, group
+from .argv import MAX_WHOLE_NUMBER, Argv, Parser, command, group, unknown_option
 from .context import Context
 from .output import CommandError, as_utf8
 
@@ -61,16 +61,8 @@ class LooseParser(Parser):
             self.exit()
         unknown = [word for word in argv.args if word.startswith("--") and len(word) > 2]
         namespace.words = [word for word in argv.args if not word.startswith("--")]
-        namespace.option_error = _unknown_option(unknown[0], known) if unknown else None
+        namespace.option_error = unknown_option(unknown[0], known) if unknown else None
         return namespace, []
-
-
-def _unknown_option(word: str, known: list[str]) -> str:
-    import difflib
-
-    name = word.partition("=")[0]
-    found = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"Unknown option: {name}" + (f"; did you mean '{found[0]}'?" if found else "")
 
 
 def _stderr(line: str) -> None:
