@@ -9,7 +9,6 @@ to the group's target. Heartbeats, deaths and the completion are events of the g
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from .aggregate import Aggregate, EventMeta
-from .errors import DomainError
+from .errors import DomainError, unknown_field
 
 DEFAULT_TIMEOUT_S = 600
 MAX_TIMEOUT_S = 1_000_000_000
@@ -51,9 +50,7 @@ def parse_spec(spec: Any) -> TaskGroupSpec:
         raise DomainError(CREATE_USAGE)
     for key in spec:
         if key not in SPEC_KEYS:
-            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
-            hint = f'. Did you mean "{close[0]}"?' if close else ""
-            raise DomainError(f'Unknown field "{key}"{hint}')
+            raise DomainError(unknown_field(str(key), SPEC_KEYS))
     agents = spec.get("expectedAgents")
     if not isinstance(agents, list) or not agents:
         raise DomainError("expectedAgents must be a non-empty array")

@@ -10,7 +10,6 @@ Pure: no I/O, no clock. Parent existence, cycles and chain depth are checked els
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -22,7 +21,7 @@ from typing import TypeGuard
 
 import msgspec
 
-from .errors import ValidationError
+from .errors import ValidationError, unknown_field
 from .job_spec import (
     AT_JOB_SENTINEL_CRON,
     JSON_BLOB_FIELDS,
@@ -171,9 +170,7 @@ def _reject_unknown_keys(spec: dict, creating: bool) -> None:
             raise ValidationError("id cannot be updated")
         if not isinstance(key, str):
             raise ValidationError(f'Unknown field "{_show(key)}"')
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f'. Did you mean "{close[0]}"?' if close else ""
-        raise ValidationError(f'Unknown field "{key}"{hint}')
+        raise ValidationError(unknown_field(key, allowed))
 
 
 @cache
