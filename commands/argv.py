@@ -122,7 +122,7 @@ def examples_text(examples: Sequence[str]) -> str | None:
 def command(
     commands: argparse._SubParsersAction,
     name: str,
-    handler: Handler | None,
+    handler: Handler | str | None,
     *,
     help: str,
     usage: str | None = None,
@@ -132,7 +132,9 @@ def command(
 ) -> Parser:
     """A command (or subcommand) `name` under `commands` run by `handler(ctx, args)`;
     `usage` (the anchor's, after the command words) is what an argument error shows.
-    `handler` None: the caller sets what runs (the CLI's built-ins)."""
+    `handler` "module:function" (a module of `ocsched.commands`) is imported only when
+    this command runs, keeping its imports off its sibling commands' path; None: the
+    caller sets what runs (the CLI's built-ins)."""
     parser: Parser = commands.add_parser(
         name,
         help=help,
@@ -141,9 +143,26 @@ def command(
         description=description or _sentence(help),
         epilog=examples_text(examples),
     )
+    if isinstance(handler, str):
+        handler = _imported_when_run(handler)
     if handler is not None:
         parser.set_defaults(handler=handler)
     return parser
+
+
+def _imported_when_run(target: str) -> Handler:
+    module_name, _, function_name = target.partition(":")
+
+    def run(ctx: Any, args: argparse.Namespace) -> None:
+        getattr(command_module(module_name), function_name)(ctx, args)
+
+    return run
+
+
+def command_module(name: str) -> Any:
+    """`ocsched.commands.<name>`, imported through the import statement's path (not
+    importlib.import_module), so `python -X importtime` lists it with its time."""
+    return __import__(f"ocsched.commands.{name}", fromlist=["register"])
 
 
 def group(

@@ -37,6 +37,7 @@ from .argv import (
     ArgumentsError,
     Parser,
     UnknownCommand,
+    command_module,
     examples_text,
     nearest,
     unknown_option,
@@ -143,7 +144,7 @@ def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
     def load(module_name: str) -> None:
         if module_name not in registered:
             registered.add(module_name)
-            module = _command_module(module_name)
+            module = command_module(module_name)
             register = getattr(module, "register", None)
             if register is not None:
                 register(commands)
@@ -159,12 +160,6 @@ def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
         choice.help = COMMANDS[choice.dest][1]
     _register_builtins(commands)
     return root
-
-
-def _command_module(name: str) -> Any:
-    """`ocsched.commands.<name>`, imported through the import statement's path (not
-    importlib.import_module), so `python -X importtime` lists it with its time."""
-    return __import__(f"ocsched.commands.{name}", fromlist=["register"])
 
 
 def _register_builtins(commands: argparse._SubParsersAction) -> None:

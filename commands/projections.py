@@ -58,12 +58,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched projections rebuild", "ocsched projections rebuild runs"],
     )
     rebuild.add_argument("name", nargs="?", metavar="NAME", help="one projection (default: all)")
-    from .replay import cli_verify
-
     command(
         projections,
         "verify",
-        cli_verify,
+        "replay:cli_verify",
         help="rebuild into a scratch store and compare every row with the live read models",
         usage="",
         examples=["ocsched projections verify", "ocsched --json projections verify"],

@@ -101,12 +101,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched runs get 0c9f2e41"],
     )
     get.add_argument("run_id", metavar="<run-id>", help="the run's id or a unique prefix")
-    from .explain import cli_explain
-
     explain = command(
         runs,
         "explain",
-        cli_explain,
+        "explain:cli_explain",
         help="why a run exists and what happened: its causal chain from the log",
         usage="<run-id>",
         examples=["ocsched runs explain 0c9f2e41", "ocsched --json runs explain 0c9f2e41"],
