@@ -18,7 +18,6 @@ was edited, deleted, inserted or moved since it was written.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,23 @@ GENESIS = bytes(32)
 MMAP_BYTES = 1 << 30
 SQLITE_CHAIN_TABLE = "event_chain"
 _HEADER = struct.Struct(">QqII")
-_sha256 = hashlib.sha256
+
+
+def _small_sha256() -> Callable[[bytes], Any]:
+    """CPython's own SHA-256 (`_sha256`; `_sha2` from 3.12), for the few links a command
+    writes: importing hashlib loads OpenSSL, ~4 ms of every `jobs add`. The same digest;
+    `verify`, hashing the whole log, uses hashlib's (OpenSSL's, faster on long input)."""
+    for name in ("_sha256", "_sha2"):
+        try:
+            return __import__(name).sha256
+        except ImportError:  # pragma: no cover - a build without it
+            continue
+    from hashlib import sha256  # pragma: no cover
+
+    return sha256  # pragma: no cover
+
+
+_sha256 = _small_sha256()
 
 
 def link_hash(
@@ -409,8 +424,10 @@ def _walk(
     """The hot loop: merge one page of events and links by position, hashing as it goes.
     Returns the last verified (position, hash) and, at a break, a raw Finding for
     `_diagnose`."""
+    from hashlib import sha256
+
     chain_start = verdict.chain_start
-    pack, join, sha256 = _HEADER.pack, b"".join, _sha256
+    pack, join = _HEADER.pack, b"".join
     i = j = 0
     n_events, n_links = len(events), len(links)
     checked = unchained = 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import Cipher, PersistenceError
@@ -41,6 +40,8 @@ class CipherKeyError(PersistenceError):
 
 
 def key_id(key: bytes) -> bytes:
+    import hashlib  # only with a key: OpenSSL costs ~4 ms of every start
+
     return hashlib.sha256(key).digest()[:KEY_ID_BYTES]
 
 
