@@ -5,15 +5,15 @@ of flags (`Argv`, spec §31.1)."""
 from __future__ import annotations
 
 import argparse
-import functools
-import gettext
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NoReturn
 
 # argparse passes each of its own strings (~80 for the jobs parsers) through gettext, which
-# looks for message catalogues on disk at every call: 2 of the 3 ms that building a
-# command's parsers took. The answers do not change within a process.
-argparse._ = functools.lru_cache(maxsize=None)(gettext.gettext)  # type: ignore[attr-defined]
+# imports locale and looks for message catalogues on disk (~2 ms of every command). Python
+# ships none for argparse's strings, and the CLI's messages are the anchor's English ones
+# (spec §5.2) whatever the locale: its strings are taken as they are.
+argparse._ = lambda message: message  # type: ignore[attr-defined]
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
 
 GLOBAL_HELP = "global options (anywhere on the line)"
 
@@ -50,6 +50,10 @@ class Subcommands(argparse._SubParsersAction):
     name the usage of the command it belongs to."""
 
     error_status = 1
+    words: Sequence[str] | None = None
+    """The line's words from this level on (the CLI sets the root's, `group` passes them
+    down): only the command they name is built in full, the others are placeholders.
+    None: every command is built (help, completion)."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         namespace._parser = self._name_parser_map[values[0]]
@@ -60,6 +64,19 @@ class Subcommands(argparse._SubParsersAction):
         parser: Parser = super().add_parser(name, **kwargs)
         return parser
 
+    def wants(self, name: str, aliases: Sequence[str] = ()) -> bool:
+        """Whether the command `name` (or one of its `aliases`) is to be built in full."""
+        return self.words is None or bool(self.words) and self.words[0] in (name, *aliases)
+
+    def placeholder(self, name: str, help: str | None, aliases: Sequence[str] = ()) -> Parser:
+        """A command this line does not run: its name (a choice, for "did you mean") and
+        its help line, without its arguments. Should argparse choose it after all (an
+        option's value looked like a command), the CLI builds every parser and parses
+        again."""
+        parser = self.add_parser(name, help=help, aliases=list(aliases), add_help=False)
+        parser.placeholder = True
+        return parser
+
 
 class Parser(argparse.ArgumentParser):
     """Every parser of the CLI: no abbreviated options, `Formatter`, the global options in
@@ -67,6 +84,9 @@ class Parser(argparse.ArgumentParser):
     the CLI turns them into its one-line errors. `error_status`: the exit status of an
     argument error (1, the anchor's; the dispatch CLI's is 2, spec §31.1), inherited by the
     parser's subcommands."""
+
+    placeholder = False
+    """Made by `Subcommands.placeholder`: a name and a help line only."""
 
     def __init__(self, *args: Any, error_status: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", Formatter)
@@ -82,6 +102,22 @@ class Parser(argparse.ArgumentParser):
             options.add_argument(
                 "--actor", metavar="NAME", help="who is acting, in the events (OCSCHED_ACTOR)"
             )
+
+    _adding = False
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        self._adding = True
+        try:
+            return super().add_argument(*args, **kwargs)
+        finally:
+            self._adding = False
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse checks each new argument's metavar with a new formatter, which asks the
+        # terminal for its width, importing shutil (~2 ms): none is printed then.
+        if self._adding:
+            return Formatter(self.prog, width=80)  # (any formatter will do for that check)
+        return super()._get_formatter()
 
     def add_subparsers(self, **kwargs: Any) -> Any:
         action = super().add_subparsers(**kwargs)
@@ -129,12 +165,19 @@ def command(
     description: str | None = None,
     examples: Sequence[str] = (),
     aliases: Sequence[str] = (),
+    arguments: Callable[[Parser], object] | None = None,
 ) -> Parser:
     """A command (or subcommand) `name` under `commands` run by `handler(ctx, args)`;
     `usage` (the anchor's, after the command words) is what an argument error shows.
     `handler` "module:function" (a module of `ocsched.commands`) is imported only when
     this command runs, keeping its imports off its sibling commands' path; None: the
-    caller sets what runs (the CLI's built-ins)."""
+    caller sets what runs (the CLI's built-ins). `arguments(parser)` adds the command's
+    arguments; given, the command is built only when the line runs it (or for help and
+    completion), else it is a placeholder (`Subcommands.placeholder`)."""
+    wanted = not isinstance(commands, Subcommands) or commands.wants(name, aliases)
+    if arguments is not None and not wanted:  # not the command this line runs
+        assert isinstance(commands, Subcommands)
+        return commands.placeholder(name, help, aliases)
     parser: Parser = commands.add_parser(
         name,
         help=help,
@@ -147,6 +190,8 @@ def command(
         handler = _imported_when_run(handler)
     if handler is not None:
         parser.set_defaults(handler=handler)
+    if arguments is not None:
+        arguments(parser)
     return parser
 
 
@@ -186,7 +231,12 @@ def group(
         description=description or _sentence(help),
         epilog=examples_text(examples),
     )
-    return parser.add_subparsers(title="subcommands", metavar="<subcommand>", prog=parser.prog)
+    subcommands = parser.add_subparsers(
+        title="subcommands", metavar="<subcommand>", prog=parser.prog
+    )
+    if isinstance(commands, Subcommands) and commands.words is not None:
+        subcommands.words = commands.words[1:] if commands.wants(name) else ()
+    return subcommands
 
 
 def _sentence(text: str) -> str:

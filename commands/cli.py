@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .argv import (
@@ -128,9 +128,13 @@ Data: SCHEDULER_DB (a SQLite path or a postgresql:// URL), else $SCHEDULER_HOME/
 )
 
 
-def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
+def build_parser(
+    prog: str = "ocsched", wanted: str | None = None, words: Sequence[str] | None = None
+) -> Parser:
     """The root parser. With `wanted`, only that command's module is imported and its
-    parsers built; the other commands are names with their help. Without, every parser."""
+    parsers built; the other commands are names with their help. Without, every parser.
+    `words` (the line's words that are not options): under `wanted`, only the
+    subcommand they name is built in full (`argv.command(…, arguments=…)`)."""
     root = Parser(
         prog=prog,
         usage="%(prog)s <command> [args] [--json] [--actor NAME]",
@@ -139,6 +143,8 @@ def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
     )
     root.add_argument("-V", "-v", "--version", action="store_true", help="print the version")
     commands = root.add_subparsers(title="commands", metavar="<command>", prog=prog)
+    if wanted is not None and words is not None:
+        commands.words = words
     registered: set[str] = set()
 
     def load(module_name: str) -> None:
@@ -155,7 +161,7 @@ def build_parser(prog: str = "ocsched", wanted: str | None = None) -> Parser:
         if wanted is None:
             load(module_name)
         if name not in commands.choices:  # not wanted
-            commands.add_parser(name, help=help_text, add_help=False)
+            commands.placeholder(name, help_text)
     for choice in commands._choices_actions:  # the table's line, however a module put it
         choice.help = COMMANDS[choice.dest][1]
     _register_builtins(commands)
@@ -197,8 +203,13 @@ def _print_version(args: argparse.Namespace) -> None:
 
 
 def _print_help(args: argparse.Namespace) -> None:
-    # The CLI's own help lists the table's lines: no command module need be imported.
-    parser = build_parser(args.prog, "" if not args.words and not args.json else None)
+    # The CLI's own help lists the table's lines: no command module need be imported; a
+    # command's help builds that command's parsers (`--json`: the whole tree, described).
+    if args.json:
+        parser = build_parser(args.prog)
+    else:
+        first = args.words[0] if args.words else ""
+        parser = build_parser(args.prog, first if first in COMMANDS else "", args.words)
     for word in args.words:
         found = _subparsers(parser)
         if found is None or word not in found.choices:
@@ -289,10 +300,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: str) -> int:
-    first = next((arg for arg in args if not arg.startswith("-")), "")
-    parser = build_parser(prog, first if first in COMMANDS else "")
+    words = [arg for arg in args if not arg.startswith("-")]
+    first = words[0] if words else ""
+    parser = build_parser(prog, first if first in COMMANDS else "", words)
     try:
         namespace, extras = parser.parse_known_args(args)
+        chosen = getattr(namespace, "_parser", parser)
+        if chosen.placeholder:  # an option's value was taken for the command's name
+            parser = build_parser(prog, chosen.path.partition(" ")[0])
+            namespace, extras = parser.parse_known_args(args)
         if extras:
             _unrecognized(getattr(namespace, "_parser", parser), extras)
     except SystemExit as done:  # --help printed

@@ -303,7 +303,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             "ocsched jobs run 75db1016",
         ],
     )
-    add = command(
+    command(
         jobs,
         "add",
         cli_add,
@@ -318,23 +318,18 @@ def register(commands: argparse._SubParsersAction) -> None:
             """"payload_message":"echo hi"}' --in 10m""",
             """ocsched jobs add '{"name":"x","schedule_cron":"*/5 * * * *"}' --dry-run""",
         ],
+        arguments=_add_arguments,
     )
-    add.add_argument("spec", metavar="<json>", help="the job spec, a JSON object")
-    add.add_argument("--dry-run", action="store_true", help="validate only; save nothing")
-    add.add_argument("--watchdog", action="store_true", help="a watchdog job (its defaults)")
-    add.add_argument("--at", metavar="<datetime>", help="run once at this time (UTC unless given)")
-    add.add_argument("--in", dest="within", metavar="<duration>", help="run once after 10m, 2h…")
-    add.add_argument("--profile", metavar="<id>", help="the auth profile (auth_profile)")
-    validate = command(
+    command(
         jobs,
         "validate",
         cli_validate,
         help="check a job spec without saving it",
         usage="<json>",
         examples=["""ocsched jobs validate '{"name":"x","schedule_cron":"0 3 * * *"}'"""],
+        arguments=_spec_argument,
     )
-    validate.add_argument("spec", metavar="<json>", help="the job spec, a JSON object")
-    update = command(
+    command(
         jobs,
         "update",
         cli_update,
@@ -344,48 +339,40 @@ def register(commands: argparse._SubParsersAction) -> None:
             """ocsched jobs update 75db1016 '{"schedule_cron":"0 4 * * *"}'""",
             """ocsched jobs update 75db1016 '{"enabled":0}' --dry-run""",
         ],
+        arguments=_update_arguments,
     )
-    update.add_argument("id", metavar="<id>", help="the job's id or a unique prefix")
-    update.add_argument("patch", metavar="<json>", help="the fields to change, a JSON object")
-    update.add_argument("--dry-run", action="store_true", help="validate only; save nothing")
-    update.add_argument("--profile", metavar="<id>", help="the auth profile (auth_profile)")
-    get = command(
+    command(
         jobs,
         "get",
         cli_get,
         help="print a job's record (JSON)",
         usage="<id>",
         examples=["ocsched jobs get 75db1016"],
+        arguments=_get_arguments,
     )
-    _job_id(get)
-    from .as_of import add_as_of
-
-    add_as_of(get)
-    listing = command(
+    command(
         jobs,
         "list",
         cli_list,
         help="all jobs, by name",
         usage="[--type standard|watchdog]",
         examples=["ocsched jobs list", "ocsched --json jobs list --type watchdog"],
+        arguments=_list_arguments,
     )
-    listing.add_argument("--type", metavar="standard|watchdog", help="only jobs of this type")
-    add_as_of(listing)
     for verb, handler, what in (
         ("enable", enable_handler, "enable a job (its next run is computed from now)"),
         ("disable", disable_handler, "disable a job (it keeps its history)"),
         ("delete", cli_delete, "delete a job (its events stay)"),
         ("run", cli_run, "run a job now through the daemon (also a disabled one)"),
     ):
-        _job_id(
-            command(
-                jobs,
-                verb,
-                handler,
-                help=what,
-                usage="<id>",
-                examples=[f"ocsched jobs {verb} 75db1016"],
-            )
+        command(
+            jobs,
+            verb,
+            handler,
+            help=what,
+            usage="<id>",
+            examples=[f"ocsched jobs {verb} 75db1016"],
+            arguments=_job_id,
         )
     command(
         jobs,
@@ -394,20 +381,66 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="jobs with their chained children",
         usage="",
         examples=["ocsched jobs tree"],
+        arguments=_no_arguments,
     )
-    cancel = command(
+    command(
         jobs,
         "cancel",
         cli_cancel,
         help="disable a job and its descendants and stop their runs",
         usage="<id> [--no-cascade]",
         examples=["ocsched jobs cancel 75db1016", "ocsched jobs cancel 75db1016 --no-cascade"],
+        arguments=_cancel_arguments,
     )
-    _job_id(cancel)
-    cancel.add_argument("--no-cascade", action="store_true", help="leave the descendants alone")
     from .approvals import register_decisions
 
     register_decisions(jobs)
+
+
+# Each subcommand's arguments, added only when its parser is built (`argv.command`).
+
+
+def _add_arguments(add: argparse.ArgumentParser) -> None:
+    _spec_argument(add)
+    add.add_argument("--dry-run", action="store_true", help="validate only; save nothing")
+    add.add_argument("--watchdog", action="store_true", help="a watchdog job (its defaults)")
+    add.add_argument("--at", metavar="<datetime>", help="run once at this time (UTC unless given)")
+    add.add_argument("--in", dest="within", metavar="<duration>", help="run once after 10m, 2h…")
+    add.add_argument("--profile", metavar="<id>", help="the auth profile (auth_profile)")
+
+
+def _spec_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="<json>", help="the job spec, a JSON object")
+
+
+def _update_arguments(update: argparse.ArgumentParser) -> None:
+    update.add_argument("id", metavar="<id>", help="the job's id or a unique prefix")
+    update.add_argument("patch", metavar="<json>", help="the fields to change, a JSON object")
+    update.add_argument("--dry-run", action="store_true", help="validate only; save nothing")
+    update.add_argument("--profile", metavar="<id>", help="the auth profile (auth_profile)")
+
+
+def _get_arguments(get: argparse.ArgumentParser) -> None:
+    from .as_of import add_as_of
+
+    _job_id(get)
+    add_as_of(get)
+
+
+def _list_arguments(listing: argparse.ArgumentParser) -> None:
+    from .as_of import add_as_of
+
+    listing.add_argument("--type", metavar="standard|watchdog", help="only jobs of this type")
+    add_as_of(listing)
+
+
+def _cancel_arguments(cancel: argparse.ArgumentParser) -> None:
+    _job_id(cancel)
+    cancel.add_argument("--no-cascade", action="store_true", help="leave the descendants alone")
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
 
 
 def _job_id(parser: argparse.ArgumentParser) -> None:
