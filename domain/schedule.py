@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from types import ModuleType
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import simple_cron
 from .errors import ValidationError
@@ -56,7 +55,13 @@ def parse_duration(text: str) -> timedelta:
         raise ValidationError(f'Invalid --in duration: "{text}" is too long') from None
 
 
-def zone(name: str) -> ZoneInfo:
+def zone(name: str) -> tzinfo:
+    """The IANA zone `name`. "UTC", the default, is datetime's: no zoneinfo import, no
+    file read (~2 ms of every `jobs add`), the same instants."""
+    if name == "UTC":
+        return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
