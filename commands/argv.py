@@ -68,14 +68,36 @@ class Subcommands(argparse._SubParsersAction):
         """Whether the command `name` (or one of its `aliases`) is to be built in full."""
         return self.words is None or bool(self.words) and self.words[0] in (name, *aliases)
 
-    def placeholder(self, name: str, help: str | None, aliases: Sequence[str] = ()) -> Parser:
+    def placeholder(self, name: str, help: str | None, aliases: Sequence[str] = ()) -> None:
         """A command this line does not run: its name (a choice, for "did you mean") and
-        its help line, without its arguments. Should argparse choose it after all (an
-        option's value looked like a command), the CLI builds every parser and parses
-        again."""
-        parser = self.add_parser(name, help=help, aliases=list(aliases), add_help=False)
-        parser.placeholder = True
-        return parser
+        its help line, without a parser (~50 µs each, some forty on every line)."""
+        if help is not None:
+            self._choices_actions.append(self._ChoicesPseudoAction(name, list(aliases), help))
+        stand_in = Placeholder(f"{self._prog_prefix} {name}")
+        for word in (name, *aliases):
+            self._name_parser_map[word] = stand_in
+
+
+class NotBuilt(Exception):
+    """argparse chose a placeholder after all (an option's value was taken for a command
+    word): the CLI builds that command's parsers and parses the line again."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+class Placeholder:
+    """Stands in a parser's choices for a command that is not built (`Subcommands.
+    placeholder`)."""
+
+    _actions: Sequence[argparse.Action] = ()
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> NoReturn:
+        raise NotBuilt(self.prog.partition(" ")[2])
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,9 +106,6 @@ class Parser(argparse.ArgumentParser):
     the CLI turns them into its one-line errors. `error_status`: the exit status of an
     argument error (1, the anchor's; the dispatch CLI's is 2, spec §31.1), inherited by the
     parser's subcommands."""
-
-    placeholder = False
-    """Made by `Subcommands.placeholder`: a name and a help line only."""
 
     def __init__(self, *args: Any, error_status: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", Formatter)
@@ -165,19 +184,12 @@ def command(
     description: str | None = None,
     examples: Sequence[str] = (),
     aliases: Sequence[str] = (),
-    arguments: Callable[[Parser], object] | None = None,
 ) -> Parser:
     """A command (or subcommand) `name` under `commands` run by `handler(ctx, args)`;
     `usage` (the anchor's, after the command words) is what an argument error shows.
     `handler` "module:function" (a module of `ocsched.commands`) is imported only when
     this command runs, keeping its imports off its sibling commands' path; None: the
-    caller sets what runs (the CLI's built-ins). `arguments(parser)` adds the command's
-    arguments; given, the command is built only when the line runs it (or for help and
-    completion), else it is a placeholder (`Subcommands.placeholder`)."""
-    wanted = not isinstance(commands, Subcommands) or commands.wants(name, aliases)
-    if arguments is not None and not wanted:  # not the command this line runs
-        assert isinstance(commands, Subcommands)
-        return commands.placeholder(name, help, aliases)
+    caller sets what runs (the CLI's built-ins)."""
     parser: Parser = commands.add_parser(
         name,
         help=help,
@@ -190,9 +202,26 @@ def command(
         handler = _imported_when_run(handler)
     if handler is not None:
         parser.set_defaults(handler=handler)
-    if arguments is not None:
-        arguments(parser)
     return parser
+
+
+def lazy_command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    handler: Handler | str,
+    *,
+    arguments: Callable[[Parser], object],
+    help: str,
+    aliases: Sequence[str] = (),
+    **details: Any,
+) -> None:
+    """`command(commands, name, handler, help=…, **details)` with its arguments added by
+    `arguments(parser)`, built only when the line runs it (or for help and completion);
+    else a placeholder: its name and help line (`Subcommands.placeholder`)."""
+    if isinstance(commands, Subcommands) and not commands.wants(name, aliases):
+        commands.placeholder(name, help, aliases)
+    else:
+        arguments(command(commands, name, handler, help=help, aliases=aliases, **details))
 
 
 def _imported_when_run(target: str) -> Handler:

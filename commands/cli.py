@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .argv import (
     ArgumentsError,
+    NotBuilt,
     Parser,
     UnknownCommand,
     command_module,
@@ -304,10 +305,10 @@ def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: st
     first = words[0] if words else ""
     parser = build_parser(prog, first if first in COMMANDS else "", words)
     try:
-        namespace, extras = parser.parse_known_args(args)
-        chosen = getattr(namespace, "_parser", parser)
-        if chosen.placeholder:  # an option's value was taken for the command's name
-            parser = build_parser(prog, chosen.path.partition(" ")[0])
+        try:
+            namespace, extras = parser.parse_known_args(args)
+        except NotBuilt as stand_in:  # an option's value was taken for the command's name
+            parser = build_parser(prog, stand_in.path.partition(" ")[0])
             namespace, extras = parser.parse_known_args(args)
         if extras:
             _unrecognized(getattr(namespace, "_parser", parser), extras)

@@ -7,7 +7,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .argv import command, group
+from .argv import group, lazy_command
 from .context import ConcurrentChange, Context
 from .output import (
     CommandError,
@@ -303,7 +303,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             "ocsched jobs run 75db1016",
         ],
     )
-    command(
+    lazy_command(
         jobs,
         "add",
         cli_add,
@@ -320,7 +320,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         ],
         arguments=_add_arguments,
     )
-    command(
+    lazy_command(
         jobs,
         "validate",
         cli_validate,
@@ -329,7 +329,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["""ocsched jobs validate '{"name":"x","schedule_cron":"0 3 * * *"}'"""],
         arguments=_spec_argument,
     )
-    command(
+    lazy_command(
         jobs,
         "update",
         cli_update,
@@ -341,7 +341,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         ],
         arguments=_update_arguments,
     )
-    command(
+    lazy_command(
         jobs,
         "get",
         cli_get,
@@ -350,7 +350,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched jobs get 75db1016"],
         arguments=_get_arguments,
     )
-    command(
+    lazy_command(
         jobs,
         "list",
         cli_list,
@@ -365,7 +365,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         ("delete", cli_delete, "delete a job (its events stay)"),
         ("run", cli_run, "run a job now through the daemon (also a disabled one)"),
     ):
-        command(
+        lazy_command(
             jobs,
             verb,
             handler,
@@ -374,7 +374,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             examples=[f"ocsched jobs {verb} 75db1016"],
             arguments=_job_id,
         )
-    command(
+    lazy_command(
         jobs,
         "tree",
         cli_tree,
@@ -383,7 +383,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         examples=["ocsched jobs tree"],
         arguments=_no_arguments,
     )
-    command(
+    lazy_command(
         jobs,
         "cancel",
         cli_cancel,

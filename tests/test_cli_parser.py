@@ -60,6 +60,31 @@ def test_a_group_without_its_subcommand_prints_its_help(scheduler):
     assert scheduler.ok("--json").json["command"] == "ocsched"
 
 
+def test_only_the_subcommand_being_run_is_built_and_its_group_lists_them_all():
+    from ocsched.commands.argv import Placeholder
+
+    whole = build_parser()
+    line = ["jobs", "add", "{}"]
+    lazy = build_parser("ocsched", "jobs", line)
+    jobs = lazy._subparsers._group_actions[0].choices["jobs"]
+    subcommands = jobs._subparsers._group_actions[0].choices
+    assert not isinstance(subcommands["add"], Placeholder)
+    assert isinstance(subcommands["list"], Placeholder)
+    assert isinstance(lazy._subparsers._group_actions[0].choices["runs"], Placeholder)
+    whole_jobs = whole._subparsers._group_actions[0].choices["jobs"]
+    assert jobs.format_help() == whole_jobs.format_help()
+    assert list(subcommands) == list(whole_jobs._subparsers._group_actions[0].choices)
+
+
+def test_an_option_s_value_taken_for_a_command_word_still_runs_the_command(scheduler):
+    # `--actor` is taken off the line once; a second one is the parsers' own option, and
+    # its value is not the subcommand the line runs (that one was left unbuilt at first).
+    job = scheduler.add(shell_job())
+    assert scheduler.ok("--json", "jobs", "--actor", "bob", "list").json[0]["id"] == job["id"]
+    listed = scheduler.ok("--json", "--actor", "a", "--actor", "b", "jobs", "list").json
+    assert listed[0]["id"] == job["id"]
+
+
 def test_help_json_describes_the_tree(scheduler):
     tree = scheduler.ok("--json", "help").json
     add = tree["subcommands"]["jobs"]["subcommands"]["add"]
@@ -353,3 +378,18 @@ def test_a_command_imports_only_its_own_module(scheduler):
     for name in ("runs", "events", "dispatch", "daemon", "completion", "projections"):
         assert f"ocsched.commands.{name}" not in commands, name
     assert not imported & {"shtab", "tqdm", "difflib", "eventsourcing", "croniter"}
+    assert "ocsched.commands.as_of" in commands  # (`jobs list --as-of`)
+
+
+def test_building_a_command_s_parsers_imports_no_locale_nor_shutil():
+    probe = (
+        "import sys\n"
+        "from ocsched.commands.cli import build_parser\n"
+        "line = ['jobs', 'add', '{}']\n"
+        "build_parser('ocsched', 'jobs', line).parse_known_args(line)\n"
+        "print(sorted({'locale', 'shutil'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [OCSCHED[0], "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["[]"]
