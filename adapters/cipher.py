@@ -19,8 +19,6 @@ event is decrypted, and named.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import Cipher, PersistenceError
@@ -46,6 +44,9 @@ def key_id(key: bytes) -> bytes:
 
 
 def parse_key(text: str, name: str) -> bytes:
+    import base64  # (with binascii, only where there is a key: every command imports this)
+    import binascii
+
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -59,6 +60,7 @@ def parse_key(text: str, name: str) -> bytes:
 
 
 def new_key() -> str:
+    import base64
     import os
 
     return base64.b64encode(os.urandom(32)).decode()
@@ -83,6 +85,8 @@ class KeyRing(Cipher):
         return bool(self._ciphers)
 
     def _add(self, key: bytes) -> Cipher:
+        import base64
+
         from eventsourcing.cryptography import AESCipher
         from eventsourcing.utils import Environment
 

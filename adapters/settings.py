@@ -6,14 +6,63 @@ daemon); everything else receives the object. No other module reads `os.environ`
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+_DEFAULT: Any = object()
+
+
+class Folder:
+    """A folder setting of `Settings`: a `Path` when read, kept as it was given (text from
+    the environment) until then, so that a command that reads none imports no pathlib
+    (with urllib.parse and ipaddress, ~3 ms of every start). `default()`: its text when
+    not given (none: the setting is required)."""
+
+    def __init__(self, default: Callable[[], str] | None = None) -> None:
+        self._default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}"
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Any: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> Path: ...
+    def __get__(self, instance: object, owner: type) -> Any:
+        if instance is None:  # the dataclass asks for the default
+            if self._default is None:
+                raise AttributeError(self._slot)
+            return _DEFAULT
+        value = instance.__dict__[self._slot]
+        if isinstance(value, str):
+            from pathlib import Path
+
+            value = instance.__dict__[self._slot] = Path(value)
+        return value
+
+    def __set__(self, instance: object, value: str | os.PathLike[str]) -> None:
+        if value is _DEFAULT:
+            assert self._default is not None, "a required setting is always given"
+            value = self._default()
+        elif not isinstance(value, str):
+            from pathlib import Path
+
+            value = Path(value)
+        instance.__dict__[self._slot] = value
+
+
+def _user_home() -> str:
+    return os.path.expanduser("~")  # what Path.home() returns
 
 
 @dataclass(frozen=True)
@@ -62,8 +111,8 @@ class Settings:
     """SCHEDULER_DB is a SQLite path (default `$SCHEDULER_HOME/ocsched.db`) or a
     `postgresql://` URL; with PostgreSQL the read models live in a local SQLite file."""
 
-    home: Path
-    database: str
+    home: Folder = Folder()  # (required: Folder() has no default)
+    database: str  # type: ignore[misc]
     read_model_db: str | None = None
     """`OCSCHED_READ_MODEL_DB`: with PostgreSQL, this host's read models."""
     artifacts: str | None = None
@@ -87,12 +136,12 @@ class Settings:
     """`OCSCHED_CIPHER_KEY`: new events' states encrypted with it (adapters/cipher.py)."""
     cipher_old_keys: str | None = field(default=None, repr=False)
     """`OCSCHED_CIPHER_OLD_KEYS`: earlier keys, comma-separated, still read with."""
-    user_home: Path = field(default_factory=Path.home)
+    user_home: Folder = Folder(_user_home)
     """`HOME`."""
-    openclaw_home: Path = field(default_factory=lambda: Path.home() / ".openclaw")
+    openclaw_home: Folder = Folder(lambda: os.path.join(_user_home(), ".openclaw"))
     """`OPENCLAW_HOME`: OpenClaw's own files (sessions, credentials, openclaw.json)."""
-    dispatch_config_dir: Path = field(
-        default_factory=lambda: Path.home() / ".openclaw" / "dispatch"
+    dispatch_config_dir: Folder = Folder(
+        lambda: os.path.join(_user_home(), ".openclaw", "dispatch")
     )
     """`DISPATCH_CONFIG_DIR`: the dispatch CLI's `config.json` (spec §31.1)."""
     gateway_url: str | None = None
@@ -123,17 +172,27 @@ class Settings:
         so a read model and the events it was built from cannot drift apart. With a cipher
         key, a file of their own: they hold the decoded values the log keeps encrypted."""
         if self.uses_postgres or self.cipher_key:
-            return self.read_model_db or str(self.home / "read-models.db")
+            return self.read_model_db or os.path.join(self.home_text, "read-models.db")
         return self.database
+
+    @property
+    def home_text(self) -> str:
+        """`home` as text, without making a Path."""
+        return os.fspath(self.__dict__["_home"])  # (as `Folder` keeps it)
 
     @property
     def artifacts_dir(self) -> Path:
         """Offloaded run output (spec §1.3)."""
+        from pathlib import Path
+
+        return Path(self._artifacts_text())
+
+    def _artifacts_text(self) -> str:
         if self.artifacts:
-            return Path(self.artifacts)
+            return self.artifacts
         if self.uses_postgres:
-            return self.home / "artifacts"
-        return Path(self.database).resolve().parent / "artifacts"
+            return os.path.join(self.home_text, "artifacts")
+        return os.path.join(os.path.dirname(os.path.realpath(self.database)), "artifacts")
 
     @property
     def gateway_environment(self) -> dict[str, str]:
@@ -149,13 +208,14 @@ class Settings:
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        user_home = Path(env.get("HOME") or Path.home())
-        home = Path(env.get("SCHEDULER_HOME") or user_home / ".openclaw" / "scheduler")
-        openclaw_home = Path(env.get("OPENCLAW_HOME") or user_home / ".openclaw")
+        join = os.path.join
+        user_home = _folder(env.get("HOME") or _user_home())
+        home = _folder(env.get("SCHEDULER_HOME") or join(user_home, ".openclaw", "scheduler"))
+        openclaw_home = _folder(env.get("OPENCLAW_HOME") or join(user_home, ".openclaw"))
         hooks = (("loki", "LOKI_PUSH_URL"), ("webhook", "DISPATCH_WEBHOOK_URL"))
         return cls(
             home=home,
-            database=env.get("SCHEDULER_DB") or str(home / "ocsched.db"),
+            database=env.get("SCHEDULER_DB") or join(home, "ocsched.db"),
             read_model_db=env.get("OCSCHED_READ_MODEL_DB") or None,
             artifacts=env.get("SCHEDULER_ARTIFACTS_DIR") or None,
             shell=env.get("SCHEDULER_SHELL") or cls.shell,
@@ -168,8 +228,8 @@ class Settings:
             cipher_old_keys=env.get("OCSCHED_CIPHER_OLD_KEYS") or None,
             user_home=user_home,
             openclaw_home=openclaw_home,
-            dispatch_config_dir=Path(
-                env.get("DISPATCH_CONFIG_DIR") or user_home / ".openclaw" / "dispatch"
+            dispatch_config_dir=_folder(
+                env.get("DISPATCH_CONFIG_DIR") or join(user_home, ".openclaw", "dispatch")
             ),
             gateway_url=env.get("OPENCLAW_GATEWAY_URL") or None,
             gateway_token=env.get("OPENCLAW_GATEWAY_TOKEN") or None,
@@ -180,6 +240,25 @@ class Settings:
             reactor=ReactorSettings.from_environment(env),
             api_token=env.get("OCSCHED_API_TOKEN") or None,
         )
+
+
+def login_name() -> str:
+    """`getpass.getuser()` without importing getpass (and termios with it, ~0.5 ms of every
+    command): LOGNAME, USER, LNAME or USERNAME, else the password database's name of this
+    uid (KeyError when it has none)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if user := os.environ.get(name):
+            return user
+    import pwd
+
+    return pwd.getpwuid(os.getuid())[0]
+
+
+def _folder(text: str) -> str:
+    """`str(Path(text))` without importing pathlib: empty and "." parts and doubled or
+    trailing slashes dropped, ".." and a leading "//" kept (a test holds them equal)."""
+    root = "//" if text.startswith("//") and not text.startswith("///") else "/" * (text[:1] == "/")
+    return root + "/".join(part for part in text.split("/") if part not in ("", ".")) or "."
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:
@@ -257,24 +336,37 @@ def _ours_to_tighten(path: str | os.PathLike[str], mode: int) -> bool:
     return resolved not in ("/", os.path.realpath(os.path.expanduser("~")))
 
 
-def private_directory(path: str | os.PathLike[str], *, tighten_existing: bool = True) -> Path:
+def private_directory(path: str | os.PathLike[str], *, tighten_existing: bool = True) -> None:
     """`path` as a directory only its owner can use: every missing directory on the way
     is created 0700 whatever the umask (`mkdir(mode=…)` gives the parents the umask's
     mode); an existing `path` is tightened to 0700 unless `tighten_existing` is false."""
-    directory = Path(os.path.abspath(path))
+    directory = os.path.abspath(path)
     missing = []
-    while not directory.exists() and directory != directory.parent:
+    while not _exists(directory) and directory != os.path.dirname(directory):
         missing.append(directory)
-        directory = directory.parent
+        directory = os.path.dirname(directory)
     for created in reversed(missing):
         try:
-            created.mkdir(mode=PRIVATE_DIRECTORY)
+            os.mkdir(created, PRIVATE_DIRECTORY)
         except FileExistsError:  # another process made it first: tighten it below
             continue
         os.chmod(created, PRIVATE_DIRECTORY)  # the umask may have taken the owner's bits
     if tighten_existing:
         tighten(path, PRIVATE_DIRECTORY)
-    return Path(path)
+
+
+def _exists(path: str) -> bool:
+    """`Path(path).exists()`: a missing file or folder on the way is False, any other
+    error (a permission) is raised."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            raise
+        return False
+    except ValueError:  # a NUL in the path
+        return False
+    return True
 
 
 def open_private_file(path: str | os.PathLike[str], *, truncate: bool) -> int | None:
@@ -314,24 +406,30 @@ def secure_store(settings: Settings) -> None:
     this rule), every run folder (0700) and file (0600) in it. Creates nothing. A folder
     outside the home that the user named (`SCHEDULER_DB=/tmp/x.db`,
     `SCHEDULER_ARTIFACTS_DIR=~/out`) is not ours to change: only what we put in it is."""
-    home = Path(os.path.abspath(settings.home))
+    home = os.path.abspath(settings.home_text)
     tighten(home, PRIVATE_DIRECTORY)
     files = [] if settings.uses_postgres else [settings.database]
     files.append(settings.read_model_path)
     for file in dict.fromkeys(files):
-        directory = Path(os.path.dirname(os.path.abspath(file)))
-        if directory != home and directory.is_relative_to(home):
+        directory = os.path.dirname(os.path.abspath(file))
+        if directory != home and _within(directory, home):
             tighten(directory, PRIVATE_DIRECTORY)
         for suffix in ("", *SQLITE_COMPANIONS):
             tighten(file + suffix, PRIVATE_FILE)
-    artifacts = Path(os.path.abspath(settings.artifacts_dir))
-    if settings.artifacts is None or artifacts.is_relative_to(home):
+    artifacts = os.path.abspath(settings._artifacts_text())
+    if settings.artifacts is None or _within(artifacts, home):
         tighten(artifacts, PRIVATE_DIRECTORY)
-    if tighten(artifacts / "runs", PRIVATE_DIRECTORY):
-        _tighten_tree(artifacts / "runs")
+    runs = os.path.join(artifacts, "runs")
+    if tighten(runs, PRIVATE_DIRECTORY):
+        _tighten_tree(runs)
 
 
-def _tighten_tree(root: Path) -> None:
+def _within(path: str, folder: str) -> bool:
+    """`Path(path).is_relative_to(folder)` for absolute, normalized paths."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _tighten_tree(root: str) -> None:
     for directory, folders, names in os.walk(root):
         for folder in folders:
             tighten(os.path.join(directory, folder), PRIVATE_DIRECTORY)
@@ -344,6 +442,8 @@ def write_artifact(path: str, text: str) -> None:
     created 0700 and the file 0600 whatever the umask, `runs` and the run's folder
     tightened. The run id must be one safe path segment and the file must resolve under
     the artifacts folder (issue 9); else OutsideRoot, an OSError."""
+    from pathlib import Path
+
     from ocsched.domain.safe_names import is_safe_segment
 
     from .openclaw_files import OutsideRoot, within

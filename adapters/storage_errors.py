@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import logging
@@ -121,6 +120,8 @@ def location(database: str, read_models: str, fault: StorageFault) -> str:
     the SQLite file."""
     if not fault.postgres:
         return read_models
+    from urllib.parse import urlsplit
+
     parts = urlsplit(database)
     port = f":{parts.port}" if parts.port else ""
     return f"PostgreSQL at {parts.hostname or '127.0.0.1'}{port}{parts.path or '/postgres'}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ocsched.adapters.settings import Settings
+from ocsched.adapters.settings import Settings, login_name
 from ocsched.projections import views
 
 from .output import CommandError, as_utf8
@@ -62,9 +62,7 @@ def default_actor(settings: Settings) -> str:
     if settings.actor:
         return as_utf8(settings.actor)
     try:
-        import getpass
-
-        return as_utf8(getpass.getuser())
+        return as_utf8(login_name())
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
 

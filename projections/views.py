@@ -42,9 +42,7 @@ def read_only_uri(path: str) -> str:
     `mode=ro&immutable=1` (read as a file nobody changes: no locks, no WAL index; what a
     read-only store is to this user). Raises `sqlite3.DatabaseError` for a file that is not
     a database."""
-    from urllib.parse import quote
-
-    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    uri = f"file:{uri_path(os.path.abspath(path))}?mode=ro"
     probe = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -55,6 +53,17 @@ def read_only_uri(path: str) -> str:
     finally:
         probe.close()
     return uri
+
+
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+
+
+def uri_path(path: str) -> str:
+    """`urllib.parse.quote(path)` (UTF-8, "/" kept) without importing urllib.parse and
+    ipaddress (~3 ms of every command; a test holds them equal)."""
+    return "".join(
+        chr(byte) if byte in _URI_SAFE else f"%{byte:02X}" for byte in path.encode("utf-8")
+    )
 
 
 def _is_fresh(connection: sqlite3.Connection) -> bool:

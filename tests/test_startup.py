@@ -52,7 +52,7 @@ print(fire.isoformat(), calls, platform.architecture is architecture)
     assert out == ["2030-01-31T11:00:00+00:00", "[]", "True"]  # `L`: croniter's to answer
 
 
-def test_jobs_add_imports_neither_aiohttp_nor_the_gateway_nor_croniter(scheduler):
+def _jobs_add_imports(scheduler) -> set[str]:
     completed = subprocess.run(
         [sys.executable, "-X", "importtime", *OCSCHED[1:], "jobs", "add", json.dumps(shell_job())],
         env=scheduler.env,
@@ -63,8 +63,24 @@ def test_jobs_add_imports_neither_aiohttp_nor_the_gateway_nor_croniter(scheduler
     assert completed.returncode == 0, completed.stderr[-2000:]
     imported = _imported(completed.stderr)
     assert "ocsched.domain.validation" in imported  # the probe sees our own imports
+    return imported
+
+
+def test_jobs_add_imports_neither_aiohttp_nor_the_gateway_nor_croniter(scheduler):
+    imported = _jobs_add_imports(scheduler)
     assert not {"aiohttp", "ocsched.adapters.gateway"} & imported
     assert "croniter" not in imported  # a plain cron is evaluated by domain/simple_cron.py
+
+
+def test_jobs_add_on_a_store_imports_nothing_it_does_not_use(scheduler):
+    # What the path used to import for little (issue 10): OpenSSL for a few hashes,
+    # argparse's terminal and locale lookups, pathlib and urllib.parse for a few folders,
+    # zoneinfo for UTC, getpass for the user's name. (The first command on a new store
+    # makes its tables with sqlite-utils, which imports more.)
+    scheduler.add(shell_job())
+    imported = _jobs_add_imports(scheduler)
+    unwanted = {"hashlib", "shutil", "locale", "pathlib", "urllib.parse", "zoneinfo", "getpass"}
+    assert not unwanted & imported
 
 
 def test_a_daemon_with_only_shell_jobs_runs_them_without_importing_aiohttp(
