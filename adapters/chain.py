@@ -21,9 +21,9 @@ from __future__ import annotations
 import sqlite3
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
@@ -304,8 +304,7 @@ EDITED, DELETED, INSERTED, REORDERED, REWRITTEN = (
 )
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True):
     """The first break in the chain: `kind` (edited, deleted, inserted, reordered,
     rewritten: the chain no longer matches an anchor), the position it is at, what
     happened there, and `other` (the position an event was moved from, for reordered)."""
@@ -316,8 +315,10 @@ class Finding:
     other: int | None = None
 
 
-@dataclass
-class Verdict:
+class Verdict(msgspec.Struct):
+    """A walk's result. (Structs, not dataclasses: every command that opens the log imports
+    this module, and a Struct is made ~30 times faster.)"""
+
     start: int
     """The first position walked."""
     end: int

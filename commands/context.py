@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -221,9 +221,7 @@ class Context:
         for `storage_retry_s` from the invocation's first such error; then one line: what
         failed and where, what became of the command (`outcome`), what to do. Any other
         error is raised at once."""
-        from ocsched.adapters import storage_errors
-
-        delays = storage_errors.backoff()
+        delays: Iterator[float] | None = None
         while True:
             started = time.monotonic()
             try:
@@ -231,9 +229,13 @@ class Context:
             except StorageUnavailable:
                 raise  # (from a nested attempt: the invocation's time is spent)
             except Exception as error:
+                from ocsched.adapters import storage_errors  # (only when something failed)
+
                 fault = storage_errors.storage_fault(error)
                 if fault is None:
                     raise
+                if delays is None:
+                    delays = storage_errors.backoff()
                 now = time.monotonic()
                 if self._fault_since is None:
                     self._fault_since = started  # (a lock is waited for within an attempt)

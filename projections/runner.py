@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .projection import Projection
 from .source import EventSource
@@ -113,8 +114,9 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-@dataclass(frozen=True)
-class ProjectionStatus:
+class ProjectionStatus(msgspec.Struct, frozen=True):
+    """(A Struct: made at import ~30 times faster than a frozen dataclass.)"""
+
     name: str
     position: int
     head: int
