@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import logging
 import os
@@ -173,6 +174,7 @@ class Reactor:
         )
         self._join_cluster()
         await self.handlers.recover()
+        settle_garbage_collector()
         knobs = self.ctx.settings.reactor
         background = [
             asyncio.create_task(self.watch()),
@@ -585,3 +587,18 @@ def _may_add_timer(event: Any, horizon: float) -> bool:
 
 def _epoch(ts: str) -> float:
     return from_ts(ts).timestamp()
+
+
+GC_YOUNG_THRESHOLD = 20_000
+"""Allocations between collections of the youngest generation (Python's default: 700)."""
+
+
+def settle_garbage_collector() -> None:
+    """What the daemon holds once started (modules, classes, the timers' facts) is moved
+    out of the collector's way (`gc.freeze`), and the young generation is collected every
+    20,000 allocations instead of 700: a burst of runs allocates thousands of short-lived
+    objects per run, few of them in cycles, and the collections cost ~5 % of its CPU."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
