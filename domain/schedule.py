@@ -16,7 +16,8 @@ from . import simple_cron
 from .errors import ValidationError
 from .job_spec import AT_JOB_SENTINEL_CRON
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhd])\s*$", re.IGNORECASE)
+_DURATION = r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhd])\s*$"
+"""(Compiled by `re` on first use, for `--in` only: ~0.4 ms at import otherwise.)"""
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -45,7 +46,7 @@ def parse_datetime(text: str) -> datetime:
 
 def parse_duration(text: str) -> timedelta:
     """`30s`, `15m`, `1.5h`, `1d` (spec §4.3)."""
-    match = _DURATION.match(text)
+    match = re.match(_DURATION, text, re.IGNORECASE)
     if not match:
         raise ValidationError(f'Invalid --in duration: "{text}". Use e.g. 15m, 2h, 30s, 1d')
     amount, unit = match.groups()

@@ -125,14 +125,17 @@ def validate_job_spec(spec: object, current: dict | None = None) -> dict:
     return patch
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _reject_unencodable_text(spec: dict) -> None:
-    """A JSON `\\ud800` escape decodes to a lone surrogate, which no UTF-8 store can hold."""
+    """A JSON `\\ud800` escape decodes to a lone surrogate, which no UTF-8 store can hold
+    (UTF-8 encodes every other code point)."""
     for key, value in spec.items():
-        if isinstance(value, str) and _LONE_SURROGATE.search(value):
-            raise ValidationError(f"{key} contains an invalid character (a lone surrogate)")
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(
+                    f"{key} contains an invalid character (a lone surrogate)"
+                ) from None
 
 
 class _Check(msgspec.Struct, frozen=True):
