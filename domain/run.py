@@ -164,14 +164,7 @@ class Run(Aggregate):
 
     def queue_behind(self, run_id: str, job_changes: dict, meta: EventMeta, at: datetime):
         self._require("pending")
-        self.trigger_event(
-            self.Queued,
-            job_id=self.job_id,
-            behind=run_id,
-            job_changes=job_changes,
-            meta=meta,
-            timestamp=at,
-        )
+        self._record(self.Queued, meta, at, behind=run_id, job_changes=job_changes)
 
     def gate(
         self,
@@ -184,20 +177,13 @@ class Run(Aggregate):
     ) -> None:
         """Record a gate's decision on a run that has not started."""
         self._require("pending", "queued")
-        self.trigger_event(
-            self.Gated,
-            job_id=self.job_id,
-            gate=gate,
-            decision=decision,
-            reason=reason,
-            detail=detail,
-            meta=meta,
-            timestamp=at,
+        self._record(
+            self.Gated, meta, at, gate=gate, decision=decision, reason=reason, detail=detail
         )
 
     def release_key(self, meta: EventMeta, at: datetime) -> None:
         if not self.key_released:
-            self.trigger_event(self.KeyReleased, job_id=self.job_id, meta=meta, timestamp=at)
+            self._record(self.KeyReleased, meta, at)
 
     def start(
         self,
@@ -210,14 +196,13 @@ class Run(Aggregate):
     ) -> None:
         """The process started, or (for an agent turn) the gateway accepted the turn."""
         self._require("pending", "queued")
-        self.trigger_event(
+        self._record(
             self.Started,
-            job_id=self.job_id,
+            meta,
+            at,
             process_id=process_id,
             process_group=process_group,
             job_changes=job_changes or {},
-            meta=meta,
-            timestamp=at,
             session_key=session_key,
         )
 
@@ -232,15 +217,12 @@ class Run(Aggregate):
         if status not in TERMINAL:
             raise DomainError(f"Not a final run status: {status}")
         self._require("pending", "queued", "running")
-        self.trigger_event(
-            self.Finished,
-            job_id=self.job_id,
-            status=status,
-            outcome=outcome,
-            job_changes=job_changes,
-            meta=meta,
-            timestamp=at,
+        self._record(
+            self.Finished, meta, at, status=status, outcome=outcome, job_changes=job_changes
         )
+
+    def _record(self, event_class: type, meta: EventMeta, at: datetime, **fields: Any) -> None:
+        self.trigger_event(event_class, job_id=self.job_id, meta=meta, timestamp=at, **fields)
 
     @property
     def is_finished(self) -> bool:
