@@ -172,7 +172,7 @@ class Settings:
         so a read model and the events it was built from cannot drift apart. With a cipher
         key, a file of their own: they hold the decoded values the log keeps encrypted."""
         if self.uses_postgres or self.cipher_key:
-            return self.read_model_db or os.path.join(self.home_text, "read-models.db")
+            return self.read_model_db or _folder(os.path.join(self.home_text, "read-models.db"))
         return self.database
 
     @property
@@ -191,7 +191,7 @@ class Settings:
         if self.artifacts:
             return self.artifacts
         if self.uses_postgres:
-            return os.path.join(self.home_text, "artifacts")
+            return _folder(os.path.join(self.home_text, "artifacts"))
         return os.path.join(os.path.dirname(os.path.realpath(self.database)), "artifacts")
 
     @property
@@ -215,7 +215,7 @@ class Settings:
         hooks = (("loki", "LOKI_PUSH_URL"), ("webhook", "DISPATCH_WEBHOOK_URL"))
         return cls(
             home=home,
-            database=env.get("SCHEDULER_DB") or join(home, "ocsched.db"),
+            database=env.get("SCHEDULER_DB") or _folder(join(home, "ocsched.db")),
             read_model_db=env.get("OCSCHED_READ_MODEL_DB") or None,
             artifacts=env.get("SCHEDULER_ARTIFACTS_DIR") or None,
             shell=env.get("SCHEDULER_SHELL") or cls.shell,

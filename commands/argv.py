@@ -88,8 +88,8 @@ class NotBuilt(Exception):
 
 
 class Placeholder:
-    """Stands in a parser's choices for a command that is not built (`Subcommands.
-    placeholder`)."""
+    """In a parser's choices, the stand-in for a command that is not built
+    (`Subcommands.placeholder`)."""
 
     _actions: Sequence[argparse.Action] = ()
 

@@ -11,8 +11,10 @@ How a command joins the CLI (the contract every command module follows):
   runnable parser, where `fn(ctx: Context, args: argparse.Namespace) -> None`. A module may
   register several table rows (`deliveries`: `alias` and `deliveries`).
 * Modules are imported lazily: a command imports only its own module (`ocsched jobs add`
-  builds the `jobs` parser; every other command is a name and a line of help). `--help` of
-  the whole CLI, `help` and `completion` build every parser.
+  builds the `jobs` parser; every other command is a name and a line of help). A
+  subcommand added with `argv.lazy_command` (its arguments in a function) is built only
+  when the line runs it: `jobs add` builds `add` alone. `--help` of the whole CLI, `help`
+  and `completion` build every parser.
 * `--json` and `--actor` are taken off the line wherever they are, before parsing
   (`ctx.json`, `ctx.actor`); every parser lists them for help and completion.
 * Exit status: 0 done; 1 a refused or failed command, including wrong arguments to a known
@@ -135,7 +137,8 @@ def build_parser(
     """The root parser. With `wanted`, only that command's module is imported and its
     parsers built; the other commands are names with their help. Without, every parser.
     `words` (the line's words that are not options): under `wanted`, only the
-    subcommand they name is built in full (`argv.command(…, arguments=…)`)."""
+    subcommand they name is built in full (`argv.lazy_command`); the others stand in with
+    their names and help lines."""
     root = Parser(
         prog=prog,
         usage="%(prog)s <command> [args] [--json] [--actor NAME]",

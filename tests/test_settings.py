@@ -83,6 +83,15 @@ def test_folder_settings_are_paths_whether_given_as_text_or_as_paths(tmp_path):
         Settings(database="x")  # type: ignore[call-arg]
 
 
+@pytest.mark.parametrize("home", ["/tmp/x", ".", "/", "relative/../x/"])
+def test_the_files_under_the_home_read_as_path_joins_them(home):
+    settings = Settings.from_environment({"SCHEDULER_HOME": home, "OCSCHED_CIPHER_KEY": "k"})
+    assert settings.database == str(Path(home) / "ocsched.db")
+    assert settings.read_model_path == str(Path(home) / "read-models.db")
+    pg = Settings.from_environment({"SCHEDULER_HOME": home, "SCHEDULER_DB": "postgresql://h/d"})
+    assert pg.artifacts_dir == Path(home) / "artifacts"
+
+
 def test_artifacts_default_beside_the_database_file_resolved(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
