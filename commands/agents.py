@@ -9,6 +9,7 @@ from .argv import command, group
 from .context import Context
 from .output import (
     CommandError,
+    UsageError,
     local_time,
     print_done,
     print_json,
@@ -33,8 +34,14 @@ def register_agent(
     name: str | None = None,
     *,
     capabilities: list[str] | None = None,
+    delivery_to: str | None = None,
+    delivery_channel: str | None = None,
+    brand_name: str | None = None,
+    clear_delivery: bool = False,
 ) -> Row:
-    """The anchor's upsert (`agents register <id> [name]`): the status back to idle."""
+    """The anchor's upsert (`agents register <id> [name]`): the status back to idle. With
+    `delivery_to` (and `delivery_channel`, default telegram) the daemon sends the agent's
+    inbox there; `clear_delivery` stops that. None keeps what was recorded."""
     from eventsourcing.application import AggregateNotFoundError
 
     from ocsched.domain.agent import Agent, agent_aggregate_id, register
@@ -51,6 +58,10 @@ def register_agent(
             agent_id,
             name=name,
             capabilities=capabilities,
+            delivery_to=delivery_to,
+            delivery_channel=delivery_channel,
+            brand_name=brand_name,
+            clear_delivery=clear_delivery,
             meta=ctx.meta(),
             at=ctx.now,
         )
@@ -82,7 +93,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         commands,
         "agents",
         help="the agents registry: list, get, register",
-        examples=["ocsched agents register ops 'Ops Bot'", "ocsched agents list"],
+        examples=[
+            "ocsched agents register ops 'Ops Bot'",
+            "ocsched agents register ops --delivery-to 123456 --delivery-channel telegram",
+            "ocsched agents list",
+        ],
     )
     command(
         agents,
@@ -107,10 +122,42 @@ def register(commands: argparse._SubParsersAction) -> None:
         cli_register,
         help="register an agent, or register it again (its status goes back to idle)",
         usage="<agent-id> [name]",
-        examples=["ocsched agents register ops", "ocsched agents register ops 'Ops Bot'"],
+        description=(
+            "Register an agent, or register it again: its status goes back to idle, and\n"
+            "the values not given stay as they were (the delivery target among them).\n"
+            "With --delivery-to, the daemon sends the agent's inbox (its pending messages)\n"
+            "to that target as they arrive; --no-delivery stops that."
+        ),
+        examples=[
+            "ocsched agents register ops",
+            "ocsched agents register ops 'Ops Bot'",
+            "ocsched agents register ops --delivery-to 123456 --delivery-channel telegram",
+            "ocsched agents register ops --delivery-to @oncall --brand 'Ops Desk'",
+            "ocsched agents register ops --no-delivery",
+        ],
     )
     add.add_argument("agent_id", metavar="<agent-id>", help="the agent's id")
     add.add_argument("name", nargs="?", help="a display name (default: the id)")
+    add.add_argument(
+        "--delivery-to",
+        metavar="<target>",
+        help="where the daemon sends the agent's inbox: a chat id, or an @alias",
+    )
+    add.add_argument(
+        "--delivery-channel",
+        metavar="<channel>",
+        help="the channel of --delivery-to (default when sending: telegram)",
+    )
+    add.add_argument(
+        "--brand",
+        metavar="<name>",
+        help="the agent's brand name, recorded as brand_name (the inbox header's is INBOX_BRAND)",
+    )
+    add.add_argument(
+        "--no-delivery",
+        action="store_true",
+        help="clear the delivery target and channel: the inbox is no longer sent",
+    )
 
 
 def cli_list(ctx: Context, args: argparse.Namespace) -> None:
@@ -132,6 +179,25 @@ def cli_get(ctx: Context, args: argparse.Namespace) -> None:
     print_json(agent)
 
 
+REGISTER_USAGE = (
+    "agents register <agent-id> [name] [--delivery-to <target>]"
+    " [--delivery-channel <channel>] [--brand <name>] [--no-delivery]"
+)
+
+
 def cli_register(ctx: Context, args: argparse.Namespace) -> None:
-    agent = register_agent(ctx, args.agent_id, args.name or args.agent_id)
+    if args.no_delivery and (args.delivery_to is not None or args.delivery_channel is not None):
+        raise UsageError(
+            "--no-delivery cannot be given with --delivery-to or --delivery-channel."
+            f" Usage: {REGISTER_USAGE}"
+        )
+    agent = register_agent(
+        ctx,
+        args.agent_id,
+        args.name or args.agent_id,
+        delivery_to=args.delivery_to,
+        delivery_channel=args.delivery_channel,
+        brand_name=args.brand,
+        clear_delivery=args.no_delivery,
+    )
     print_done(ctx.json, f"Registered: {to_json(agent)}", agent=agent)

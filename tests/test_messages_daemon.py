@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 
 from ocsched.adapters.settings import Settings
 from ocsched.commands import messages as post
@@ -168,3 +169,34 @@ def test_the_watching_inbox_consumer_sends_what_arrives_and_stops_on_sigterm(sch
     text = log.read_text()
     assert "[inbox-consumer] delivered 1 message(s)" in text
     assert text.rstrip().endswith("[inbox-consumer] SIGTERM; exiting")
+
+
+def test_the_daemon_sends_the_inbox_of_an_agent_registered_with_a_delivery_target(
+    scheduler, daemons, gateway
+):
+    daemons.start()
+    scheduler.ok(
+        "agents", "register", "ops", "--delivery-to", "123", "--delivery-channel", "telegram"
+    )
+    message = send(scheduler, "worker", "ops", "disk at 91%", subject="Alert")
+    (sent,) = wait_until(gateway.messages_sent, what="the send to ops' target")
+    assert (sent["channel"], sent["target"]) == ("telegram", "123")
+    assert sent["message"].startswith("Scheduler | Alert | ")
+    assert sent["message"].endswith("\n\ndisk at 91%")
+    assert sent["idempotencyKey"] == f"{message['id']}:0"
+    wait_until(
+        lambda: query(
+            scheduler, "SELECT id FROM messages WHERE id = ? AND status = 'read'", message["id"]
+        ),
+        what="the message read",
+    )
+    # --no-delivery stops it: ops' next message stays pending while qa's goes out
+    scheduler.ok("agents", "register", "ops", "--no-delivery")
+    scheduler.ok("agents", "register", "qa", "--delivery-to", "456")
+    kept = send(scheduler, "worker", "ops", "not sent")
+    send(scheduler, "worker", "qa", "sent")
+    wait_until(lambda: len(gateway.messages_sent()) == 2, what="the send to qa's target")
+    time.sleep(1.0)  # (a send to ops would have gone out with qa's)
+    assert [m["target"] for m in gateway.messages_sent()] == ["123", "456"]
+    (row,) = query(scheduler, "SELECT status FROM messages WHERE id = ?", kept["id"])
+    assert row["status"] == "pending"
