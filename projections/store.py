@@ -76,6 +76,8 @@ class ReadModelStore(SQLiteTrackingRecorder):
         self._ensured: set[str] = set()
         self._key_columns: dict[str, str | None] = {}
         """table -> its primary key column if changes of a row may be merged (see _RowWriter)."""
+        self._untriggered: dict[str, bool] = {}
+        """table -> whether it has no trigger (an update of a row it then deletes may go)."""
         self._shared_routes: dict[tuple[int, ...], tuple[tuple, dict[str, list]]] = {}
 
     def construct_create_table_statements(self) -> list[str]:
@@ -177,6 +179,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
 
     def _drop(self, cursor: SQLiteCursor, projection: Projection) -> None:
         self._key_columns.clear()
+        self._untriggered.clear()
         for table in projection.tables:
             cursor.execute(f"DROP TABLE IF EXISTS [{table}]")
         cursor.execute("DELETE FROM tracking WHERE application_name = ?", (projection.name,))
@@ -208,7 +211,7 @@ class ReadModelStore(SQLiteTrackingRecorder):
             positions = {name: at for name, at in cursor.fetchall() if name in chosen}
             last = min(positions.values())
             routes = self._routes(projections, positions)
-            rows = _RowWriter(cursor.sqlite_cursor, self._key_columns)
+            rows = _RowWriter(cursor.sqlite_cursor, self._key_columns, self._untriggered)
             consumed = 0
             while consumed < page_size:
                 limit = min(READ_CHUNK, page_size - consumed)
@@ -283,11 +286,12 @@ class _Pending:
     """An Upsert or Update of one row (by its primary key) that later changes of the same
     row may still be merged into."""
 
-    __slots__ = ("kind", "table", "pk", "key", "values")
+    __slots__ = ("kind", "table", "pk", "key", "values", "dropped")
 
     def __init__(self, kind: type, table: str, pk: str, key: Any, values: dict):
         self.kind, self.table, self.pk, self.key = kind, table, pk, key
         self.values = values
+        self.dropped = False
 
     def statement(self) -> tuple[str, Sequence[Any]]:
         return _row_statement(self.kind, self.table, self.pk, self.key, self.values)
@@ -304,11 +308,21 @@ class _RowWriter:
     index, and never across a change that reads or matches other rows of the table
     (`KeepNewest`, or an Update or Delete keyed by another column): such a change starts a
     new epoch of its table, and merges stay within one. Inserts and deletes keep their
-    order, so rowids are the ones one statement per change would give."""
+    order, so rowids are the ones one statement per change would give.
 
-    def __init__(self, cursor: sqlite3.Cursor, key_columns: dict[str, str | None]) -> None:
+    A row deleted by its key drops the pending Update of it in the same epoch: nothing read
+    the row in between, and in a table without triggers an update of a row that goes leaves
+    no trace (a one-shot job's row is moved as its run starts and ends, then deleted)."""
+
+    def __init__(
+        self,
+        cursor: sqlite3.Cursor,
+        key_columns: dict[str, str | None],
+        untriggered: dict[str, bool] | None = None,
+    ) -> None:
         self.cursor = cursor
         self.key_columns = key_columns
+        self.untriggered = {} if untriggered is None else untriggered
         self.entries: list[_Pending | RowChange] = []
         self.latest: dict[str, dict[Any, _Pending]] = {}
         """table -> key -> the row's pending change that later changes may merge into; a
@@ -349,11 +363,21 @@ class _RowWriter:
                         self._add(pending, Upsert, table, key_column, key, values)
                     continue
             else:  # a Delete by key
-                latest.get(table, {}).pop(change.key, None)
+                dropped = latest.get(table, {}).pop(change.key, None)
+                if dropped is not None and dropped.kind is Update and self._untriggered(table):
+                    dropped.dropped = True
                 entries.append(change)
                 continue
             latest[table] = {}  # a new epoch: no merge reaches past this change
             entries.append(change)
+
+    def _untriggered(self, table: str) -> bool:
+        known = self.untriggered.get(table)
+        if known is None:
+            query = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?"
+            found = self.cursor.connection.execute(query, (table,)).fetchone()
+            known = self.untriggered[table] = found is None
+        return known
 
     def _add(
         self, pending: dict[Any, _Pending], kind: type, table: str, pk: str, key: Any, values: dict
@@ -367,6 +391,8 @@ class _RowWriter:
         batch: list[Sequence[Any]] = []
         for entry in self.entries:
             if type(entry) is _Pending:
+                if entry.dropped:
+                    continue
                 statement, parameters = entry.statement()
             else:
                 statement, parameters = _STATEMENTS[type(entry)](entry)

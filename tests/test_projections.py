@@ -129,6 +129,25 @@ def _page(*changes) -> dict:
 DONE = {"status": "done", "grp": "0"}
 
 
+def _rows_projection(name: str, tables: tuple[str, ...], create, events: list) -> tuple:
+    """A projection whose events are lists of row changes, and a reader of `events` as
+    its log (one event each)."""
+    projection = Projection(
+        name=name,
+        version=1,
+        tables=tables,
+        create_tables=create,
+        handlers={"rows:Rows.Changed": lambda changes: changes},
+    )
+    topic = next(iter(projection.topics))
+    log = list(enumerate(events, start=1))
+
+    def read(position: int, limit: int):
+        return [(n, topic, changes) for n, changes in log[position : position + limit]]
+
+    return projection, read
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     events=st.lists(st.lists(ROW_CHANGES, min_size=1, max_size=2), max_size=25),
@@ -170,6 +189,24 @@ DONE = {"status": "done", "grp": "0"}
     chunk=1,
     pending=2,
 )
+@example(  # updated twice, then deleted: the updates are not written at all
+    **_page(
+        Upsert("t", {"id": "k0", "a": 0}),
+        Update("t", "k0", {"a": 1}),
+        Update("t", "k0", {"ord": 2}),
+        Delete("t", "k0"),
+        Upsert("t", {"id": "k1", "a": 3}),
+    )
+)
+@example(  # an update, retention of another group, then the delete
+    **_page(
+        Update("t", "k0", {"a": 1}),
+        KeepNewest("t", "grp", "1", "ord", 1),
+        Update("t", "k1", {"a": 1}),
+        Delete("t", "k1"),
+        Delete("t", "k0"),
+    )
+)
 @example(  # an update of a missing row, then an upsert: not one statement
     **_page(Update("t", "k0", {"a": 1}), Upsert("t", {"id": "k0", "ord": 2}))
 )
@@ -189,19 +226,7 @@ def test_a_page_of_merged_row_changes_equals_one_statement_per_change(
     except sqlite3.IntegrityError as error:  # a unique index refused a change: so must we
         failed = type(error)
 
-    projection = Projection(
-        name="rows",
-        version=1,
-        tables=("t", "u"),
-        create_tables=_create,
-        handlers={"rows:Rows.Changed": lambda changes: changes},
-    )
-    topic = next(iter(projection.topics))
-    log = list(enumerate(events, start=1))
-
-    def read(position: int, limit: int):
-        return [(n, topic, changes) for n, changes in log[position : position + limit]]
-
+    projection, read = _rows_projection("rows", ("t", "u"), _create, events)
     read_models = store.ReadModelStore(":memory:")
     read_models.ensure_tables(projection)
     with patch.multiple(store, READ_CHUNK=chunk, MAX_PENDING_CHANGES=pending):
@@ -216,6 +241,26 @@ def test_a_page_of_merged_row_changes_equals_one_statement_per_change(
         actual = _table_rows(cursor.sqlite_cursor.connection)
     assert actual == _table_rows(expected)
     assert read_models.position("rows") == len(events)
+
+
+def test_an_update_of_a_row_deleted_later_in_the_page_is_written_where_a_trigger_sees_it():
+    def create(db) -> None:
+        db["t"].create({"id": str, "a": int}, pk="id")
+        db["seen"].create({"a": int})
+        db.execute(
+            "CREATE TRIGGER t_au AFTER UPDATE ON t BEGIN INSERT INTO seen VALUES (new.a); END"
+        )
+
+    log = [[Upsert("t", {"id": "k0", "a": 0})], [Update("t", "k0", {"a": 1})], [Delete("t", "k0")]]
+    projection, read = _rows_projection("watched", ("t", "seen"), create, log)
+    read_models = store.ReadModelStore(":memory:")
+    read_models.ensure_tables(projection)
+    read_models.apply([projection], read, 1)  # the row exists before the page
+    read_models.apply([projection], read, 50)
+    with read_models.datastore.transaction(commit=False) as cursor:
+        connection = cursor.sqlite_cursor.connection
+        assert [tuple(row) for row in connection.execute("SELECT a FROM seen")] == [(1,)]
+        assert connection.execute("SELECT count(*) FROM t").fetchone()[0] == 0
 
 
 # A rebuild replays the whole log in large pages (merged, batched, events read as light
