@@ -527,7 +527,17 @@ def _fail(message: str, json_mode: bool, exit_code: int = 1) -> int:
 
 
 def run() -> None:
+    _stand_in_for_closed_streams()
     leave(main())
+
+
+def _stand_in_for_closed_streams() -> None:
+    """A process started with stdout or stderr closed (`>&-`) has None for it: what would
+    go there goes nowhere, as `print` does with None, so a command still acts and exits
+    with its status, with no traceback."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
 
 
 def leave(code: int) -> NoReturn:

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import shell_job
+from .conftest import OCSCHED, shell_job
 
 
 def _leaving(body: str) -> subprocess.CompletedProcess[str]:
@@ -51,3 +51,21 @@ def test_a_command_s_status_and_output_are_those_of_the_ordinary_exit(scheduler)
         "Job not found: no-such-job\n",
     )
     assert scheduler.process("jobs", "lst").returncode == 2
+
+
+def test_a_closed_stdout_or_stderr_loses_the_output_not_the_command(scheduler):
+    program = f"{' '.join(OCSCHED)} --json jobs add '{json.dumps(shell_job())}' >&- 2>&-"
+    closed = subprocess.run(
+        ["bash", "-c", program], env=scheduler.env, capture_output=True, text=True, timeout=60
+    )
+    assert (closed.returncode, closed.stdout, closed.stderr) == (0, "", "")
+    listed = scheduler.process("--json", "jobs", "list")
+    assert [job["name"] for job in listed.json] == ["backup"]
+    failing = subprocess.run(
+        ["bash", "-c", f"{' '.join(OCSCHED)} --json jobs get nope >&-"],
+        env=scheduler.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (failing.returncode, failing.stderr) == (1, "")
