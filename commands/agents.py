@@ -151,7 +151,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument(
         "--brand",
         metavar="<name>",
-        help="the agent's brand name, recorded as brand_name (the inbox header's is INBOX_BRAND)",
+        help="the agent's brand name: the header of its inbox's sends (else INBOX_BRAND)",
     )
     add.add_argument(
         "--no-delivery",

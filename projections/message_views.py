@@ -170,7 +170,7 @@ def delivery_agents(db: sqlite3.Connection) -> list[Row]:
     in the daemon. None while the registry has no such columns."""
     try:
         return db.execute(
-            "SELECT id, delivery_channel, delivery_to FROM agents"
+            "SELECT id, delivery_channel, delivery_to, brand_name FROM agents"
             " WHERE delivery_to IS NOT NULL AND delivery_to != '' ORDER BY id"
         ).fetchall()
     except sqlite3.OperationalError:

@@ -198,5 +198,10 @@ def test_the_daemon_sends_the_inbox_of_an_agent_registered_with_a_delivery_targe
     wait_until(lambda: len(gateway.messages_sent()) == 2, what="the send to qa's target")
     time.sleep(1.0)  # (a send to ops would have gone out with qa's)
     assert [m["target"] for m in gateway.messages_sent()] == ["123", "456"]
+    # an agent's own brand heads its messages
+    scheduler.ok("agents", "register", "qa", "--brand", "QA Desk")
+    send(scheduler, "worker", "qa", "branded", subject="Note")
+    wait_until(lambda: len(gateway.messages_sent()) == 3, what="the branded send")
+    assert gateway.messages_sent()[2]["message"].startswith("QA Desk | Note | ")
     (row,) = query(scheduler, "SELECT status FROM messages WHERE id = ?", kept["id"])
     assert row["status"] == "pending"

@@ -42,7 +42,9 @@ class PostOffice:
         self.handlers = handlers
         environment = settings.environment
         config = dispatch_config(settings.dispatch_config_dir)
-        self.brand = inbox_brand(None, environment.get("INBOX_BRAND"), config)
+        self._brand_setting = environment.get("INBOX_BRAND")
+        self._config = config
+        self.brand = inbox_brand(None, self._brand_setting, config)
         self.configured: Row | None = None
         """`INBOX_DELIVERY_TO` in the daemon's environment: the consumer of `INBOX_AGENT`
         (`main`) runs in the daemon too, on `INBOX_DELIVERY_CHANNEL` (`telegram`)."""
@@ -51,6 +53,7 @@ class PostOffice:
                 "id": environment.get("INBOX_AGENT") or "main",
                 "delivery_to": environment["INBOX_DELIVERY_TO"],
                 "delivery_channel": environment.get("INBOX_DELIVERY_CHANNEL"),
+                "brand_name": None,
             }
         self.prune_every_s = settings.reactor.prune_every_s
         self._pruned_at = float("-inf")
@@ -141,7 +144,9 @@ class PostOffice:
             to=agent["delivery_to"],
             channel=agent["delivery_channel"] or "telegram",
             agent=agent["id"],
-            brand=self.brand,
+            # The agent's own brand (`agents register --brand`) before INBOX_BRAND, as the
+            # anchor's inbox consumer takes its `--brand` flag first.
+            brand=inbox_brand(agent["brand_name"], self._brand_setting, self._config),
         )
         done = await drain(rows, consumer, self.outlet())
         if done.delivered:
