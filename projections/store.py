@@ -314,13 +314,10 @@ class _RowWriter:
 
     Merging moves an Update earlier, past changes of other rows, so it is done only where
     that cannot matter: keyed by the table's primary key, in a table with no other unique
-    index, and never across a change that reads or matches other rows of the table (an
-    Update or Delete keyed by another column): such a change starts a new epoch of its
-    table, and merges stay within one. A `KeepNewest` reads and deletes the rows of one
-    group only: it closes the pending changes of rows in that group, or whose group this
-    epoch's changes do not tell (`known`), and no later change that moves a row into
-    another group is merged past it. Inserts and deletes keep their order, so rowids are
-    the ones one statement per change would give.
+    index, and never across a change that reads or matches other rows of the table
+    (`KeepNewest`, or an Update or Delete keyed by another column): such a change starts a
+    new epoch of its table, and merges stay within one. Inserts and deletes keep their
+    order, so rowids are the ones one statement per change would give.
 
     A row deleted by its key drops the pending Update of it in the same epoch: nothing read
     the row in between, and in a table without triggers an update of a row that goes leaves
