@@ -130,9 +130,6 @@ def started(event: Run.Started):
         "process_id": event.process_id,
         "process_group": event.process_group,
         "session_key": event.session_key,
-        # The row's own job id again: the page's writer then knows the run's group, so the
-        # start and the finish merge past other jobs' retention (`_RowWriter`).
-        "job_id": event.job_id,
     }
     yield Update(TABLE, event.originator_id, values)
 
@@ -149,7 +146,7 @@ def key_released(event: Run.KeyReleased):
 
 def finished(event: Run.Finished):
     values = {**event.outcome, "status": event.status, "finished_at": ts(event)}
-    yield Update(TABLE, event.originator_id, {**values, "job_id": event.job_id})
+    yield Update(TABLE, event.originator_id, values)
 
 
 projection = Projection(

@@ -282,15 +282,6 @@ def _routes(
     return routes
 
 
-_UNKNOWN = object()
-
-
-def _group(known: dict[Any, dict[str, Any]], key: Any, column: str) -> Any:
-    """The row's value of a group column as this epoch's changes left it, or _UNKNOWN."""
-    values = known.get(key)
-    return _UNKNOWN if values is None else values.get(column, _UNKNOWN)
-
-
 class _Pending:
     """An Upsert or Update of one row (by its primary key) that later changes of the same
     row may still be merged into."""
@@ -336,11 +327,6 @@ class _RowWriter:
         self.latest: dict[str, dict[Any, _Pending]] = {}
         """table -> key -> the row's pending change that later changes may merge into; a
         new epoch of the table starts with an empty one."""
-        self.grouped: dict[str, set[str]] = {}
-        """table -> the group columns of its `KeepNewest` changes in the current epoch."""
-        self.known: dict[str, dict[Any, dict[str, Any]]] = {}
-        """table -> key -> the values this epoch's changes gave the row, in order: what is
-        known of its group when a `KeepNewest` comes."""
 
     def write(self, changes: Iterable[RowChange]) -> None:
         key_columns, latest, entries = self.key_columns, self.latest, self.entries
@@ -352,12 +338,7 @@ class _RowWriter:
             except KeyError:
                 key_column = key_columns[table] = _mergeable_key(self.cursor.connection, table)
             kind = type(change)
-            if kind is KeepNewest:
-                if key_column is not None:
-                    self._close_group(table, change.group_column, change.group_value)
-                    entries.append(change)
-                    continue
-            elif key_column is None or change.pk != key_column:
+            if kind is KeepNewest or key_column is None or change.pk != key_column:
                 pass  # reads or matches rows by something other than their key: below
             elif kind is Update:
                 values = change.values
@@ -365,11 +346,10 @@ class _RowWriter:
                     key = change.key
                     pending = latest.setdefault(table, {})
                     earlier = pending.get(key)
-                    if earlier is not None and not self._regroups(table, key, values):
+                    if earlier is not None:
                         earlier.values.update(values)  # Upsert or Update, then Update
                     else:
                         self._add(pending, Update, table, key_column, key, values)
-                    self.known.setdefault(table, {}).setdefault(key, {}).update(values)
                     continue
             elif kind is Upsert:
                 values = change.row
@@ -377,51 +357,19 @@ class _RowWriter:
                 if key is not None:
                     pending = latest.setdefault(table, {})
                     earlier = pending.get(key)
-                    if (
-                        earlier is not None
-                        and earlier.kind is Upsert
-                        and not self._regroups(table, key, values)
-                    ):
+                    if earlier is not None and earlier.kind is Upsert:
                         earlier.values.update(values)  # Upsert, then Upsert
                     else:  # (Update, then Upsert is not one statement: a missing row differs)
                         self._add(pending, Upsert, table, key_column, key, values)
-                    self.known.setdefault(table, {}).setdefault(key, {}).update(values)
                     continue
             else:  # a Delete by key
-                self.known.get(table, {}).pop(change.key, None)
                 dropped = latest.get(table, {}).pop(change.key, None)
                 if dropped is not None and dropped.kind is Update and self._untriggered(table):
                     dropped.dropped = True
                 entries.append(change)
                 continue
             latest[table] = {}  # a new epoch: no merge reaches past this change
-            self.grouped.pop(table, None)
-            self.known.pop(table, None)
             entries.append(change)
-
-    def _close_group(self, table: str, column: str, group: Any) -> None:
-        """A `KeepNewest` of one group reads and deletes rows of that group only: the
-        pending changes of rows known to be in another group stay open to merges (a burst's
-        runs each start and finish between other jobs' runs being scheduled); those of
-        rows in the group, or whose group is not known, close."""
-        pending = self.latest.get(table)
-        if pending:
-            known = self.known.get(table, {})
-            for key in [k for k in pending if _group(known, k, column) in (group, _UNKNOWN)]:
-                del pending[key]
-        self.grouped.setdefault(table, set()).add(column)
-
-    def _regroups(self, table: str, key: Any, values: dict[str, Any]) -> bool:
-        """Whether merging `values` into the row's pending change would move the row into
-        another group: a `KeepNewest` between them would then have seen a row in its group
-        it did not hold at its turn."""
-        columns = self.grouped.get(table)
-        if not columns:
-            return False
-        known = self.known.get(table, {})
-        return any(
-            column in values and values[column] != _group(known, key, column) for column in columns
-        )
 
     def _untriggered(self, table: str) -> bool:
         known = self.untriggered.get(table)

@@ -207,28 +207,6 @@ def _rows_projection(name: str, tables: tuple[str, ...], create, events: list) -
         Delete("t", "k0"),
     )
 )
-@example(  # k0's update merges past group 0's retention; its move into group 0 does not
-    **_page(
-        Upsert("t", {"id": "k0", "grp": "1", "ord": 9, "status": "done"}),
-        Upsert("t", {"id": "k1", "ord": 0, **DONE}),
-        KeepNewest("t", "grp", "0", "ord", 1),
-        Update("t", "k0", {"a": 2}),
-        Update("t", "k0", {"grp": "0"}),
-    )
-)
-@example(  # k0's group is not known in the second page: retention closes its update
-    events=[
-        [Upsert("t", {"id": "k0", "ord": 0, **DONE})],
-        [Upsert("t", {"id": "k1", "ord": 1, **DONE})],
-        [Upsert("t", {"id": "k2", "grp": "1"})],
-        [Update("t", "k0", {"a": 1})],
-        [KeepNewest("t", "grp", "0", "ord", 1)],
-        [Update("t", "k0", {"status": "running"})],
-    ],
-    page_size=3,
-    chunk=7,
-    pending=99,
-)
 @example(  # an update of a missing row, then an upsert: not one statement
     **_page(Update("t", "k0", {"a": 1}), Upsert("t", {"id": "k0", "ord": 2}))
 )
