@@ -190,18 +190,11 @@ def _differences(live_path: str, rebuilt_path: str, tables: list[str]) -> list[s
     try:
         found: list[str] = []
         for table in tables:
-            if _is_virtual(rebuilt, table):
-                continue  # (an FTS index: kept by triggers from its table's rows)
             found += _table_differences(table, live, rebuilt)
         return found
     finally:
         live.close()
         rebuilt.close()
-
-
-def _is_virtual(db: sqlite3.Connection, table: str) -> bool:
-    row = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
-    return row is None or str(row[0]).upper().startswith("CREATE VIRTUAL")
 
 
 def _table_differences(

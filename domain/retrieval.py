@@ -1,8 +1,9 @@
 """Context retrieval (spec §20): prior runs' summaries injected into an agent's prompt.
 
-Ranking itself is SQLite FTS5's BM25 over run summaries (projections/views.py); this
-module holds the query and the block's layout. The anchor injects run metadata instead of
-what prior runs said (quirk Q4); ocsched injects the summaries.
+Ranking itself is SQLite FTS5's BM25 over the candidates' summaries, indexed in memory at
+prompt time (projections/views.py `prior_runs`); this module holds the query and the
+block's layout. The anchor injects run metadata instead of what prior runs said (quirk
+Q4); ocsched injects the summaries.
 """
 
 from __future__ import annotations

@@ -75,18 +75,9 @@ def create_tables(db: Any) -> None:
     db[TABLE].create(COLUMNS, pk="id", defaults={"shell_timed_out": 0})
     db[TABLE].create_index(["job_id", "started_at"])
     db[TABLE].create_index(["status"])
-    # Full-text index over summaries for context retrieval; its triggers follow the table.
-    db[TABLE].enable_fts(["summary"], create_triggers=True, tokenize="porter")
-    # The index holds only the summary: sqlite-utils' update trigger rewrote a run's entry
-    # (a delete and an insert in the index) on every update of the run: its start, its gates.
-    db.execute(f"DROP TRIGGER [{TABLE}_au]")
-    db.execute(
-        f'CREATE TRIGGER "{TABLE}_au" AFTER UPDATE OF "summary" ON "{TABLE}" BEGIN\n'
-        f'  INSERT INTO "{TABLE}_fts" ("{TABLE}_fts", rowid, "summary")'
-        " VALUES('delete', old.rowid, old.\"summary\");\n"
-        f'  INSERT INTO "{TABLE}_fts" (rowid, "summary") VALUES (new.rowid, new."summary");\n'
-        "END"
-    )
+    # A store of version 7 or before also has the summaries' FTS5 index `runs_fts`; its
+    # triggers went with the old `runs` table, the index itself goes here.
+    db.execute(f"DROP TABLE IF EXISTS [{TABLE}_fts]")
 
 
 def scheduled(event: Run.Scheduled):
@@ -151,8 +142,8 @@ def finished(event: Run.Finished):
 
 projection = Projection(
     name="runs",
-    version=7,
-    tables=(TABLE, f"{TABLE}_fts"),
+    version=8,
+    tables=(TABLE,),
     create_tables=create_tables,
     handlers={
         "run:Run.Scheduled": scheduled,

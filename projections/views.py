@@ -324,23 +324,40 @@ def prior_runs(
     candidates: int = 50,
 ) -> list[dict]:
     """Spec §20: finished runs of the job with a summary, newest first (`recent`), or the
-    newest `candidates` ranked by BM25 against `query` (`hybrid`, falling back to recent)."""
+    newest `candidates` ranked by BM25 against `query`, an FTS5 MATCH expression (`hybrid`,
+    falling back to recent)."""
     recent_sql = (
-        "SELECT rowid, started_at, summary FROM runs WHERE job_id = ? AND id != ?"
+        "SELECT started_at, summary FROM runs WHERE job_id = ? AND id != ?"
         " AND summary IS NOT NULL AND finished_at IS NOT NULL"
         " ORDER BY started_at DESC, rowid DESC LIMIT ?"
     )
     if mode == "hybrid" and query:
-        ranked = connection.execute(
-            f"WITH candidates AS ({recent_sql})"
-            " SELECT candidates.started_at, candidates.summary FROM runs_fts"
-            " JOIN candidates ON candidates.rowid = runs_fts.rowid"
-            " WHERE runs_fts MATCH ? ORDER BY bm25(runs_fts) LIMIT ?",
-            (job_id, before_run, candidates, query, limit),
-        ).fetchall()
+        rows = connection.execute(recent_sql, (job_id, before_run, candidates)).fetchall()
+        ranked = _rank_by_bm25(rows, query, limit)
         if ranked:
             return ranked
     return connection.execute(recent_sql, (job_id, before_run, limit)).fetchall()
+
+
+def _rank_by_bm25(rows: list[dict], query: str, limit: int) -> list[dict]:
+    """The rows whose summary matches `query`, best first by SQLite FTS5's BM25 computed
+    over these rows alone (ties: the newer first). The index lives only for this call: the
+    read model keeps none, which would cost every run its upkeep. A malformed `query`
+    raises sqlite3.OperationalError."""
+    index = sqlite3.connect(":memory:")
+    try:
+        index.execute("CREATE VIRTUAL TABLE c USING fts5(summary, tokenize='porter')")
+        index.executemany(
+            "INSERT INTO c (rowid, summary) VALUES (?, ?)",
+            ((position, row["summary"]) for position, row in enumerate(rows)),
+        )
+        ranked = index.execute(
+            "SELECT rowid FROM c WHERE c MATCH ? ORDER BY bm25(c), rowid LIMIT ?",
+            (query, limit),
+        ).fetchall()
+    finally:
+        index.close()
+    return [rows[position] for (position,) in ranked]
 
 
 def running_labels(connection: sqlite3.Connection) -> list[dict]:

@@ -14,7 +14,7 @@ from eventsourcing.utils import resolve_topic
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ocsched.projections import store
+from ocsched.projections import runs, store
 from ocsched.projections.projection import Projection, topic_of
 from ocsched.projections.rows import Delete, KeepNewest, Update, Upsert
 from ocsched.projections.runner import all_projections
@@ -498,17 +498,12 @@ def test_a_rebuild_gives_exactly_the_rows_the_live_projections_built(tmp_path):
     assert set().union(*(p.topics for p in all_projections())) >= SEEDED_TOPICS
     live = _read_model_rows(tmp_path / "ocsched.db")
     assert len(live["runs"]) == 100 + 3 and len(live["jobs"]) == 3  # retention; a deletion
-    _query(tmp_path, FTS_CHECK)  # the summaries' index agrees with the runs table (or raises)
     assert rebuild_together(log, read_models, all_projections()) == len(log_events)
     assert _read_model_rows(tmp_path / "ocsched.db") == live
     for projection in all_projections():
         assert rebuild(log, read_models, projection) == len(log_events)
     assert _read_model_rows(tmp_path / "ocsched.db") == live
-    _query(tmp_path, FTS_CHECK)
     log.close()
-
-
-FTS_CHECK = "INSERT INTO runs_fts(runs_fts, rank) VALUES('integrity-check', 1)"
 
 
 def _query(tmp_path, sql: str) -> list[tuple]:
@@ -566,3 +561,42 @@ def test_a_tracking_position_that_does_not_move_forward_is_refused_with_its_page
         raise AssertionError("a position that did not move forward was recorded")
     positions = [read_models.position(name) for name in "abcd"]
     assert positions == [5, 5, 0, 0]
+
+
+def _create_runs_of_version_7(db) -> None:
+    """The runs layout up to version 7: the table, and an FTS5 index over the summaries
+    kept by sqlite-utils' triggers (`runs_ai`, `runs_ad`, `runs_au`)."""
+    db["runs"].create(runs.COLUMNS, pk="id", defaults={"shell_timed_out": 0})
+    db["runs"].enable_fts(["summary"], create_triggers=True, tokenize="porter")
+
+
+def test_a_store_with_the_old_runs_index_is_rebuilt_without_it_or_its_triggers(tmp_path):
+    old_path, new_path = str(tmp_path / "old.db"), str(tmp_path / "new.db")
+    old = Projection("runs", 7, ("runs", "runs_fts"), _create_runs_of_version_7, {})
+    _ensure_tables(old_path, old)
+    with contextlib.closing(sqlite3.connect(old_path)) as connection, connection:
+        connection.execute("INSERT INTO runs (id, job_id, summary) VALUES ('run-0', 'j', 'ok')")
+    assert {"runs_fts", "runs_ai", "runs_ad", "runs_au"} <= {
+        name for _, name, _ in _schema(old_path)
+    }
+
+    _ensure_tables(old_path, runs.projection)
+    _ensure_tables(new_path, runs.projection)
+    assert _schema(old_path) == _schema(new_path)  # no FTS table, shadow table or trigger left
+    with contextlib.closing(sqlite3.connect(old_path)) as connection, connection:
+        connection.execute("INSERT INTO runs (id, job_id) VALUES ('run-1', 'job-1')")
+        connection.execute("UPDATE runs SET summary = 'done' WHERE id = 'run-1'")
+        connection.execute("DELETE FROM runs")
+
+
+def _ensure_tables(path: str, projection: Projection) -> None:
+    read_models = store.ReadModelStore(path)
+    read_models.ensure_tables(projection)
+    read_models.datastore.close()
+
+
+def _schema(path: str) -> list[tuple[str, str, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        return connection.execute(
+            "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+        ).fetchall()
