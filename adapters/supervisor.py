@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import select
@@ -63,6 +64,9 @@ while True:
     ready = select.select([control, register] if registering else [control], [], [])[0]
     if register in ready:
         registering = read(False)
+        # A burst's registrations gather meanwhile: one wake-up reads them all (no hurry:
+        # whatever is in the pipe when the daemon goes is read before the groups are killed).
+        time.sleep(0.01)
     if control in ready:
         data = os.read(control, 64)
         if b"bye" in data:
@@ -79,6 +83,11 @@ while registering and time.monotonic() < deadline:
 
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"})
 """Shells that run the registration prefix themselves; others are exec'd by /bin/sh."""
+
+
+@functools.cache
+def _posix_shell(shell: str) -> bool:
+    return os.path.basename(shell) in POSIX_SHELLS
 
 
 class Supervisor:
@@ -123,7 +132,7 @@ class Supervisor:
         prefix goes on the command's first line, so line numbers stay as they were."""
         if self._open and self._process.poll() is not None:
             self._restart()
-        if os.path.basename(shell) in POSIX_SHELLS:
+        if _posix_shell(shell):
             return [shell, "-c", self._prefix + command]
         if shutil.which(shell) is None:  # as starting it would fail
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), shell)

@@ -221,3 +221,31 @@ def test_processes_appending_at_once_leave_one_intact_chain(scheduler):
         assert child.returncode == 0, errors
     report = scheduler.ok("--json", "audit", "verify").json
     assert (report["intact"], report["checked"]) == (True, 17)
+
+
+def test_events_saved_together_get_the_positions_they_are_stored_at(scheduler):
+    """The events of one save are inserted in one statement; the positions the log reports
+    for them (what the daemon's writer and the chain use) are the rows they landed in."""
+    from datetime import UTC, datetime
+
+    from ocsched.adapters.event_store import open_event_log
+    from ocsched.adapters.settings import Settings
+    from ocsched.domain.aggregate import EventMeta
+    from ocsched.domain.job import new_job
+
+    scheduler.add(shell_job(name="first"))
+    log = open_event_log(Settings.from_environment(scheduler.env))
+    meta = EventMeta(actor="tester", origin="test", correlation_id="c1")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    jobs = [new_job(shell_job(name=f"batch{n}"), f"batch-{n}", meta, now) for n in range(3)]
+    recordings = log.events.put([event for job in jobs for event in job.collect_events()])
+    log.close()
+    positions = [recording.notification.id for recording in recordings]
+    assert positions == [2, 3, 4]
+    with contextlib.closing(sqlite3.connect(scheduler.db_path)) as connection:
+        stored = connection.execute(
+            "SELECT rowid, originator_id FROM stored_events WHERE rowid > 1 ORDER BY rowid"
+        ).fetchall()
+    assert stored == [(2, "batch-0"), (3, "batch-1"), (4, "batch-2")]
+    report = scheduler.ok("--json", "audit", "verify").json
+    assert (report["intact"], report["checked"]) == (True, 4)

@@ -52,6 +52,10 @@ log = logging.getLogger("ocsched")
 TIMER_HORIZON_S = 300
 FIRE_HANDLERS = {"job": "fire_job", "dispatch": "fire_dispatch", "delivery": "fire_delivery"}
 FIRE_BATCH = 64
+FIRST_BATCH = 16
+"""With none of its runs under way, the daemon fires a smaller batch first: its runs are
+saved and started while the next batches are decided, so the first runs of a burst start
+within a few milliseconds of their due time."""
 BACKLOG = 2 * FIRE_BATCH
 """Runs decided or admitted but not yet begun, beyond which due timers wait: enough to
 keep every execution slot busy while the next decisions are written, few enough that a
@@ -258,7 +262,10 @@ class Reactor:
             self.wake.set()
 
     def _room(self) -> bool:
-        """Whether the backlog has room for a batch of decisions."""
+        """Whether the backlog has room for a batch of decisions. While the first batch of
+        a burst is being decided and saved, there is none: its runs start first."""
+        if self.deciding and not self.handlers.running:
+            return False
         return self.backlog() <= BACKLOG - REFILL
 
     def reload_timers(self) -> None:
@@ -309,15 +316,17 @@ class Reactor:
         self.timers_dirty = False
 
     def fire_due(self) -> float | None:
-        """Hand what is due to its handler, at most `FIRE_BATCH` at a time so the first runs
-        start while the rest are being decided; returns seconds until the next timer (0:
+        """Hand what is due to its handler, at most `FIRE_BATCH` at a time (`FIRST_BATCH`
+        when none of this daemon's runs is under way) so the first runs start while the rest
+        are being decided; returns seconds until the next timer (0:
         more is due, None: nothing). A timer whose firing is still in progress is not fired
         again when a reload brings it back before its decision is in the read models."""
         now = time.time()
         due: list[tuple[str, str]] = []
+        batch = FIRE_BATCH if self.handlers.running or self.backlog() else FIRST_BATCH
         try:
             while self.timers and self.timers[0][0] <= now:
-                if len(due) >= FIRE_BATCH or self.backlog() >= BACKLOG:
+                if len(due) >= batch or self.backlog() >= BACKLOG:
                     return 0
                 _, kind, key = heapq.heappop(self.timers)
                 if kind == "reload":

@@ -16,8 +16,11 @@ from ocsched.commands.context import Context
 
 log = logging.getLogger("ocsched")
 
-CATCH_UP_EVERY_S = 0.1
-"""Under a steady stream of saves, how often the read models are caught up at least."""
+CATCH_UP_EVERY_S = 0.03
+"""Under a steady stream of saves, how often the read models are caught up at least: how
+far `runs list` may trail a burst, and what is left to project when it ends. (Catching up
+three times as often as every 0.1 s cost no more CPU in a 3,000-run burst: a page's cost
+is its rows.)"""
 RETRY_MAX_DELAY_S = 0.5
 """The longest wait between two attempts of a write or catch-up that failed for a
 transient storage error: the writer is back within this of the storage (a lock is waited

@@ -79,7 +79,7 @@ class ThreadProfile:
     """One cProfile for the functions wrapped, whichever worker thread calls them."""
 
     def __init__(self) -> None:
-        self.profile = cProfile.Profile()
+        self.profile = cProfile.Profile(time.thread_time)
         self.lock = threading.Lock()
 
     def wrap(self, function):
@@ -107,7 +107,7 @@ def one_round(jobs: int, profile: str | None, spy: str | None = None) -> dict[st
         ctx = Context(settings=home.settings())
         executors.shell.run_shell = stub_run_shell  # type: ignore[attr-defined]
         reactor = scheduler.Reactor(ctx, grace_seconds=5)
-        loop_profile = cProfile.Profile()
+        loop_profile = cProfile.Profile(time.thread_time)
         threads = ThreadProfile()
         cpu_of = ThreadCPU()
         writer = reactor.writer
