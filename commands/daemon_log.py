@@ -14,9 +14,11 @@ systemd) is a text line without the time, which the journal records itself, afte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -29,9 +31,15 @@ FAILED = frozenset({"error", "timeout", "crashed"})
 """Run statuses logged at WARNING, with their error."""
 
 log = logging.getLogger("ocsched.runs")
+_channel = logging.getLogger("ocsched")
 _structured = True
 """Whether the run lines' structured fields are wanted (the JSON format shows them; the
 others do not, and a burst of runs need not build them)."""
+_text_handler: logging.StreamHandler | None = None
+"""The text handler `configure` made: while it is the channel's only handler, run lines
+are written to its stream as it would write them, without a `LogRecord` (a burst writes
+thousands a second; the record and its trip through the logging module cost twice the
+line)."""
 
 
 class LogSettingError(ValueError):
@@ -54,15 +62,17 @@ def configure(level: str = "info", form: str = "text", stream: IO[str] | None = 
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    global _structured
+    global _structured, _text_handler
     _structured = form == "json"
     handler = logging.StreamHandler(stream or sys.stderr)
+    _text_handler = None
     if form == "json":
         handler.setFormatter(JsonFormatter())
     elif form == "journal":
         handler.setFormatter(JournalFormatter("%(levelname)s %(message)s"))
     else:
         handler.setFormatter(TextFormatter(TEXT_FORMAT, datefmt=TIME_FORMAT))
+        _text_handler = handler
     channel = logging.getLogger("ocsched")
     channel.handlers[:] = [handler]
     channel.setLevel(level.upper())
@@ -82,6 +92,15 @@ class TextFormatter(logging.Formatter):
             self._text = super().formatTime(record, datefmt)
             self._second = second
         return self._text
+
+    def line(self, created: float, level: str, message: str) -> str:
+        """What `format` makes of a record of this time, level name and message (without a
+        traceback)."""
+        second = int(created)
+        if second != self._second:
+            self._text = time.strftime(self.datefmt or TIME_FORMAT, self.converter(created))
+            self._second = second
+        return f"{self._text}.{int((created - second) * 1000):03d} {level} {message}"
 
 
 PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
@@ -116,8 +135,8 @@ def run_started(run_id: str, job: Mapping[str, Any]) -> None:
         return
     fields = None
     if _structured:
-        fields = {"fields": {"event": "run.started", **_job_fields(job), "run_id": run_id}}
-    log.info("run %s started: job %s", run_id, _job_text(job), extra=fields)
+        fields = {"event": "run.started", **_job_fields(job), "run_id": run_id}
+    _write(logging.INFO, f"run {run_id} started: job {_job_text(job)}", fields)
 
 
 def run_finished(
@@ -139,12 +158,29 @@ def run_finished(
         }
         if failed:
             fields["error"] = error
-    extra = None if fields is None else {"fields": fields}
     text = f"run {run_id} finished {status} in {duration_s:.2f} s: job {_job_text(job)}"
     if failed:
-        log.warning("%s: %s", text, error or "no error text", extra=extra)
+        _write(logging.WARNING, f"{text}: {error or 'no error text'}", fields)
     else:
-        log.info("%s", text, extra=extra)
+        _write(logging.INFO, text, fields)
+
+
+def _write(level: int, message: str, fields: dict[str, Any] | None) -> None:
+    """A run line: straight to the text handler's stream while it is the channel's only
+    handler (`_text_handler`), else through the logging module."""
+    handler = _text_handler
+    if handler is not None and _channel.handlers == [handler] and not log.handlers:
+        formatter = handler.formatter
+        assert isinstance(formatter, TextFormatter)
+        line = formatter.line(time.time(), logging.getLevelName(level), message)
+        try:
+            with handler.lock or contextlib.nullcontext():
+                handler.stream.write(line + handler.terminator)
+                handler.stream.flush()
+            return
+        except Exception:  # noqa: BLE001, S110 - the logging module reports it, below
+            pass
+    log.log(level, "%s", message, extra=None if fields is None else {"fields": fields})
 
 
 def _job_fields(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,29 @@ def test_the_level_filters_lines_below_it(channel):
     assert "WARNING" in channel.getvalue()
 
 
+def test_a_text_run_line_is_the_line_the_logging_module_writes(channel):
+    """Text run lines skip the LogRecord while the channel has only its own handler; they
+    read as the formatter makes them, and go through the logging module otherwise."""
+    daemon_log.configure("info", "text", stream=channel)
+    daemon_log.run_started("run-4", JOB)
+    (line,) = channel.getvalue().splitlines()
+    formatter = logging.getLogger("ocsched").handlers[0].formatter
+    record = logging.makeLogRecord({"levelname": "INFO", "msg": line.split(" INFO ", 1)[1]})
+    for created in (1767225600.0, 1767225600.999, 1767225601.0705):
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert formatter.line(created, "INFO", record.msg) == formatter.format(record)
+    assert line.endswith(' INFO run run-4 started: job job-1 ("nightly backup")')
+    seen: list[logging.LogRecord] = []
+    extra = logging.Handler()
+    extra.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger("ocsched").addHandler(extra)
+    daemon_log.run_started("run-5", JOB)
+    assert [record.getMessage() for record in seen] == [
+        'run run-5 started: job job-1 ("nightly backup")'
+    ]
+    assert channel.getvalue().count("run-5") == 1
+
+
 def test_an_exception_travels_in_the_json_line(channel):
     daemon_log.configure("debug", "json", stream=channel)
     try:
