@@ -5,6 +5,7 @@ functions the CLI uses; a reaction's plan is then saved the way the daemon saves
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -491,3 +492,36 @@ def test_the_facts_forget_old_changes_and_then_read_every_row_again(store, monke
     store.facts.saved([("c", False)])  # a third job: all are forgotten
     assert store.facts.current_job(row) is not row
     assert store.facts.current_job(row) == row
+
+
+def test_rows_read_ahead_are_not_read_again_when_their_batch_fires(store):
+    job = store.add()
+    statements: list[str] = []
+    store.db().set_trace_callback(statements.append)
+    store.facts.prefetch([job["id"]])
+    store.facts.prefetch([job["id"]])  # the batch firing: read already, unchanged since
+    store.db().set_trace_callback(None)
+    assert sum("FROM jobs" in statement for statement in statements) == 1
+    assert store.facts.job(job["id"]) == store.job(job["id"])
+
+
+def test_the_clock_reads_the_jobs_due_within_a_second_before_they_are_due(store):
+    from ocsched.commands.reactor.scheduler import READ_AHEAD_S, Reactor
+
+    soon, later = store.add(), store.add()
+    reactor = Reactor(store.ctx)
+    now = time.time()
+    reactor.timers = [(now + 0.5, "job", soon["id"]), (now + 30, "job", later["id"])]
+    statements: list[str] = []
+    reactor.db().set_trace_callback(statements.append)
+    assert reactor._read_ahead(30) == pytest.approx(30 - READ_AHEAD_S, abs=0.01)  # wake then
+    assert statements == []
+    assert reactor._read_ahead(0.5) == 0.5
+    read_ahead = len(statements)
+    assert reactor._read_ahead(0.4) == 0.4  # read already
+    reactor.handlers.facts.prefetch([soon["id"]])  # the firing batch: nothing left to read
+    assert len(statements) == read_ahead > 0
+    assert reactor.handlers.facts.job(soon["id"]) == store.job(soon["id"])
+    assert len(statements) == read_ahead
+    reactor.db().close()
+    reactor.loader.close()

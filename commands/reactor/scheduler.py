@@ -64,6 +64,9 @@ REFILL = FIRE_BATCH // 2
 """A full backlog is topped up once this many of its runs have begun, not run by run: due
 timers are then decided in batches (their jobs' rows read in one query) all along a
 burst, not one or two at a time."""
+READ_AHEAD_S = 1.0
+"""Jobs due within this are read while the clock waits for them (their rows, and the
+versions of those their run may delete), so firing a burst reads none of them."""
 BACKLOG_WAIT_S = 0.25
 """A full backlog that does not move (long runs in every slot) still lets a batch through
 this often."""
@@ -99,6 +102,8 @@ class Reactor:
         self.timers_dirty = True
         self.firing: set[tuple[str, str]] = set()
         self.deciding = 0
+        self._read_until = 0.0
+        """The due time up to which the timers' jobs have been read ahead."""
         self.refire: set[tuple[str, str]] = set()
         self._reload_after_catch_up: asyncio.Task | None = None
         self._reload_wanted = False
@@ -248,8 +253,26 @@ class Reactor:
                     continue
                 # More is due but enough is waiting to run: wait for runs to begin.
                 delay = BACKLOG_WAIT_S
+            elif delay is not None:
+                delay = self._read_ahead(delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), delay)
+
+    def _read_ahead(self, delay: float) -> float:
+        """Before the clock waits `delay` for the next timer: read the jobs due within
+        `READ_AHEAD_S` if that is when the next one is due; returns how long to wait (until
+        it is time to read ahead, or until the timer)."""
+        now = time.time()
+        if delay > READ_AHEAD_S:
+            return delay - READ_AHEAD_S if now + delay > self._read_until else delay
+        if now + delay > self._read_until:
+            self._read_until = now + READ_AHEAD_S
+            due = [key for at, kind, key in self.timers if kind == "job" and at <= self._read_until]
+            try:
+                self.handlers.facts.prefetch(due)
+            except Exception as error:  # noqa: BLE001 - each handler reads its row itself
+                log.warning("reading due jobs: %s: %s", type(error).__name__, error)
+        return delay
 
     def backlog(self) -> int:
         """Timers being decided, and runs admitted that have not begun."""
@@ -314,6 +337,7 @@ class Reactor:
         heapq.heapify(timers)
         self.timers = timers
         self.timers_dirty = False
+        self._read_until = 0.0
 
     def fire_due(self) -> float | None:
         """Hand what is due to its handler, at most `FIRE_BATCH` at a time (`FIRST_BATCH`
