@@ -516,7 +516,7 @@ def test_the_clock_reads_the_jobs_due_within_a_second_before_they_are_due(store)
     reactor.db().set_trace_callback(statements.append)
     assert reactor._read_ahead(30) == pytest.approx(30 - READ_AHEAD_S, abs=0.01)  # wake then
     assert statements == []
-    assert reactor._read_ahead(0.5) == 0.5
+    assert 0.4 < reactor._read_ahead(0.5) <= 0.5  # what is left after reading
     read_ahead = len(statements)
     assert reactor._read_ahead(0.4) == 0.4  # read already
     reactor.handlers.facts.prefetch([soon["id"]])  # the firing batch: nothing left to read

@@ -272,6 +272,7 @@ class Reactor:
                 self.handlers.facts.prefetch(due)
             except Exception as error:  # noqa: BLE001 - each handler reads its row itself
                 log.warning("reading due jobs: %s: %s", type(error).__name__, error)
+            return max(now + delay - time.time(), 0)  # (the reading took some of it)
         return delay
 
     def backlog(self) -> int:
