@@ -525,3 +525,16 @@ def test_the_clock_reads_the_jobs_due_within_a_second_before_they_are_due(store)
     assert len(statements) == read_ahead
     reactor.db().close()
     reactor.loader.close()
+
+
+def test_a_bursts_first_batch_fills_the_slots_and_starts_before_more_is_decided(store):
+    from ocsched.commands.reactor.scheduler import Reactor
+
+    reactor = Reactor(store.ctx)
+    assert reactor.first_batch == min(64, store.ctx.settings.reactor.max_concurrent_runs)
+    assert reactor._room()
+    reactor.deciding = reactor.first_batch  # decided, being saved; nothing started yet
+    assert not reactor._room()
+    reactor.handlers.running["run-1"] = None  # type: ignore[assignment]  # one has started
+    assert reactor._room()
+    reactor.loader.close()

@@ -52,10 +52,6 @@ log = logging.getLogger("ocsched")
 TIMER_HORIZON_S = 300
 FIRE_HANDLERS = {"job": "fire_job", "dispatch": "fire_dispatch", "delivery": "fire_delivery"}
 FIRE_BATCH = 64
-FIRST_BATCH = 16
-"""With none of its runs under way, the daemon fires a smaller batch first: its runs are
-saved and started while the next batches are decided, so the first runs of a burst start
-within a few milliseconds of their due time."""
 BACKLOG = 2 * FIRE_BATCH
 """Runs decided or admitted but not yet begun, beyond which due timers wait: enough to
 keep every execution slot busy while the next decisions are written, few enough that a
@@ -104,6 +100,10 @@ class Reactor:
         self.deciding = 0
         self._read_until = 0.0
         """The due time up to which the timers' jobs have been read ahead."""
+        self.first_batch = min(FIRE_BATCH, settings.reactor.max_concurrent_runs)
+        """With none of its runs under way, the daemon fires a batch of as many runs as it
+        runs at once: they are saved and started before more is decided, so a burst's
+        first runs start within milliseconds of their due time and fill every slot."""
         self.refire: set[tuple[str, str]] = set()
         self._reload_after_catch_up: asyncio.Task | None = None
         self._reload_wanted = False
@@ -341,14 +341,14 @@ class Reactor:
         self._read_until = 0.0
 
     def fire_due(self) -> float | None:
-        """Hand what is due to its handler, at most `FIRE_BATCH` at a time (`FIRST_BATCH`
+        """Hand what is due to its handler, at most `FIRE_BATCH` at a time (`first_batch`
         when none of this daemon's runs is under way) so the first runs start while the rest
         are being decided; returns seconds until the next timer (0:
         more is due, None: nothing). A timer whose firing is still in progress is not fired
         again when a reload brings it back before its decision is in the read models."""
         now = time.time()
         due: list[tuple[str, str]] = []
-        batch = FIRE_BATCH if self.handlers.running or self.backlog() else FIRST_BATCH
+        batch = FIRE_BATCH if self.handlers.running or self.backlog() else self.first_batch
         try:
             while self.timers and self.timers[0][0] <= now:
                 if len(due) >= batch or self.backlog() >= BACKLOG:
