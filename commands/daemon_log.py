@@ -14,6 +14,8 @@ systemd) is a text line without the time, which the journal records itself, afte
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import json
 import logging
@@ -35,6 +37,8 @@ _channel = logging.getLogger("ocsched")
 _structured = True
 """Whether the run lines' structured fields are wanted (the JSON format shows them; the
 others do not, and a burst of runs need not build them)."""
+_run_lines: list[str] = []
+"""Run lines formatted and not yet written (`_write`); written at exit at the latest."""
 _text_handler: logging.StreamHandler | None = None
 """The text handler `configure` made: while it is the channel's only handler, run lines
 are written to its stream as it would write them, without a `LogRecord` (a burst writes
@@ -64,19 +68,31 @@ def configure(level: str = "info", form: str = "text", stream: IO[str] | None = 
     logging.logMultiprocessing = False
     global _structured, _text_handler
     _structured = form == "json"
-    handler = logging.StreamHandler(stream or sys.stderr)
+    _flush_run_lines()
     _text_handler = None
+    handler: logging.StreamHandler
     if form == "json":
+        handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(JsonFormatter())
     elif form == "journal":
+        handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(JournalFormatter("%(levelname)s %(message)s"))
     else:
+        handler = _text_handler = TextHandler(stream or sys.stderr)
         handler.setFormatter(TextFormatter(TEXT_FORMAT, datefmt=TIME_FORMAT))
-        _text_handler = handler
     channel = logging.getLogger("ocsched")
     channel.handlers[:] = [handler]
     channel.setLevel(level.upper())
     channel.propagate = False
+
+
+class TextHandler(logging.StreamHandler):
+    """The text format's handler: the run lines waiting to be written go first, so the
+    log keeps the order in which its lines were made."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _flush_run_lines()
+        super().emit(record)
 
 
 class TextFormatter(logging.Formatter):
@@ -166,21 +182,37 @@ def run_finished(
 
 
 def _write(level: int, message: str, fields: dict[str, Any] | None) -> None:
-    """A run line: straight to the text handler's stream while it is the channel's only
-    handler (`_text_handler`), else through the logging module."""
+    """A run line: to the text handler's stream while it is the channel's only handler
+    (`_text_handler`), else through the logging module. On the event loop, the run lines
+    of one turn go out in one write at its end (`_flush_run_lines`)."""
     handler = _text_handler
     if handler is not None and _channel.handlers == [handler] and not log.handlers:
         formatter = handler.formatter
         assert isinstance(formatter, TextFormatter)
-        line = formatter.line(time.time(), logging.getLevelName(level), message)
-        try:
-            with handler.lock or contextlib.nullcontext():
-                handler.stream.write(line + handler.terminator)
-                handler.stream.flush()
-            return
-        except Exception:  # noqa: BLE001, S110 - the logging module reports it, below
-            pass
+        _run_lines.append(formatter.line(time.time(), logging.getLevelName(level), message))
+        if len(_run_lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(_flush_run_lines)
+            except RuntimeError:  # no event loop: at once
+                _flush_run_lines()
+        return
     log.log(level, "%s", message, extra=None if fields is None else {"fields": fields})
+
+
+def _flush_run_lines() -> None:
+    """Write the run lines waiting (`_write`); those the stream refuses go through the
+    logging module, which reports the error as it does for any line."""
+    lines = _run_lines[:]
+    _run_lines.clear()
+    handler = _text_handler
+    if not lines or handler is None:
+        return
+    try:
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write("".join(line + handler.terminator for line in lines))
+            handler.stream.flush()
+    except Exception:  # noqa: BLE001 - reported as the logging module reports a failed line
+        handler.handleError(logging.makeLogRecord({"msg": lines[0]}))
 
 
 def _job_fields(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,3 +226,6 @@ def _job_text(job: Mapping[str, Any]) -> str:
     else:
         quoted = json.dumps(name, ensure_ascii=False)
     return f"{job.get('id')} ({quoted})"
+
+
+atexit.register(_flush_run_lines)

@@ -89,6 +89,33 @@ def test_a_text_run_line_is_the_line_the_logging_module_writes(channel):
     assert channel.getvalue().count("run-5") == 1
 
 
+def test_on_the_event_loop_a_turns_run_lines_go_out_in_one_write_in_order(channel):
+    import asyncio
+
+    writes: list[str] = []
+    channel.write = writes.append  # type: ignore[method-assign]
+    daemon_log.configure("info", "text", stream=channel)
+
+    async def turn() -> None:
+        daemon_log.run_started("run-6", JOB)
+        daemon_log.run_started("run-7", JOB)
+        assert writes == []  # not before the end of the turn
+        await asyncio.sleep(0)
+        assert len(writes) == 1
+        daemon_log.run_finished("run-6", JOB, "ok", 0.1, None)
+        logging.getLogger("ocsched.test").warning("something else")
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    lines = "".join(writes).splitlines()
+    assert [line.split(" ", 3)[3][:20] for line in lines] == [
+        "run run-6 started: j",
+        "run run-7 started: j",
+        "run run-6 finished o",
+        "something else",
+    ]
+
+
 def test_an_exception_travels_in_the_json_line(channel):
     daemon_log.configure("debug", "json", stream=channel)
     try:
