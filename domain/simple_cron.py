@@ -11,6 +11,7 @@ text) stays the rule; a property test holds the two to the same answers.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -45,9 +46,12 @@ def next_fire(expression: str, local_now: datetime) -> datetime | None:
     return None  # never, or not within the search: croniter says which
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(
     expression: str,
 ) -> tuple[list[int], list[int], set[int], set[int], set[int], bool, bool] | None:
+    """The expression's fields (read, not changed: the answer is shared), or None when it
+    is not plain. Parsed once per expression: a burst of cron jobs asks for the same few."""
     if not expression.isascii():
         return None
     parts = expression.split()

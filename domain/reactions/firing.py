@@ -228,7 +228,10 @@ def _new_run(
     triggered_by_run: str | None = None,
     replay_of: str | None = None,
 ) -> Run:
-    return Run(
+    # (`_create` with the event class, as the library's documentation creates aggregates:
+    # `Run(...)` first matches its arguments to `__init__`'s, a third of a burst run's create)
+    return Run._create(
+        Run.Scheduled,
         id=run_id,
         job_id=job["id"],
         trigger=trigger,
