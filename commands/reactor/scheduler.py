@@ -255,8 +255,22 @@ class Reactor:
                 delay = BACKLOG_WAIT_S
             elif delay is not None:
                 delay = self._read_ahead(delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), delay)
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float | None) -> None:
+        """Until `wake` is set, or `delay` has passed: a plain timer that sets it, not
+        `wait_for`, whose timeout cancels a task and waits for it (turns of the loop that
+        made a due timer fire ~2 ms late)."""
+        if self.wake.is_set():
+            return
+        timer = (
+            None if delay is None else asyncio.get_running_loop().call_later(delay, self.wake.set)
+        )
+        try:
+            await self.wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _read_ahead(self, delay: float) -> float:
         """Before the clock waits `delay` for the next timer: read the jobs due within
