@@ -167,6 +167,10 @@ class EventWriter:
             if self._pending:
                 batch, self._pending = self._pending, []
                 self._queued.clear()
+                if self._projected >= self._written:
+                    # The first write since the read models were up to date opens the
+                    # window: a burst's first runs start before anything is projected.
+                    self._caught_up_at = time.monotonic()
                 await self._write_batch(batch)
                 recently = time.monotonic() - self._caught_up_at < CATCH_UP_EVERY_S
                 if self._pending and recently:
