@@ -236,8 +236,7 @@ class Handlers:
         self.not_begun.add(run.id)
         task = asyncio.create_task(self._carry_out(run, job, effect.start_changes))
         self.running[run.id] = task
-        task.add_done_callback(lambda _: self._finished(run, job))
-        task.add_done_callback(report_failure)
+        task.add_done_callback(lambda done: self._finished(run, job, done))
 
     async def _carry_out(self, run: Run, job: Row, start_changes: dict[str, Any]) -> None:
         agent = firing.needs_gateway(job)
@@ -277,10 +276,10 @@ class Handlers:
         # A run that ended before its `Run.Started` was written records both at once.
         joining = started[-1] if started and self.writer.is_queued(started[-1]) else None
         if result is None or joining is None:
-            saves = await asyncio.gather(*started, return_exceptions=True)
+            recorded = await _all_succeeded(started)
             if result is None:
                 return
-            if any(isinstance(save, BaseException) for save in saves):
+            if not recorded:
                 run = self.load(run.id)  # the start was not recorded: conclude from the log
         if context is not None:  # spec §11.4: what the agent's prompt was made of
             result = replace(result, fields={"context_summary": context, **result.fields})
@@ -342,7 +341,8 @@ class Handlers:
             return None
         return run
 
-    def _finished(self, run: Run, job: Row) -> None:
+    def _finished(self, run: Run, job: Row, task: asyncio.Task) -> None:
+        report_failure(task)
         self.concluding.discard(run.id)
         self.running.pop(run.id, None)
         self.own.pop(run.id, None)
@@ -636,6 +636,22 @@ async def kill_and_wait(group: int) -> None:
 def spawn(coroutine: Any) -> None:
     task = asyncio.create_task(coroutine)
     task.add_done_callback(report_failure)
+
+
+async def _all_succeeded(saves: list[asyncio.Future]) -> bool:
+    """Wait for every save; whether all succeeded (`gather(return_exceptions=True)` for the
+    one save a run mostly has, without the gathering future and its callbacks)."""
+    succeeded = True
+    for save in saves:
+        try:
+            await save
+        except asyncio.CancelledError:
+            if not save.cancelled():
+                raise  # this task was cancelled, not the save
+            succeeded = False
+        except Exception:  # noqa: BLE001 - a failed save: the caller reads the log instead
+            succeeded = False
+    return succeeded
 
 
 def report_failure(task: asyncio.Task) -> None:
