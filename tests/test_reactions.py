@@ -534,7 +534,11 @@ def test_a_bursts_first_batch_fills_the_slots_and_starts_before_more_is_decided(
     assert reactor.first_batch == min(64, store.ctx.settings.reactor.max_concurrent_runs)
     assert reactor._room()
     reactor.deciding = reactor.first_batch  # decided, being saved; nothing started yet
+    reactor._hold_until = time.monotonic() + 10
     assert not reactor._room()
+    reactor._hold_until = time.monotonic() - 1  # held long enough (a slow gateway probe)
+    assert reactor._room()
+    reactor._hold_until = time.monotonic() + 10
     reactor.handlers.running["run-1"] = None  # type: ignore[assignment]  # one has started
     assert reactor._room()
     reactor.loader.close()

@@ -60,6 +60,10 @@ REFILL = FIRE_BATCH // 2
 """A full backlog is topped up once this many of its runs have begun, not run by run: due
 timers are then decided in batches (their jobs' rows read in one query) all along a
 burst, not one or two at a time."""
+FIRST_BATCH_HOLD_S = 0.05
+"""How long the rest of a burst waits at most for its first batch's runs to start: their
+saves take a few ms, and a decision that waits on the gateway's health must not hold back
+the shell jobs due with it."""
 READ_AHEAD_S = 1.0
 """Jobs due within this are read while the clock waits for them (their rows, and the
 versions of those their run may delete), so firing a burst reads none of them."""
@@ -101,6 +105,8 @@ class Reactor:
         self._read_until = 0.0
         """The due time up to which the timers' jobs have been read ahead."""
         self.first_batch = min(FIRE_BATCH, settings.reactor.max_concurrent_runs)
+        self._hold_until = 0.0
+        """Until when (monotonic) more decisions wait for the first batch's runs."""
         """With none of its runs under way, the daemon fires a batch of as many runs as it
         runs at once: they are saved and started before more is decided, so a burst's
         first runs start within milliseconds of their due time and fill every slot."""
@@ -253,14 +259,15 @@ class Reactor:
                     continue
                 # More is due but enough is waiting to run: wait for runs to begin.
                 delay = BACKLOG_WAIT_S
+                if self._holding():  # look again when the hold ends, if no run began by then
+                    delay = min(delay, self._hold_until - time.monotonic())
             elif delay is not None:
                 delay = self._read_ahead(delay)
             await self._sleep(delay)
 
     async def _sleep(self, delay: float | None) -> None:
-        """Until `wake` is set, or `delay` has passed: a plain timer that sets it, not
-        `wait_for`, whose timeout cancels a task and waits for it (turns of the loop that
-        made a due timer fire ~2 ms late)."""
+        """Until `wake` is set, or `delay` has passed: a plain timer that sets it (not
+        `wait_for`, which makes a task and cancels it each time the clock waits)."""
         if self.wake.is_set():
             return
         timer = (
@@ -302,9 +309,18 @@ class Reactor:
     def _room(self) -> bool:
         """Whether the backlog has room for a batch of decisions. While the first batch of
         a burst is being decided and saved, there is none: its runs start first."""
-        if self.deciding and not self.handlers.running:
+        if self._holding():
             return False
         return self.backlog() <= BACKLOG - REFILL
+
+    def _holding(self) -> bool:
+        """Whether a burst's first batch is being decided and saved, none of its runs
+        started yet, for at most `FIRST_BATCH_HOLD_S`."""
+        return (
+            bool(self.deciding)
+            and not self.handlers.running
+            and time.monotonic() < self._hold_until
+        )
 
     def reload_timers(self) -> None:
         self.timers_dirty = True
@@ -362,7 +378,10 @@ class Reactor:
         again when a reload brings it back before its decision is in the read models."""
         now = time.time()
         due: list[tuple[str, str]] = []
-        batch = FIRE_BATCH if self.handlers.running or self.backlog() else self.first_batch
+        batch = FIRE_BATCH
+        if not (self.handlers.running or self.backlog()):
+            batch = self.first_batch
+            self._hold_until = time.monotonic() + FIRST_BATCH_HOLD_S
         try:
             while self.timers and self.timers[0][0] <= now:
                 if len(due) >= batch or self.backlog() >= BACKLOG:
