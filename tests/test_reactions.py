@@ -542,3 +542,19 @@ def test_a_bursts_first_batch_fills_the_slots_and_starts_before_more_is_decided(
     reactor.handlers.running["run-1"] = None  # type: ignore[assignment]  # one has started
     assert reactor._room()
     reactor.loader.close()
+
+
+def test_the_jobs_due_by_a_time_are_found_in_the_timers_heap():
+    import heapq
+    import random
+
+    from ocsched.commands.reactor.scheduler import _jobs_due_by
+
+    timers = [
+        (random.uniform(0, 100), random.choice(("job", "dispatch")), str(n)) for n in range(500)
+    ]
+    heapq.heapify(timers)
+    for until in (-1.0, 0.5, 10.0, 50.0, 100.0):
+        expected = {key for at, kind, key in timers if kind == "job" and at <= until}
+        assert set(_jobs_due_by(timers, until)) == expected
+    assert _jobs_due_by([], 10.0) == []

@@ -288,7 +288,7 @@ class Reactor:
             return delay - READ_AHEAD_S if now + delay > self._read_until else delay
         if now + delay > self._read_until:
             self._read_until = now + READ_AHEAD_S
-            due = [key for at, kind, key in self.timers if kind == "job" and at <= self._read_until]
+            due = _jobs_due_by(self.timers, self._read_until)
             try:
                 self.handlers.facts.prefetch(due)
             except Exception as error:  # noqa: BLE001 - each handler reads its row itself
@@ -636,6 +636,22 @@ TIMER_NEUTRAL_EVENTS = frozenset(
     | {"Gated"}  # a gate's decision on a run; its refusal is the `Finished` that follows
 )
 """Events that end, hold or leave a timer where it is, never add one or move it earlier."""
+
+
+def _jobs_due_by(timers: list[tuple[float, str, str]], until: float) -> list[str]:
+    """The jobs of the timers due by `until`, found in the heap without looking at the
+    timers due later (a child is never due before its parent)."""
+    jobs: list[str] = []
+    pending = [0] if timers else []
+    while pending:
+        index = pending.pop()
+        at, kind, key = timers[index]
+        if at > until:
+            continue
+        if kind == "job":
+            jobs.append(key)
+        pending.extend(child for child in (2 * index + 1, 2 * index + 2) if child < len(timers))
+    return jobs
 
 
 def _may_add_timer(event: Any, horizon: float) -> bool:
