@@ -4,6 +4,7 @@ spawn floor measured in the same round.
 
     .venv/bin/python scripts/bench/reactor_burst.py [--jobs 500] [--rounds 3]
         [--kind at|cron] [--lead S] [--idle-jobs N] [--profile PREFIX] [--py-spy PREFIX]
+        [--runnable]
 
 Targets (issue 8), on the 2-core reference machine: 500 jobs within 1.3x of the floor,
 10,000 within 1.5x (`--jobs 10000 --rounds 1` takes about two minutes). The floor is
@@ -46,6 +47,9 @@ printed. `--py-spy PREFIX` samples the daemon with py-spy (250 Hz, each thread w
 holds the interpreter lock: where its Python time goes) from just before due to the end
 (`.venv/bin/pip install py-spy`, not a project dependency), writes the collapsed stacks to
 `PREFIX.txt` and prints the functions with the most samples.
+`--runnable` samples the machine's runnable tasks every millisecond during each burst
+(`/proc/loadavg`): a burst paced by its event loop leaves cores idle while most of its runs
+in flight have ended and wait to be reaped (2026-12-05: 2–4 runnable, 22 % of the CPU idle).
 `OCSCHED_BENCH_DAEMON` (see `daemon_harness.py`) swaps the daemon command, e.g. for a
 wrapper that patches the reactor to try a change.
 """
@@ -62,6 +66,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +150,7 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
     connection = read_only(home.database)
     time.sleep(max(due_epoch - 0.1 - time.time(), 0))
     spy = start_py_spy(options.py_spy, pid, gil=not options.on_cpu) if options.py_spy else None
+    sampler = RunnableSampler() if options.runnable else None
     cpu_before = cpu_seconds(pid)
     deadline = due_epoch + max(120, options.jobs / 50)
     while (finished := count_finished_runs(connection)) < options.jobs:
@@ -153,6 +159,7 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
         time.sleep(0.005)
     all_finished = time.time()
     cpu_after = cpu_seconds(pid)
+    runnable = sampler.stop(due_epoch) if sampler is not None else {}
     if spy is not None:
         stop_py_spy(spy)
     statuses = dict(connection.execute("SELECT status, count(*) FROM runs GROUP BY status"))
@@ -164,9 +171,42 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
 
     return {
         **run_timeline(events, due_epoch, all_finished),
+        **runnable,
         "daemon_cpu": cpu_after[0] - cpu_before[0],
         "children_cpu": cpu_after[1] - cpu_before[1],
     }
+
+
+class RunnableSampler:
+    """How many tasks the machine has runnable, from `/proc/loadavg` every millisecond in a
+    thread of this process (which counts itself while it reads): on 2 cores, a burst whose
+    runs kept every core busy shows 3 or more nearly always. `stop(since)` returns the mean
+    and the share of samples with at most 2 (at most one core in use besides the sampler)
+    taken at or after `since`."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stopping.is_set():
+            with open("/proc/loadavg") as loadavg:
+                running = int(loadavg.read().split()[3].split("/")[0])
+            self.samples.append((time.time(), running))
+            time.sleep(0.001)
+
+    def stop(self, since: float) -> dict[str, float]:
+        self._stopping.set()
+        self._thread.join()
+        counts = [running for at, running in self.samples if at >= since]
+        if not counts:
+            return {}
+        return {
+            "runnable_mean": statistics.mean(counts),
+            "runnable_low": sum(running <= 2 for running in counts) / len(counts),
+        }
 
 
 async def spawn_true(
@@ -334,6 +374,11 @@ def main() -> None:
     parser.add_argument(
         "--on-cpu", action="store_true", help="--py-spy: threads on a CPU, not holding the lock"
     )
+    parser.add_argument(
+        "--runnable",
+        action="store_true",
+        help="sample the machine's runnable tasks every 1 ms during each burst",
+    )
     options = parser.parse_args()
     from ocsched.adapters.settings import Settings
 
@@ -389,6 +434,21 @@ def main() -> None:
         (f"floor: as the daemon spawns, all {n} at once", f"{all_at_once:.2f} s", ""),
         ("daemon start -> 'started' logged", ms("startup"), ""),
     ]
+    if options.runnable:
+        rows.append(
+            (
+                "runnable tasks, sampled every 1 ms (the sampler one of them): mean",
+                f"{statistics.median(r.get('runnable_mean', math.nan) for r in rounds):.1f}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  samples with at most 2 runnable (a core left to the sampler or idle)",
+                f"{statistics.median(r.get('runnable_low', math.nan) for r in rounds) * 100:.0f} %",
+                "",
+            )
+        )
     print_table(rows)
     print(
         "rounds (time / floor = ratio):",
