@@ -103,20 +103,20 @@ class TextFormatter(logging.Formatter):
     _text = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        second = int(record.created)
-        if second != self._second:
-            self._text = super().formatTime(record, datefmt)
-            self._second = second
-        return self._text
+        return self._time_text(record.created)
 
     def line(self, created: float, level: str, message: str) -> str:
         """What `format` makes of a record of this time, level name and message (without a
         traceback)."""
+        stamp = self._time_text(created)
+        return f"{stamp}.{int((created - int(created)) * 1000):03d} {level} {message}"
+
+    def _time_text(self, created: float) -> str:
         second = int(created)
         if second != self._second:
             self._text = time.strftime(self.datefmt or TIME_FORMAT, self.converter(created))
             self._second = second
-        return f"{self._text}.{int((created - second) * 1000):03d} {level} {message}"
+        return self._text
 
 
 PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
@@ -200,8 +200,8 @@ def _write(level: int, message: str, fields: dict[str, Any] | None) -> None:
 
 
 def _flush_run_lines() -> None:
-    """Write the run lines waiting (`_write`); those the stream refuses go through the
-    logging module, which reports the error as it does for any line."""
+    """Write the run lines waiting (`_write`); a stream that refuses them is reported as
+    the logging module reports a line it could not write (`Handler.handleError`)."""
     lines = _run_lines[:]
     _run_lines.clear()
     handler = _text_handler

@@ -397,7 +397,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     register_decisions(jobs)
 
 
-# Each subcommand's arguments, added only when its parser is built (`argv.command`).
+# Each subcommand's arguments, added only when its parser is built (`argv.lazy_command`).
 
 
 def _add_arguments(add: argparse.ArgumentParser) -> None:
