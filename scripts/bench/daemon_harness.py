@@ -230,6 +230,15 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own / TICKS_PER_SECOND, reaped / TICKS_PER_SECOND
 
 
+def thread_schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """Seconds a thread (default: the process's main thread, the daemon's event loop) has
+    spent on a CPU and waiting on a run queue for one, from `/proc/<pid>/task/<tid>/schedstat`
+    (nanoseconds; the rest of a span it was blocked: in a system call such as a spawn's vfork
+    wait, on a lock, or idle)."""
+    fields = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+
+
 def read_only(database: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
 

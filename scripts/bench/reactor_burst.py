@@ -39,6 +39,11 @@ finished_at is not null`). The breakdown rows come from the runs' events in the 
 the CPU rows are the daemon's utime + stime (all threads) and its reaped children's (the
 runs' shells) over the same span, from `/proc/<pid>/stat`. CPU is steadier than wall time
 on a shared machine: compare it when timing a change.
+The event loop rows split its thread's time over the burst, for the daemon and the floor
+(`/proc/<pid>/task/<tid>/schedstat`): on a CPU, runnable but waiting for one, and blocked
+(mostly in each spawn's vfork wait, until the child has exec'd). The loop is the serial
+path of both: their blocked times match, and each ms of the daemon's own loop work comes
+with ~0.7 ms more waiting for a CPU the runs hold (2026-12-05).
 
 `--profile PREFIX` runs one round with the daemon under cProfile (the same entry point in a
 Python wrapper): `PREFIX.loop` profiles the event loop thread, `PREFIX.writer` the event
@@ -60,6 +65,7 @@ import argparse
 import asyncio
 import collections
 import math
+import os
 import pstats
 import resource
 import signal
@@ -83,6 +89,7 @@ from daemon_harness import (
     run_timeline,
     seed_jobs,
     shell_spec,
+    thread_schedstat,
 )
 
 TARGET_RATIO = {500: 1.3, 10_000: 1.5}
@@ -131,6 +138,11 @@ def one_round(options: argparse.Namespace, slots: int) -> dict[str, float]:
     result["ratio"] = result["total"] / result["floor"]
     result["floor_cpu"] = (floor_before[1] + floor_after[1]) / 2
     result["cpu_ratio"] = (result["daemon_cpu"] + result["children_cpu"]) / result["floor_cpu"]
+    result["floor_loop_cpu"] = (floor_before[2] + floor_after[2]) / 2
+    result["floor_loop_wait"] = (floor_before[3] + floor_after[3]) / 2
+    result["floor_loop_blocked"] = (
+        result["floor"] - result["floor_loop_cpu"] - result["floor_loop_wait"]
+    )
     return result
 
 
@@ -152,6 +164,7 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
     spy = start_py_spy(options.py_spy, pid, gil=not options.on_cpu) if options.py_spy else None
     sampler = RunnableSampler() if options.runnable else None
     cpu_before = cpu_seconds(pid)
+    loop_before = thread_schedstat(pid)
     deadline = due_epoch + max(120, options.jobs / 50)
     while (finished := count_finished_runs(connection)) < options.jobs:
         if time.time() > deadline:
@@ -159,6 +172,7 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
         time.sleep(0.005)
     all_finished = time.time()
     cpu_after = cpu_seconds(pid)
+    loop_after = thread_schedstat(pid)
     runnable = sampler.stop(due_epoch) if sampler is not None else {}
     if spy is not None:
         stop_py_spy(spy)
@@ -174,7 +188,19 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
         **runnable,
         "daemon_cpu": cpu_after[0] - cpu_before[0],
         "children_cpu": cpu_after[1] - cpu_before[1],
+        # (the loop is idle until due: its span is the burst's)
+        **loop_thread(loop_before, loop_after, all_finished - due_epoch),
     }
+
+
+def loop_thread(
+    before: tuple[float, float], after: tuple[float, float], span: float
+) -> dict[str, float]:
+    """How the event loop's thread spent a span: on a CPU, runnable but waiting for one
+    (the cores busy with runs), and blocked (a spawn's vfork wait, the interpreter lock,
+    idle)."""
+    on_cpu, waiting = after[0] - before[0], after[1] - before[1]
+    return {"loop_cpu": on_cpu, "loop_wait": waiting, "loop_blocked": span - on_cpu - waiting}
 
 
 class RunnableSampler:
@@ -215,7 +241,8 @@ async def spawn_true(
     """Spawn and reap `count` x `bash -c true`, `concurrency` at a time: through
     `adapters/shell.run_shell` with the daemon's child watcher (`as_daemon`), or with a
     plain `asyncio.create_subprocess_exec` and the default watcher. Returns the seconds it
-    took and the CPU seconds of this process and of the processes it reaped."""
+    took, the CPU seconds of this process and of the processes it reaped, and the event
+    loop thread's seconds on a CPU and waiting for one (`loop_thread`)."""
     from ocsched.adapters.shell import run_shell
 
     slots = asyncio.Semaphore(concurrency or count)
@@ -237,9 +264,13 @@ async def spawn_true(
             await process.communicate()
 
     cpu = _process_and_children_cpu()
+    loop_before = thread_schedstat(os.getpid(), threading.get_native_id())
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
-    return time.perf_counter() - started, _process_and_children_cpu() - cpu
+    seconds = time.perf_counter() - started
+    loop_after = thread_schedstat(os.getpid(), threading.get_native_id())
+    on_cpu, waiting = loop_after[0] - loop_before[0], loop_after[1] - loop_before[1]
+    return seconds, _process_and_children_cpu() - cpu, on_cpu, waiting
 
 
 def _process_and_children_cpu() -> float:
@@ -257,10 +288,11 @@ def floor_seconds(
 
 def floor(
     count: int, concurrency: int | None, rounds: int = 1, *, as_daemon: bool = True
-) -> tuple[float, float]:
+) -> tuple[float, ...]:
     """The median of `rounds` spawn floors, each in a fresh event loop (in a child
     process, so the daemon's child watcher is set up as the daemon sets it up): seconds,
-    and CPU seconds (the spawning process and the shells)."""
+    CPU seconds (the spawning process and the shells), and the event loop thread's
+    seconds on a CPU and waiting for one."""
     code = (
         "import asyncio, sys; sys.path.insert(0, sys.argv[1]);"
         "from reactor_burst import spawn_true;"
@@ -271,7 +303,7 @@ def floor(
         "print(*asyncio.run(spawn_true(int(sys.argv[2]), limit, as_daemon=as_daemon)))"
     )
     here = str(Path(__file__).parent)
-    times, cpus = [], []
+    measures: list[list[float]] = []
     for _ in range(rounds):
         output = subprocess.run(
             [
@@ -287,10 +319,8 @@ def floor(
             capture_output=True,
             text=True,
         ).stdout
-        seconds, cpu = output.split()[-2:]
-        times.append(float(seconds))
-        cpus.append(float(cpu))
-    return statistics.median(times), statistics.median(cpus)
+        measures.append([float(value) for value in output.split()[-4:]])
+    return tuple(statistics.median(column) for column in zip(*measures, strict=True))
 
 
 def start_py_spy(prefix: str, pid: int, *, gil: bool = True) -> subprocess.Popen:
@@ -391,6 +421,9 @@ def main() -> None:
     def ms(key: str) -> str:
         return f"{statistics.median(r[key] for r in rounds) * 1000:.0f} ms"
 
+    def ms_pair(key: str) -> str:
+        return f"{ms(key)[:-3]} / {ms('floor_' + key)}"
+
     total = statistics.median(r["total"] for r in rounds)
     floor = statistics.median(r["floor"] for r in rounds)
     ratio = statistics.median(r["ratio"] for r in rounds)
@@ -426,6 +459,9 @@ def main() -> None:
             f"{statistics.median(r['cpu_ratio'] for r in rounds):.2f}x",
             "",
         ),
+        ("  event loop thread on a CPU: daemon / floor", ms_pair("loop_cpu"), ""),
+        ("  ... runnable, waiting for a CPU: daemon / floor", ms_pair("loop_wait"), ""),
+        ("  ... blocked (vfork waits, the lock, idle)", ms_pair("loop_blocked"), ""),
         (
             f"floor: plain create_subprocess_exec, default watcher, {slots} at a time",
             f"{plain_floor:.2f} s",
