@@ -41,10 +41,8 @@ class PostOffice:
     def __init__(self, handlers: Handlers, settings: Settings) -> None:
         self.handlers = handlers
         environment = settings.environment
-        config = dispatch_config(settings.dispatch_config_dir)
         self._brand_setting = environment.get("INBOX_BRAND")
-        self._config = config
-        self.brand = inbox_brand(None, self._brand_setting, config)
+        self._config = dispatch_config(settings.dispatch_config_dir)
         self.configured: Row | None = None
         """`INBOX_DELIVERY_TO` in the daemon's environment: the consumer of `INBOX_AGENT`
         (`main`) runs in the daemon too, on `INBOX_DELIVERY_CHANNEL` (`telegram`)."""

@@ -105,11 +105,11 @@ class Reactor:
         self._read_until = 0.0
         """The due time up to which the timers' jobs have been read ahead."""
         self.first_batch = min(FIRE_BATCH, settings.reactor.max_concurrent_runs)
-        self._hold_until = 0.0
-        """Until when (monotonic) more decisions wait for the first batch's runs."""
         """With none of its runs under way, the daemon fires a batch of as many runs as it
         runs at once: they are saved and started before more is decided, so a burst's
         first runs start within milliseconds of their due time and fill every slot."""
+        self._hold_until = 0.0
+        """Until when (monotonic) more decisions wait for the first batch's runs."""
         self.refire: set[tuple[str, str]] = set()
         self._reload_after_catch_up: asyncio.Task | None = None
         self._reload_wanted = False

@@ -43,7 +43,7 @@ The event loop rows split its thread's time over the burst, for the daemon and t
 (`/proc/<pid>/task/<tid>/schedstat`): on a CPU, runnable but waiting for one, and blocked
 (mostly in each spawn's vfork wait, until the child has exec'd). The loop is the serial
 path of both: their blocked times match, and each ms of the daemon's own loop work comes
-with ~0.7 ms more waiting for a CPU the runs hold (2026-12-05).
+with up to ~0.5 ms more waiting for a CPU the runs hold (2026-12-05).
 
 `--profile PREFIX` runs one round with the daemon under cProfile (the same entry point in a
 Python wrapper): `PREFIX.loop` profiles the event loop thread, `PREFIX.writer` the event
@@ -138,11 +138,9 @@ def one_round(options: argparse.Namespace, slots: int) -> dict[str, float]:
     result["ratio"] = result["total"] / result["floor"]
     result["floor_cpu"] = (floor_before[1] + floor_after[1]) / 2
     result["cpu_ratio"] = (result["daemon_cpu"] + result["children_cpu"]) / result["floor_cpu"]
-    result["floor_loop_cpu"] = (floor_before[2] + floor_after[2]) / 2
-    result["floor_loop_wait"] = (floor_before[3] + floor_after[3]) / 2
-    result["floor_loop_blocked"] = (
-        result["floor"] - result["floor_loop_cpu"] - result["floor_loop_wait"]
-    )
+    floor_loop = ((floor_before[2] + floor_after[2]) / 2, (floor_before[3] + floor_after[3]) / 2)
+    floor_rows = loop_thread((0.0, 0.0), floor_loop, result["floor"])
+    result.update({f"floor_{key}": value for key, value in floor_rows.items()})
     return result
 
 
@@ -237,7 +235,7 @@ class RunnableSampler:
 
 async def spawn_true(
     count: int, concurrency: int | None, *, as_daemon: bool
-) -> tuple[float, float]:
+) -> tuple[float, float, float, float]:
     """Spawn and reap `count` x `bash -c true`, `concurrency` at a time: through
     `adapters/shell.run_shell` with the daemon's child watcher (`as_daemon`), or with a
     plain `asyncio.create_subprocess_exec` and the default watcher. Returns the seconds it
