@@ -32,6 +32,8 @@ class StorageUnavailable(CommandError):
     connection) lasted longer than the command retries (`OCSCHED_STORAGE_RETRY_S`)."""
 
 
+SAVE_ATTEMPTS = 10
+"""How many times `save_fresh` builds and saves before a lost race is the user's error."""
 NOTHING_RECORDED = "nothing was recorded"
 RECORDED_NOT_PROJECTED = (
     "the change was recorded (do not run the command again), but the read models could not"
@@ -200,6 +202,25 @@ class Context:
             ) from None
         self._saved = True
         self.catch_up()
+
+    def save_fresh(self, build: Callable[[], list[Any]]) -> None:
+        """Save what `build()` makes from the log and read models as they are now; when
+        another process changed one of its aggregates first (a daemon starting the run a
+        command cancels, the members of a team reporting at the same moment), build again
+        from the newer state, a few times."""
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            records = build()
+            if not records:
+                return
+            try:
+                self.save(*records)
+                return
+            except ConcurrentChange:
+                if attempt == SAVE_ATTEMPTS:
+                    raise
+                import random
+
+                time.sleep(random.uniform(0, 0.01 * attempt))  # (apart from the other writers)
 
     def catch_up(self) -> int:
         """Bring the read models up to date, retrying transient storage errors."""

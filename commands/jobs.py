@@ -141,22 +141,27 @@ def cancel_job(ctx: Context, job_id: str, cascade: bool = True) -> list[str]:
     from ocsched.domain.run import Run
     from ocsched.projections import views
 
-    root = _load_job(ctx, job_id)
+    _load_job(ctx, job_id)  # (one that does not exist is an error at once)
     ids = [job_id] + (_descendants(ctx, job_id) if cascade else [])
-    changed: list[Any] = []
-    for current in ids:
-        job = root if current == job_id else _load_job(ctx, current)
-        job.disable(ctx.meta(), ctx.now)
-        changed += [job] if job.pending_events else []
-    for row in views.active_runs(ctx.views(), ("pending", "queued", "running")):
-        if row["job_id"] in ids:
-            run: Run = ctx.log.repository.get(row["id"])
-            if not run.is_finished:
-                outcome = {"error_message": f"Cancelled by {ctx.actor}"}
-                run.finish("cancelled", outcome, {}, ctx.meta(cause=f"cancel/{job_id}"), ctx.now)
-                changed.append(run)
-    if changed:
-        ctx.save(*changed)
+
+    def cancel() -> list[Any]:
+        """From the log as it is now: a daemon may be starting one of the runs."""
+        changed: list[Any] = []
+        for current in ids:
+            job = _load_job(ctx, current)
+            job.disable(ctx.meta(), ctx.now)
+            changed += [job] if job.pending_events else []
+        for row in views.active_runs(ctx.views(), ("pending", "queued", "running")):
+            if row["job_id"] in ids:
+                run: Run = ctx.log.repository.get(row["id"])
+                if not run.is_finished:
+                    outcome = {"error_message": f"Cancelled by {ctx.actor}"}
+                    meta = ctx.meta(cause=f"cancel/{job_id}")
+                    run.finish("cancelled", outcome, {}, meta, ctx.now)
+                    changed.append(run)
+        return changed
+
+    ctx.save_fresh(cancel)
     return ids
 
 

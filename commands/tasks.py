@@ -3,13 +3,12 @@ service functions, and the CLI handlers over them."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .argv import command, group, whole_number
-from .context import ConcurrentChange, Context
+from .context import Context
 from .output import (
     CommandError,
     UsageError,
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 MAP_LIMIT = 200
-SAVE_ATTEMPTS = 10
 GATE_CHECK_LIMIT = 100
 
 
@@ -66,25 +64,6 @@ def _created(group: TaskGroup, created_by: str) -> Row:
     }
 
 
-def _save_fresh(ctx: Context, build: Callable[[], list[Any]]) -> None:
-    """Save what `build()` makes from the log as it is now; when another process changed
-    one of its aggregates first (the members of a team report at the same moment), build
-    again from the newer state, a few times."""
-    for attempt in range(1, SAVE_ATTEMPTS + 1):
-        records = build()
-        if not records:
-            return
-        try:
-            ctx.save(*records)
-            return
-        except ConcurrentChange:
-            if attempt == SAVE_ATTEMPTS:
-                raise
-            import random
-
-            time.sleep(random.uniform(0, 0.01 * attempt))  # (apart from the other writers)
-
-
 def _load_group(ctx: Context, group_id: str) -> TaskGroup | None:
     from ocsched.domain.task_group import TaskGroup
     from ocsched.projections import tasks
@@ -110,7 +89,7 @@ def heartbeat(ctx: Context, group_id: str, label: str, status: str, message: str
         changed = group is not None and group.heartbeat(label, status, message, ctx.meta(), ctx.now)
         return [group] if changed else []
 
-    _save_fresh(ctx, report)
+    ctx.save_fresh(report)
     result: Row = {"ok": True, "tracker_id": group_id, "agent": label, "status": status}
     if status != "running" and message is not None:
         result["message"] = message
@@ -127,7 +106,7 @@ def register_session(ctx: Context, group_id: str, label: str, session_key: str) 
         )
         return [group] if changed else []
 
-    _save_fresh(ctx, register)
+    ctx.save_fresh(register)
     return {"ok": True, "tracker_id": group_id, "agent": label, "session_key": session_key}
 
 
@@ -238,7 +217,7 @@ def open_gate(ctx: Context, team_id: str, task_id: str, members: Any, timeout_s:
         team.open_gate(task_id, group_id, list(members), timeout_s, ctx.meta(), ctx.now)
         return [group, team]
 
-    _save_fresh(ctx, gate)
+    ctx.save_fresh(gate)
     return {
         "team_id": team_id,
         "task_id": task_id,
@@ -325,7 +304,7 @@ def team_ack(ctx: Context, message_id: str, actor: str, detail: str | None) -> R
         team.note_ack(row, actor, detail, ctx.meta(), ctx.now)
         return [message, team]
 
-    _save_fresh(ctx, ack)
+    ctx.save_fresh(ack)
     acked = get_message(ctx, message_id)
     assert acked is not None
     return {"ok": True, "id": message_id, "status": acked["status"], "ack_at": acked["ack_at"]}
