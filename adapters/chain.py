@@ -51,6 +51,16 @@ def _small_sha256() -> Callable[[bytes], Any]:
 _sha256 = _small_sha256()
 
 
+def hash_with_openssl() -> None:
+    """Link with hashlib's SHA-256 (OpenSSL's) from now on: the same digest, ~3x faster on
+    an event's few hundred bytes. For a long-lived process (the daemon), to which loading
+    OpenSSL once costs nothing that matters."""
+    global _sha256
+    from hashlib import sha256
+
+    _sha256 = sha256
+
+
 def link_hash(
     previous: bytes, position: int, originator_id: bytes, version: int, topic: bytes, state: bytes
 ) -> bytes:

@@ -54,6 +54,15 @@ class StorageFault:
     postgres: bool = False
 
 
+class ReportedFault(Exception):
+    """A transient storage error that another process met and reported (the daemon's read
+    models' process)."""
+
+    def __init__(self, fault: StorageFault) -> None:
+        super().__init__(fault.detail)
+        self.fault = fault
+
+
 def storage_fault(error: BaseException | None) -> StorageFault | None:
     """The transient storage error behind `error` (itself, or what the event store wrapped),
     or None when it is not one."""
@@ -61,6 +70,8 @@ def storage_fault(error: BaseException | None) -> StorageFault | None:
     current = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, ReportedFault):
+            return current.fault
         if isinstance(current, sqlite3.Error):
             return _sqlite_fault(current)
         if isinstance(current, OSError) and current.errno in _ERRNO_KINDS:

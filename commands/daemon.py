@@ -82,6 +82,8 @@ def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
         raise CommandError(str(error)) from None
     if ctx.read_only:
         raise ctx.refuse_read_only("the daemon cannot record runs")
+    from ocsched.adapters import chain
+
     from .reactor.scheduler import Reactor
 
     served = None
@@ -91,6 +93,7 @@ def cli_daemon(ctx: Context, args: argparse.Namespace) -> None:
         served = serve.server(ctx, *serve.address(args.serve))
     daemon_log.configure(level, form)
     _use_pidfd_child_watcher()
+    chain.hash_with_openssl()
     retry_storage_until_back(ctx)
     reactor = _hangup_reloads(Reactor(ctx, grace_seconds=grace_seconds))
     if served is not None:

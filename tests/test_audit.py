@@ -249,3 +249,14 @@ def test_events_saved_together_get_the_positions_they_are_stored_at(scheduler):
     assert stored == [(2, "batch-0"), (3, "batch-1"), (4, "batch-2")]
     report = scheduler.ok("--json", "audit", "verify").json
     assert (report["intact"], report["checked"]) == (True, 4)
+
+
+def test_the_daemons_openssl_links_are_the_commands_links(monkeypatch):
+    from ocsched.adapters import chain
+
+    link = (chain.GENESIS, 7, b"run-1", 3, b"ocsched.domain.run:Run.Started", b"{}" * 300)
+    small = chain.link_hash(*link)
+    monkeypatch.setattr(chain, "_sha256", chain._sha256)  # restored after the test
+    chain.hash_with_openssl()
+    assert chain._sha256.__module__ != "_sha256"  # (OpenSSL's)
+    assert chain.link_hash(*link) == small

@@ -528,19 +528,23 @@ def test_the_clock_reads_the_jobs_due_within_a_second_before_they_are_due(store)
 
 
 def test_a_bursts_first_batch_fills_the_slots_and_starts_before_more_is_decided(store):
-    from ocsched.commands.reactor.scheduler import Reactor
+    from ocsched.commands.reactor.scheduler import BACKLOG, Reactor
 
     reactor = Reactor(store.ctx)
     assert reactor.first_batch == min(64, store.ctx.settings.reactor.max_concurrent_runs)
     assert reactor._room()
     reactor.deciding = reactor.first_batch  # decided, being saved; nothing started yet
     reactor._hold_until = time.monotonic() + 10
-    assert not reactor._room()
+    assert reactor._room()  # a second batch is decided while the first is saved
+    assert reactor._backlog_limit() == 2 * reactor.first_batch
+    reactor.deciding = 2 * reactor.first_batch
+    assert not reactor._room()  # no third: the first batch's runs start first
     reactor._hold_until = time.monotonic() - 1  # held long enough (a slow gateway probe)
     assert reactor._room()
     reactor._hold_until = time.monotonic() + 10
     reactor.handlers.running["run-1"] = None  # type: ignore[assignment]  # one has started
     assert reactor._room()
+    assert reactor._backlog_limit() == BACKLOG
     reactor.loader.close()
 
 
@@ -558,3 +562,33 @@ def test_the_jobs_due_by_a_time_are_found_in_the_timers_heap():
         expected = {key for at, kind, key in timers if kind == "job" and at <= until}
         assert set(_jobs_due_by(timers, until)) == expected
     assert _jobs_due_by([], 10.0) == []
+
+
+def test_a_cancel_that_races_the_daemon_starting_its_run_is_decided_again(store, tmp_path):
+    """`jobs cancel` while the daemon records the run's start: the daemon's save lands
+    between the command's reading and its save; the command reads again and cancels."""
+    from ocsched.commands.jobs import cancel_job
+
+    job = due_job(store)
+    plan = fire(store, job)
+    store.save(plan)
+    (run,) = plan.records
+    daemon = Context(settings=store.ctx.settings, actor="daemon")
+    get = store.ctx.log.repository.get
+    raced: list[str] = []
+
+    def read_while_the_daemon_starts_it(aggregate_id, *args, **kwargs):
+        found = get(aggregate_id, *args, **kwargs)
+        if aggregate_id == run.id and not raced:
+            raced.append(aggregate_id)
+            starting = daemon.log.repository.get(run.id)
+            starting.start(123, 123, reactor_meta(OWNER, run.id), NOW, {})
+            daemon.save(starting)
+        return found
+
+    store.ctx.log.repository.get = read_while_the_daemon_starts_it  # type: ignore[method-assign]
+    assert cancel_job(store.ctx, job["id"]) == [job["id"]]
+    assert raced == [run.id]
+    assert store.run(run.id)["status"] == "cancelled"
+    assert get(run.id).version == 3  # scheduled, started (the daemon's), cancelled
+    daemon.close()

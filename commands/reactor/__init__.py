@@ -7,4 +7,5 @@
 | `following.py` | the handlers that follow sub-agent dispatches |
 | `facts.py` | `DaemonFacts`: the reactions' lookups answered from the read models |
 | `writer.py` | `EventWriter`: batched saves from the event loop |
+| `projector.py` | `Projector`: the read models caught up in a child process, beside the loop |
 """

@@ -39,6 +39,7 @@ from ..context import Context
 from .following import DispatchFollower
 from .handlers import AggregateLoader, Handlers, spawn
 from .post_office import PostOffice
+from .projector import Projector
 from .teams import TeamPass
 from .watchdog import WatchdogExecutor
 from .writer import EventWriter
@@ -116,6 +117,7 @@ class Reactor:
         self._group_changes: list[tuple[int, bool]] = []
         self.deferred: dict[str, float] = {}
         self.supervisor: Supervisor | None = None
+        self.projector: Projector | None = None
         self._gateway: Any = None
         self._gateway_healthy = True
         self._gateway_checked_at = float("-inf")
@@ -179,6 +181,7 @@ class Reactor:
     # Lifecycle
 
     async def serve(self) -> None:
+        self._start_projector()  # (its imports overlap the start-up catch-up)
         self.ctx.catch_up()
         self.supervisor = Supervisor()
         loop = asyncio.get_running_loop()
@@ -206,6 +209,15 @@ class Reactor:
                 task.cancel()
             await self.shutdown()
 
+    def _start_projector(self) -> None:
+        """The read models' process; without it, catch-ups stay in this process."""
+        try:
+            self.projector = Projector(self.ctx.settings)
+        except OSError as error:
+            log.warning("catching up in the daemon's own process: %s", error)
+            return
+        self.writer.catch_up_once = self.projector.catch_up_once
+
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: no new runs; waiting for running ones")
@@ -227,6 +239,8 @@ class Reactor:
             await asyncio.to_thread(self.cluster.stop)
         if self.supervisor is not None:
             self.supervisor.close()
+        if self.projector is not None:
+            self.projector.close()
         if self._gateway is not None:
             await self._gateway.close()
         self.loader.close()
@@ -308,10 +322,17 @@ class Reactor:
 
     def _room(self) -> bool:
         """Whether the backlog has room for a batch of decisions. While the first batch of
-        a burst is being decided and saved, there is none: its runs start first."""
+        a burst is being saved, only for a second one (`_backlog_limit`)."""
         if self._holding():
-            return False
+            return self.backlog() < self._backlog_limit()
         return self.backlog() <= BACKLOG - REFILL
+
+    def _backlog_limit(self) -> int:
+        """How many runs may be decided and not begun. While a burst's first batch is being
+        saved, two batches: the second is decided while the writer saves the first (the
+        loop would wait idle), and is saved while the first's runs are spawned, so runs
+        are waiting when the first ones end; more would delay the first batch's starts."""
+        return 2 * self.first_batch if self._holding() else BACKLOG
 
     def _holding(self) -> bool:
         """Whether a burst's first batch is being decided and saved, none of its runs
@@ -383,8 +404,9 @@ class Reactor:
             batch = self.first_batch
             self._hold_until = time.monotonic() + FIRST_BATCH_HOLD_S
         try:
+            limit = self._backlog_limit()
             while self.timers and self.timers[0][0] <= now:
-                if len(due) >= batch or self.backlog() >= BACKLOG:
+                if len(due) >= batch or self.backlog() >= limit:
                     return 0
                 _, kind, key = heapq.heappop(self.timers)
                 if kind == "reload":

@@ -71,6 +71,9 @@ class EventWriter:
         self._on_settled: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
         self._outage = Outage(log, "writing")
         self._give_up_at: float | None = None
+        self.catch_up_once: Callable[[], int] = ctx.catch_up_once
+        """One catch-up, blocking (in a worker thread): in this process, or the daemon's
+        read models' process (`projector.py`)."""
 
     async def save(self, *aggregates: Any) -> None:
         await self.queue(*aggregates)
@@ -242,7 +245,7 @@ class EventWriter:
         while True:
             attempted = time.monotonic()
             try:
-                await asyncio.to_thread(self.ctx.catch_up_once)
+                await asyncio.to_thread(self.catch_up_once)
             except Exception as error:  # noqa: BLE001 - a failed catch-up must not stop the daemon
                 fault = storage_fault(error)
                 if fault is None or self._giving_up():

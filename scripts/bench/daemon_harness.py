@@ -230,6 +230,46 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own / TICKS_PER_SECOND, reaped / TICKS_PER_SECOND
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def helpers(pid: int) -> dict[str, int]:
+    """The daemon's own child processes, by what they are: its read models' process
+    (`commands/reactor/projector.py`) and its watchdog (`adapters/supervisor.py`); a run's
+    shell is neither."""
+    found = {}
+    for child in children(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ocsched.commands.reactor.projector" in command:
+            found["read models' process"] = child
+        elif b"registering" in command:
+            found["watchdog"] = child
+    return found
+
+
+def with_helpers_cpu(pid: int, helper_pids: Iterable[int]) -> tuple[float, float]:
+    """`cpu_seconds` of the daemon with its helper processes' own CPU added to its own."""
+    own, reaped = cpu_seconds(pid)
+    for helper in helper_pids:
+        with contextlib.suppress(OSError):
+            own += cpu_seconds(helper)[0]
+    return own, reaped
+
+
 def thread_schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
     """Seconds a thread (default: the process's main thread, the daemon's event loop) has
     spent on a CPU and waiting on a run queue for one, from `/proc/<pid>/task/<tid>/schedstat`
@@ -277,12 +317,16 @@ def run_timeline(events: dict, due_epoch: float, all_finished: float) -> dict[st
         return pick(times) - due_epoch if times else math.nan
 
     finished = [e["Finished"].timestamp() for e in events.values() if "Finished" in e]
+    starts = sorted(e["Started"].timestamp() for e in events.values() if "Started" in e)
     return {
         "total": all_finished - due_epoch,
         "first_scheduled": since_due("Scheduled", min),
         "last_scheduled": since_due("Scheduled", max),
         "first_started": since_due("Started", min),
         "last_started": since_due("Started", max),
+        # The ramp: how soon a second slot's worth of runs starts (32 slots on 2 cores)
+        "started_32": starts[31] - due_epoch if len(starts) > 31 else math.nan,
+        "started_64": starts[63] - due_epoch if len(starts) > 63 else math.nan,
         "last_finished": since_due("Finished", max),
         "read_model": all_finished - max(finished) if finished else math.nan,
     }

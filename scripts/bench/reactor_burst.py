@@ -36,8 +36,9 @@ starts: the same burst with many timers held.
 The end is seen by polling the runs table with plain sqlite3 every 5 ms (`count(*) where
 finished_at is not null`). The breakdown rows come from the runs' events in the log
 (`Run.Scheduled`, `Run.Started`, `Run.Finished` timestamps, microseconds), relative to due;
-the CPU rows are the daemon's utime + stime (all threads) and its reaped children's (the
-runs' shells) over the same span, from `/proc/<pid>/stat`. CPU is steadier than wall time
+the CPU rows are the daemon's utime + stime (all threads, and its own helper processes:
+the read models' process and the watchdog) and its reaped children's (the runs' shells)
+over the same span, from `/proc/<pid>/stat`. CPU is steadier than wall time
 on a shared machine: compare it when timing a change.
 The event loop rows split its thread's time over the burst, for the daemon and the floor
 (`/proc/<pid>/task/<tid>/schedstat`): on a CPU, runnable but waiting for one, and blocked
@@ -82,7 +83,7 @@ from daemon_harness import (
     Daemon,
     at_spec,
     count_finished_runs,
-    cpu_seconds,
+    helpers,
     print_table,
     read_only,
     run_events,
@@ -90,6 +91,7 @@ from daemon_harness import (
     seed_jobs,
     shell_spec,
     thread_schedstat,
+    with_helpers_cpu,
 )
 
 TARGET_RATIO = {500: 1.3, 10_000: 1.5}
@@ -161,7 +163,8 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
     time.sleep(max(due_epoch - 0.1 - time.time(), 0))
     spy = start_py_spy(options.py_spy, pid, gil=not options.on_cpu) if options.py_spy else None
     sampler = RunnableSampler() if options.runnable else None
-    cpu_before = cpu_seconds(pid)
+    helper_pids = helpers(pid).values()
+    cpu_before = with_helpers_cpu(pid, helper_pids)
     loop_before = thread_schedstat(pid)
     deadline = due_epoch + max(120, options.jobs / 50)
     while (finished := count_finished_runs(connection)) < options.jobs:
@@ -169,7 +172,7 @@ def burst(options: argparse.Namespace, home: BenchHome, pid: int) -> dict[str, f
             raise SystemExit(f"only {finished}/{options.jobs} runs finished in time")
         time.sleep(0.005)
     all_finished = time.time()
-    cpu_after = cpu_seconds(pid)
+    cpu_after = with_helpers_cpu(pid, helper_pids)
     loop_after = thread_schedstat(pid)
     runnable = sampler.stop(due_epoch) if sampler is not None else {}
     if spy is not None:
@@ -445,11 +448,13 @@ def main() -> None:
         ),
         ("  due -> first Run.Scheduled", ms("first_scheduled"), ""),
         ("  due -> first Run.Started", ms("first_started"), ""),
+        ("  due -> 32nd Run.Started", ms("started_32"), ""),
+        ("  due -> 64th Run.Started", ms("started_64"), ""),
         ("  due -> last Run.Scheduled", ms("last_scheduled"), ""),
         ("  due -> last Run.Started", ms("last_started"), ""),
         ("  due -> last Run.Finished", ms("last_finished"), ""),
         ("  last Run.Finished -> read model", ms("read_model"), ""),
-        ("  daemon CPU (all threads) from due to the end", ms("daemon_cpu"), ""),
+        ("  daemon CPU (all threads, read models' process, watchdog)", ms("daemon_cpu"), ""),
         ("  CPU of the runs' processes (reaped children)", ms("children_cpu"), ""),
         ("  floor's CPU (the spawning process and the shells)", ms("floor_cpu"), ""),
         (

@@ -1,0 +1,168 @@
+"""The daemon's read models caught up in a process of their own.
+
+A catch-up is mostly Python work (decoding events, building rows) and holds the
+interpreter lock while it does it. In the daemon's own process it takes turns with the
+event loop, which decides, spawns and follows the runs: in a burst the loop is the
+serial path, and it waited for the lock. A child process catches up on another core
+instead (a 500-run burst: see ARCHITECTURE.md, "Performance notes").
+
+The child is started with the daemon (`python -m ocsched.commands.reactor.projector`,
+the store's settings in its environment) and asked over a pipe: one line per catch-up,
+one JSON line back, `{"read": n}` or the error. It is the same `Context.catch_up_once` a
+command runs, so the read models stay exactly-once whichever process applies a page.
+The end of its stdin (the daemon's exit, even by SIGKILL) ends it; it ignores SIGINT and
+SIGTERM, which a terminal or a service manager sends to the whole group, so that a
+stopping daemon can still catch up. A child that died is started again at the next
+catch-up, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+
+from ocsched.adapters.settings import Settings
+from ocsched.adapters.storage_errors import ReportedFault, StorageFault, storage_fault
+
+log = logging.getLogger("ocsched")
+
+MODULE = "ocsched.commands.reactor.projector"
+STORE_VARIABLES = (
+    "HOME",
+    "SCHEDULER_HOME",
+    "SCHEDULER_DB",
+    "OCSCHED_READ_MODEL_DB",
+    "OCSCHED_CIPHER_KEY",
+    "OCSCHED_CIPHER_OLD_KEYS",
+)
+"""What the child needs of the settings: where the log and the read models are, and the
+keys that decode the log."""
+
+
+class ProjectorFailed(Exception):
+    """The child could not catch up: its error, or it died twice in a row."""
+
+
+class Projector:
+    """`catch_up_once()` (blocking: call it from a worker thread, one at a time) asks the
+    child to catch the read models up and returns how many events it read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._environment = {**os.environ, **_store_environment(settings)}
+        self._lock = threading.Lock()
+        self._process = self._start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def catch_up_once(self) -> int:
+        with self._lock:
+            try:
+                reply = self._ask()
+            except (OSError, EOFError) as error:
+                log.warning("the read models' process ended (%s); starting another", error)
+                self._stop(self._process)
+                self._process = self._start()
+                reply = self._ask()
+        return _read_count(reply)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop(self._process)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", MODULE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self._environment,
+        )
+
+    def _ask(self) -> dict[str, Any]:
+        stdin, stdout = _pipes(self._process)
+        stdin.write(b"catch-up\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise EOFError(f"exit status {self._process.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    @staticmethod
+    def _stop(process: subprocess.Popen[bytes]) -> None:
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _store_environment(settings: Settings) -> dict[str, str]:
+    values = {
+        "SCHEDULER_HOME": settings.home_text,
+        "SCHEDULER_DB": settings.database,
+        "OCSCHED_READ_MODEL_DB": settings.read_model_db,
+        "OCSCHED_CIPHER_KEY": settings.cipher_key,
+        "OCSCHED_CIPHER_OLD_KEYS": settings.cipher_old_keys,
+        "HOME": os.fspath(settings.user_home),
+    }
+    return {name: values.get(name) or "" for name in STORE_VARIABLES}
+
+
+def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    if process.stdin is None or process.stdout is None:
+        raise EOFError("no pipe to the read models' process")
+    return process.stdin, process.stdout
+
+
+def _read_count(reply: dict[str, Any]) -> int:
+    """The reply's count of events read, or its error raised: a transient storage error
+    as one `storage_fault` recognizes, so the writer retries it as its own."""
+    if "read" in reply:
+        return int(reply["read"])
+    fault = reply.get("fault")
+    if fault is not None:
+        raise ReportedFault(StorageFault(*fault))
+    raise ProjectorFailed(f"{reply.get('type', 'Error')}: {reply.get('error', '')}")
+
+
+def _reply_to(error: Exception) -> dict[str, Any]:
+    fault = storage_fault(error)
+    reply: dict[str, Any] = {"type": type(error).__name__, "error": str(error)}
+    if fault is not None:
+        reply["fault"] = [fault.kind, fault.detail, fault.postgres]
+    return reply
+
+
+def main() -> None:
+    """The child: a catch-up for each line read, until its stdin ends."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    from ocsched.commands.context import Context
+
+    ctx = Context(settings=Settings.from_environment())
+    ctx.storage_retry_s = 0.0  # the daemon's writer retries, with its own backoff and log
+    for _ in sys.stdin.buffer:
+        try:
+            reply: dict[str, Any] = {"read": ctx.catch_up_once()}
+        except Exception as error:  # noqa: BLE001 - reported to the daemon, which logs it
+            reply = _reply_to(error)
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    ctx.close()
+
+
+if __name__ == "__main__":
+    main()
