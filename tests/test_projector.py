@@ -10,6 +10,7 @@ import signal
 import pytest
 
 from ocsched.adapters.storage_errors import BUSY, StorageFault, storage_fault
+from ocsched.commands.reactor import projector as projector_module
 from ocsched.commands.reactor.projector import (
     Projector,
     ProjectorFailed,
@@ -25,7 +26,7 @@ from .test_reactions import Store, due_job, fire
 def home(tmp_path):
     """A store, and a read models' process on it."""
     store = Store(tmp_path)
-    projector = Projector(store.ctx.settings)
+    projector = Projector(store.ctx.settings, store.ctx.catch_up_once)
     yield store, projector
     projector.close()
     store.ctx.close()
@@ -92,3 +93,20 @@ def test_its_transient_storage_errors_are_retried_by_the_daemon_as_its_own():
 def test_its_other_errors_fail_the_catch_up_with_their_words():
     with pytest.raises(ProjectorFailed, match="ValueError: no such projection"):
         _read_count(_reply_to(ValueError("no such projection")))
+
+
+def test_a_process_that_cannot_run_leaves_catching_up_to_the_daemon(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(projector_module, "MODULE", "ocsched.no_such_module")
+    store = Store(tmp_path)
+    projector = Projector(store.ctx.settings, store.ctx.catch_up_once)
+    try:
+        run_id = decided(store)
+        with caplog.at_level(logging.WARNING, logger="ocsched"):
+            assert projector.catch_up_once() == 1  # in the daemon's own process
+        assert projector.pid is None
+        assert views.run(store.db(), run_id) is not None
+        assert "cannot run" in caplog.text
+        assert projector.catch_up_once() == 0
+    finally:
+        projector.close()
+        store.ctx.close()

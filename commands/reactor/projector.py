@@ -13,7 +13,7 @@ command runs, so the read models stay exactly-once whichever process applies a p
 The end of its stdin (the daemon's exit, even by SIGKILL) ends it; it ignores SIGINT and
 SIGTERM, which a terminal or a service manager sends to the whole group, so that a
 stopping daemon can still catch up. A child that died is started again at the next
-catch-up, once.
+catch-up, once; one that cannot run leaves the catch-ups to the daemon's own process.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from ocsched.adapters.settings import Settings
@@ -52,31 +53,49 @@ class ProjectorFailed(Exception):
 
 class Projector:
     """`catch_up_once()` (blocking: call it from a worker thread, one at a time) asks the
-    child to catch the read models up and returns how many events it read."""
+    child to catch the read models up and returns how many events it read. A child that
+    cannot run at all (it died again as soon as it was started) leaves the catch-ups to
+    `in_process`, the daemon's own, with an error logged."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, in_process: Callable[[], int]) -> None:
         self._environment = {**os.environ, **_store_environment(settings)}
+        self._in_process = in_process
         self._lock = threading.Lock()
-        self._process = self._start()
+        self._process: subprocess.Popen[bytes] | None = self._start()
 
     @property
-    def pid(self) -> int:
-        return self._process.pid
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def catch_up_once(self) -> int:
         with self._lock:
+            if self._process is None:
+                return self._in_process()
             try:
-                reply = self._ask()
+                reply = self._ask(self._process)
             except (OSError, EOFError) as error:
                 log.warning("the read models' process ended (%s); starting another", error)
                 self._stop(self._process)
-                self._process = self._start()
-                reply = self._ask()
+                self._process = None
+                try:
+                    self._process = self._start()
+                    reply = self._ask(self._process)
+                except (OSError, EOFError) as again:
+                    log.error(
+                        "the read models' process cannot run (%s); catching up in the"
+                        " daemon's own process",
+                        again,
+                    )
+                    if self._process is not None:
+                        self._stop(self._process)
+                    self._process = None
+                    return self._in_process()
         return _read_count(reply)
 
     def close(self) -> None:
         with self._lock:
-            self._stop(self._process)
+            if self._process is not None:
+                self._stop(self._process)
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -86,13 +105,14 @@ class Projector:
             env=self._environment,
         )
 
-    def _ask(self) -> dict[str, Any]:
-        stdin, stdout = _pipes(self._process)
+    @staticmethod
+    def _ask(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+        stdin, stdout = _pipes(process)
         stdin.write(b"catch-up\n")
         stdin.flush()
         line = stdout.readline()
         if not line:
-            raise EOFError(f"exit status {self._process.wait()}")
+            raise EOFError(f"exit status {process.wait()}")
         reply: dict[str, Any] = json.loads(line)
         return reply
 

@@ -212,7 +212,7 @@ class Reactor:
     def _start_projector(self) -> None:
         """The read models' process; without it, catch-ups stay in this process."""
         try:
-            self.projector = Projector(self.ctx.settings)
+            self.projector = Projector(self.ctx.settings, self.ctx.catch_up_once)
         except OSError as error:
             log.warning("catching up in the daemon's own process: %s", error)
             return

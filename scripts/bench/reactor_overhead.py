@@ -129,7 +129,7 @@ def one_round(jobs: int, profile: str | None, spy: str | None = None) -> dict[st
             connection = read_only(home.database)
             sampler = start_py_spy(spy) if spy else None
             await asyncio.sleep(max(due_epoch - 0.02 - time.time(), 0))
-            assert reactor.projector is not None
+            assert reactor.projector is not None and reactor.projector.pid is not None
             projector = reactor.projector.pid
             catch_up = cpu_seconds(projector)[0]
             cpu, wall = time.process_time(), time.perf_counter()
