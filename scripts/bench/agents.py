@@ -23,7 +23,8 @@ the jobs are seeded through the library as one-shot `at` jobs (deleted after the
 at a whole second `--lead` seconds ahead; the daemon loads their timers long before, so the
 clock starts at the due instant itself. The jobs are `session_target` "isolated" with
 `delivery_mode` "none" (and an opt-out reason), so only the turns are measured, no
-deliveries. The end is seen by polling the runs table (plain sqlite3, every 5 ms). The
+deliveries. The end is seen by polling the runs table (plain sqlite3, every 5 ms near the end:
+`daemon_harness.poll_pause`). The
 breakdown rows come from the runs' events (`Run.Scheduled`, `Run.Started` -- recorded when
 the gateway accepts the turn --, `Run.Finished`) and from the fake (first and last
 `/health` probe, first turn begun, last turn ended), relative to due.
@@ -50,6 +51,7 @@ from daemon_harness import (
     Daemon,
     count_finished_runs,
     cpu_seconds,
+    poll_pause,
     print_table,
     read_only,
     run_events,
@@ -231,7 +233,7 @@ def burst(
         while (finished := count_finished_runs(connection)) < options.jobs:
             if time.time() > deadline:
                 raise SystemExit(f"only {finished}/{options.jobs} runs finished after 120 s")
-            time.sleep(0.005)
+            time.sleep(poll_pause(options.jobs - finished))
         all_finished = time.time()
         cpu_after = cpu_seconds(pid)
         fake_cpu_after = served.thread_cpu()

@@ -42,6 +42,7 @@ from daemon_harness import (
     at_spec,
     count_finished_runs,
     cpu_seconds,
+    poll_pause,
     read_only,
     seed_jobs,
 )
@@ -136,8 +137,8 @@ def one_round(jobs: int, profile: str | None, spy: str | None = None) -> dict[st
             cpu_of.seconds.clear()
             if profile:
                 loop_profile.enable()
-            while count_finished_runs(connection) < jobs:
-                await asyncio.sleep(0.005)
+            while (finished := count_finished_runs(connection)) < jobs:
+                await asyncio.sleep(poll_pause(jobs - finished))
             if profile:
                 loop_profile.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
