@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 
 import pytest
 
@@ -24,12 +25,24 @@ from .test_reactions import Store, due_job, fire
 
 @pytest.fixture
 def home(tmp_path):
-    """A store, and a read models' process on it."""
+    """A store, and a read models' process on it that has said it is ready."""
     store = Store(tmp_path)
-    projector = Projector(store.ctx.settings, store.ctx.catch_up_once)
+    projector = Projector(store.ctx.settings, in_process=not_in_the_daemon)
+    ready(projector)
     yield store, projector
     projector.close()
     store.ctx.close()
+
+
+def not_in_the_daemon() -> int:
+    raise AssertionError("caught up in the daemon's process, not in the read models' process")
+
+
+def ready(projector: Projector) -> None:
+    deadline = time.monotonic() + 30
+    while not (projector._process and projector._child_ready(projector._process)):
+        assert time.monotonic() < deadline, "the read models' process never said it was ready"
+        time.sleep(0.01)
 
 
 def decided(store: Store) -> str:
@@ -67,18 +80,36 @@ def test_a_terminals_signals_do_not_stop_it(home):
     assert views.run(store.db(), run_id) is not None
 
 
-def test_a_process_that_died_is_replaced_at_the_next_catch_up(home, caplog):
+def test_a_process_that_died_is_replaced_and_meanwhile_the_daemon_catches_up(home, caplog):
     store, projector = home
     projector.catch_up_once()
     first = projector.pid
     os.kill(first, signal.SIGKILL)
     projector._process.wait()
     run_id = decided(store)
+    projector._in_process = store.ctx.catch_up_once
     with caplog.at_level(logging.WARNING, logger="ocsched"):
-        assert projector.catch_up_once() == 1
-    assert projector.pid != first
+        assert projector.catch_up_once() == 1  # in the daemon's process, not waiting
     assert views.run(store.db(), run_id) is not None
     assert "the read models' process ended" in caplog.text
+    projector._in_process = not_in_the_daemon
+    ready(projector)
+    assert projector.pid != first
+    second = decided(store)
+    assert projector.catch_up_once() == 1
+    assert views.run(store.db(), second) is not None
+
+
+def test_until_the_process_is_ready_the_daemon_catches_up_itself(home):
+    store, _ = home
+    projector = Projector(store.ctx.settings, in_process=store.ctx.catch_up_once)
+    try:
+        run_id = decided(store)
+        assert projector.catch_up_once() == 1  # at once: the child is still importing
+        assert not projector._ready
+        assert views.run(store.db(), run_id) is not None
+    finally:
+        projector.close()
 
 
 def test_its_transient_storage_errors_are_retried_by_the_daemon_as_its_own():
@@ -95,18 +126,23 @@ def test_its_other_errors_fail_the_catch_up_with_their_words():
         _read_count(_reply_to(ValueError("no such projection")))
 
 
-def test_a_process_that_cannot_run_leaves_catching_up_to_the_daemon(tmp_path, monkeypatch, caplog):
+def test_a_process_that_cannot_run_leaves_catching_up_to_the_daemon(home, monkeypatch, caplog):
+    store, _ = home
     monkeypatch.setattr(projector_module, "MODULE", "ocsched.no_such_module")
-    store = Store(tmp_path)
-    projector = Projector(store.ctx.settings, store.ctx.catch_up_once)
+    projector = Projector(store.ctx.settings, in_process=store.ctx.catch_up_once)
     try:
         run_id = decided(store)
+        read = 0
+        deadline = time.monotonic() + 30
         with caplog.at_level(logging.WARNING, logger="ocsched"):
-            assert projector.catch_up_once() == 1  # in the daemon's own process
-        assert projector.pid is None
+            while projector.pid is not None:  # started, ended, started again, ended
+                assert time.monotonic() < deadline
+                read += projector.catch_up_once()
+                time.sleep(0.01)
+        assert read == 1  # each catch-up in the daemon's own process meanwhile
         assert views.run(store.db(), run_id) is not None
+        assert "ended as it started" in caplog.text
         assert "cannot run" in caplog.text
         assert projector.catch_up_once() == 0
     finally:
         projector.close()
-        store.ctx.close()

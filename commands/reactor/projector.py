@@ -6,14 +6,16 @@ event loop, which decides, spawns and follows the runs: in a burst the loop is t
 serial path, and it waited for the lock. A child process catches up on another core
 instead (a 500-run burst: see ARCHITECTURE.md, "Performance notes").
 
-The child is started with the daemon (`python -m ocsched.commands.reactor.projector`,
-the store's settings in its environment) and asked over a pipe: one line per catch-up,
-one JSON line back, `{"read": n}` or the error. It is the same `Context.catch_up_once` a
-command runs, so the read models stay exactly-once whichever process applies a page.
+The daemon starts the child a second after its own start (`python -m
+ocsched.commands.reactor.projector`, the store's settings in its environment). Once it
+has imported what it needs the child says `ready`; from then on it is asked over a pipe:
+one line per catch-up, one JSON line back, `{"read": n}` or the error. Its catch-up is
+the same `Context.catch_up_once` a command runs, so the read models stay exactly-once
+whichever process applies a page.
 The end of its stdin (the daemon's exit, even by SIGKILL) ends it; it ignores SIGINT and
 SIGTERM, which a terminal or a service manager sends to the whole group, so that a
-stopping daemon can still catch up. A child that died is started again at the next
-catch-up, once; one that cannot run leaves the catch-ups to the daemon's own process.
+stopping daemon can still catch up. A child that died is started again; one that cannot
+run leaves the catch-ups to the daemon's own process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -35,6 +38,8 @@ from ocsched.adapters.storage_errors import ReportedFault, StorageFault, storage
 log = logging.getLogger("ocsched")
 
 MODULE = "ocsched.commands.reactor.projector"
+READY = b"ready\n"
+"""The child's first line, once it has imported what a catch-up needs."""
 STORE_VARIABLES = (
     "HOME",
     "SCHEDULER_HOME",
@@ -48,19 +53,23 @@ keys that decode the log."""
 
 
 class ProjectorFailed(Exception):
-    """The child could not catch up: its error, or it died twice in a row."""
+    """The child could not catch up: its error."""
 
 
 class Projector:
     """`catch_up_once()` (blocking: call it from a worker thread, one at a time) asks the
-    child to catch the read models up and returns how many events it read. A child that
-    cannot run at all (it died again as soon as it was started) leaves the catch-ups to
-    `in_process`, the daemon's own, with an error logged."""
+    child to catch the read models up and returns how many events it read. Until the child
+    has said it is ready (its imports take ~0.2 s), and while one that ended is started
+    again, the catch-ups are `in_process`, the daemon's own: a catch-up never waits for a
+    child to start. A child that ends twice in a row before it is ready cannot run at all:
+    the catch-ups stay in the daemon's process, with an error logged."""
 
     def __init__(self, settings: Settings, in_process: Callable[[], int]) -> None:
         self._environment = {**os.environ, **_store_environment(settings)}
         self._in_process = in_process
         self._lock = threading.Lock()
+        self._ready = False
+        self._failed_starts = 0
         self._process: subprocess.Popen[bytes] | None = self._start()
 
     @property
@@ -69,33 +78,52 @@ class Projector:
 
     def catch_up_once(self) -> int:
         with self._lock:
-            if self._process is None:
+            if self._process is None or not self._child_ready(self._process):
                 return self._in_process()
             try:
                 reply = self._ask(self._process)
             except (OSError, EOFError) as error:
                 log.warning("the read models' process ended (%s); starting another", error)
-                self._stop(self._process)
-                self._process = None
-                try:
-                    self._process = self._start()
-                    reply = self._ask(self._process)
-                except (OSError, EOFError) as again:
-                    log.error(
-                        "the read models' process cannot run (%s); catching up in the"
-                        " daemon's own process",
-                        again,
-                    )
-                    if self._process is not None:
-                        self._stop(self._process)
-                    self._process = None
-                    return self._in_process()
+                self._restart()
+                return self._in_process()
         return _read_count(reply)
 
     def close(self) -> None:
         with self._lock:
             if self._process is not None:
                 self._stop(self._process)
+
+    def _child_ready(self, process: subprocess.Popen[bytes]) -> bool:
+        """Whether the child has said it is ready, read without waiting; one that ended
+        before it was ready is started again, or given up on the second time."""
+        if self._ready:
+            return True
+        _, stdout = _pipes(process)
+        if not select.select([stdout], [], [], 0)[0]:
+            return False  # still importing
+        if stdout.readline() == READY:
+            self._ready, self._failed_starts = True, 0
+            return True
+        self._failed_starts += 1
+        if self._failed_starts < 2:
+            log.warning("the read models' process ended as it started; starting another")
+            self._restart()
+            return False
+        log.error(
+            "the read models' process cannot run (exit status %s); catching up in the"
+            " daemon's own process",
+            process.wait(),
+        )
+        self._stop(process)
+        self._process = None
+        return False
+
+    def _restart(self) -> None:
+        if self._process is not None:
+            self._stop(self._process)
+        self._ready = False
+        self._process = None
+        self._process = self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -174,6 +202,8 @@ def main() -> None:
 
     ctx = Context(settings=Settings.from_environment())
     ctx.storage_retry_s = 0.0  # the daemon's writer retries, with its own backoff and log
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
     for _ in sys.stdin.buffer:
         try:
             reply: dict[str, Any] = {"read": ctx.catch_up_once()}
