@@ -564,7 +564,7 @@ def test_the_jobs_due_by_a_time_are_found_in_the_timers_heap():
     assert _jobs_due_by([], 10.0) == []
 
 
-def test_a_cancel_that_races_the_daemon_starting_its_run_is_decided_again(store, tmp_path):
+def test_a_cancel_that_races_the_daemon_starting_its_run_is_decided_again(store):
     """`jobs cancel` while the daemon records the run's start: the daemon's save lands
     between the command's reading and its save; the command reads again and cancels."""
     from ocsched.commands.jobs import cancel_job

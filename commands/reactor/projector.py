@@ -12,6 +12,7 @@ has imported what it needs the child says `ready`; from then on it is asked over
 one line per catch-up, one JSON line back, `{"read": n}` or the error. Its catch-up is
 the same `Context.catch_up_once` a command runs, so the read models stay exactly-once
 whichever process applies a page.
+
 The end of its stdin (the daemon's exit, even by SIGKILL) ends it; it ignores SIGINT and
 SIGTERM, which a terminal or a service manager sends to the whole group, so that a
 stopping daemon can still catch up. A child that died is started again; one that cannot
@@ -40,16 +41,6 @@ log = logging.getLogger("ocsched")
 MODULE = "ocsched.commands.reactor.projector"
 READY = b"ready\n"
 """The child's first line, once it has imported what a catch-up needs."""
-STORE_VARIABLES = (
-    "HOME",
-    "SCHEDULER_HOME",
-    "SCHEDULER_DB",
-    "OCSCHED_READ_MODEL_DB",
-    "OCSCHED_CIPHER_KEY",
-    "OCSCHED_CIPHER_OLD_KEYS",
-)
-"""What the child needs of the settings: where the log and the read models are, and the
-keys that decode the log."""
 
 
 class ProjectorFailed(Exception):
@@ -122,7 +113,7 @@ class Projector:
         if self._process is not None:
             self._stop(self._process)
         self._ready = False
-        self._process = None
+        self._process = None  # (if the start fails, catching up stays in the daemon)
         self._process = self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
@@ -158,15 +149,17 @@ class Projector:
 
 
 def _store_environment(settings: Settings) -> dict[str, str]:
+    """What the child needs of the settings: where the log and the read models are, and
+    the keys that decode the log (an empty value reads as unset)."""
     values = {
+        "HOME": os.fspath(settings.user_home),
         "SCHEDULER_HOME": settings.home_text,
         "SCHEDULER_DB": settings.database,
         "OCSCHED_READ_MODEL_DB": settings.read_model_db,
         "OCSCHED_CIPHER_KEY": settings.cipher_key,
         "OCSCHED_CIPHER_OLD_KEYS": settings.cipher_old_keys,
-        "HOME": os.fspath(settings.user_home),
     }
-    return {name: values.get(name) or "" for name in STORE_VARIABLES}
+    return {name: value or "" for name, value in values.items()}
 
 
 def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
@@ -202,15 +195,16 @@ def main() -> None:
 
     ctx = Context(settings=Settings.from_environment())
     ctx.storage_retry_s = 0.0  # the daemon's writer retries, with its own backoff and log
-    sys.stdout.buffer.write(READY)
-    sys.stdout.flush()
+    out = sys.stdout.buffer
+    out.write(READY)
+    out.flush()
     for _ in sys.stdin.buffer:
         try:
             reply: dict[str, Any] = {"read": ctx.catch_up_once()}
         except Exception as error:  # noqa: BLE001 - reported to the daemon, which logs it
             reply = _reply_to(error)
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        out.write(json.dumps(reply).encode() + b"\n")
+        out.flush()
     ctx.close()
 
 

@@ -23,11 +23,11 @@ the jobs are seeded through the library as one-shot `at` jobs (deleted after the
 at a whole second `--lead` seconds ahead; the daemon loads their timers long before, so the
 clock starts at the due instant itself. The jobs are `session_target` "isolated" with
 `delivery_mode` "none" (and an opt-out reason), so only the turns are measured, no
-deliveries. The end is seen by polling the runs table (plain sqlite3, every 5 ms near the end:
-`daemon_harness.poll_pause`). The
-breakdown rows come from the runs' events (`Run.Scheduled`, `Run.Started` -- recorded when
-the gateway accepts the turn --, `Run.Finished`) and from the fake (first and last
-`/health` probe, first turn begun, last turn ended), relative to due.
+deliveries. The end is seen by polling the runs table (plain sqlite3, every 5 ms near the
+end: `daemon_harness.poll_pause`). The breakdown rows come from the runs' events
+(`Run.Scheduled`, `Run.Started` -- recorded when the gateway accepts the turn --,
+`Run.Finished`) and from the fake (first and last `/health` probe, first turn begun, last
+turn ended), relative to due.
 
 `--profile PREFIX` runs one round per reply delay with the daemon under cProfile (see
 `daemon_harness.py`): `PREFIX-<ms>ms.loop` and `PREFIX-<ms>ms.writer`, both printed.

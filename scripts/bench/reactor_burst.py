@@ -36,17 +36,19 @@ starts: the same burst with many timers held.
 The end is seen by polling the runs table with plain sqlite3 (`count(*) where finished_at
 is not null`), every 5 ms near the end and less often while many runs remain
 (`daemon_harness.poll_pause`: the count scans the table, ~1 ms at 10,000 rows). The
-breakdown rows come from the runs' events in the log
-(`Run.Scheduled`, `Run.Started`, `Run.Finished` timestamps, microseconds), relative to due;
-the CPU rows are the daemon's utime + stime (all threads, and its own helper processes:
-the read models' process and the watchdog) and its reaped children's (the runs' shells)
-over the same span, from `/proc/<pid>/stat`. CPU is steadier than wall time
-on a shared machine: compare it when timing a change.
+breakdown rows come from the runs' events in the log (`Run.Scheduled`, `Run.Started`,
+`Run.Finished` timestamps, microseconds), relative to due; the CPU rows are the daemon's
+utime + stime (all threads, and its own helper processes: the read models' process and the
+watchdog) and its reaped children's (the runs' shells) over the same span, from
+`/proc/<pid>/stat`. CPU is steadier than wall time on a shared machine: compare it when
+timing a change.
 The event loop rows split its thread's time over the burst, for the daemon and the floor
 (`/proc/<pid>/task/<tid>/schedstat`): on a CPU, runnable but waiting for one, and blocked
-(mostly in each spawn's vfork wait, until the child has exec'd). The loop is the serial
-path of both: their blocked times match, and each ms of the daemon's own loop work comes
-with up to ~0.5 ms more waiting for a CPU the runs hold (2026-12-05).
+(mostly in each spawn's vfork wait, until the child has exec'd; also waiting for the
+interpreter lock). The loop is the serial path of both; each ms of the daemon's own loop
+work comes with up to ~0.5 ms more waiting for a CPU the runs hold, and its blocked time
+was close to the floor's on one machine (206 against 197 ms) and not on another (238–253
+against 177–184 ms; 2026-12-05).
 
 `--profile PREFIX` runs one round with the daemon under cProfile (the same entry point in a
 Python wrapper): `PREFIX.loop` profiles the event loop thread, `PREFIX.writer` the event
