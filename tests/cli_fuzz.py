@@ -671,7 +671,13 @@ def seed_store(scheduler: Scheduler) -> Seeds:
         )
         dispatch.hold(approval.id, ctx.meta(), now)
         labels = []
-        for name, age in (("fix-bug", timedelta(hours=3)), ("old-task", timedelta(days=2))):
+        # "just-started" was enqueued before the guard stored prompts: `dispatch done` on it
+        # warns twice (force-done, no taskPrompt) before it checks the SHA
+        for name, age, prompt in (
+            ("fix-bug", timedelta(hours=3), "Fix the bug"),
+            ("old-task", timedelta(days=2), "Fix the bug"),
+            ("just-started", timedelta(seconds=1), None),
+        ):
             label = Label(
                 id=str(uuid.uuid4()),
                 label=name,
@@ -684,7 +690,7 @@ def seed_store(scheduler: Scheduler) -> Seeds:
                     "delivery_mode": "announce",
                     "timeout_seconds": 60,
                     "idle_threshold_seconds": 60,
-                    "task_prompt": "Fix the bug",
+                    "task_prompt": prompt,
                 },
                 meta=ctx.meta(),
                 timestamp=now - age,
@@ -699,7 +705,7 @@ def seed_store(scheduler: Scheduler) -> Seeds:
             "job": [root, other, child],
             "approval_job": [child],
             "run": [run.id for run in runs],
-            "label": ["fix-bug", "old-task"],
+            "label": ["fix-bug", "old-task", "just-started"],
             "label_id": [label.id for label in labels],
             "alias": ["ops"],
             "alias_id": [],
@@ -791,7 +797,16 @@ def gateway_gives_up_at_once() -> Iterator[None]:
 
 # --- the property ---------------------------------------------------------------------------
 
-NOTE_PREFIXES = ("WARNING:", "auto-detected", "auto-resolved", "  [ok]", "manual/local")
+# Lines a command prints beside its answer, not as its error: `dispatch done`'s guards warn
+# (spec §31.7, steps 6-7) before a later step rejects the request.
+NOTE_PREFIXES = (
+    "WARNING:",
+    "[dispatch] warn:",
+    "auto-detected",
+    "auto-resolved",
+    "  [ok]",
+    "manual/local",
+)
 
 
 def problems(case: Case, outcome: Outcome) -> dict[str, str]:

@@ -78,6 +78,21 @@ def test_no_input_breaks_the_error_contract(store: FuzzStore, case: Case):
                 FileArg("file", b"\xff\xfe\x00"),
             ),
         ),
+        Case(
+            (
+                "dispatch",
+                "done",
+                "--label",
+                Ref("label", 2),
+                "--checklist",
+                '{"work_complete": true}',
+                "--force-done",
+                "--reason",
+                "x",
+                "--sha",
+                "not-hex",
+            )
+        ),
     ],
     ids=repr,
 )
