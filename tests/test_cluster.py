@@ -36,6 +36,7 @@ def test_a_missing_postgres_driver_is_one_line_naming_the_extra(tmp_path, monkey
 
 
 @pytest.mark.postgres
+@pytest.mark.timing
 def test_a_job_added_on_one_host_runs_on_time_on_another(tmp_path, database_url):
     """ "B adds, A runs on time", 50 times: one-shot jobs added by host B's CLI while host
     A's daemon is busy running the earlier ones; each must start on A when due, pushed to
@@ -47,7 +48,8 @@ def test_a_job_added_on_one_host_runs_on_time_on_another(tmp_path, database_url)
     outputs.mkdir()
     daemon = Daemon(alpha)
     try:
-        dues = []
+        dues: list[int] = []
+        since: list[float] = []
         for index in range(50):
             due = math.ceil(time.time() + 0.8)
             moment = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -56,14 +58,18 @@ def test_a_job_added_on_one_host_runs_on_time_on_another(tmp_path, database_url)
                 "--at",
                 moment,
             )
+            # On a loaded machine the command can return after the due second: such a
+            # job is due from when it was added
             dues.append(due)
+            since.append(max(due, time.time()))
             time.sleep(0.15)
         wait_until(lambda: _written(outputs, 50), timeout=20, what="every job to start on alpha")
     finally:
         daemon.stop()
-    lags = sorted(float((outputs / str(i)).read_text()) - dues[i] for i in range(50))
+    starts = [float((outputs / str(i)).read_text()) for i in range(50)]
+    assert all(start >= due for start, due in zip(starts, dues, strict=True)), (starts, dues)
+    lags = sorted(start - due for start, due in zip(starts, since, strict=True))
     p99 = statistics.quantiles(lags, n=100, method="inclusive")[98]
-    assert lags[0] >= 0, lags
     assert p99 <= 0.1, f"due->start lag p99 {p99 * 1000:.0f} ms: {lags}"
 
 
@@ -74,6 +80,7 @@ def _written(folder, count: int) -> bool:
 
 
 @pytest.mark.postgres
+@pytest.mark.timing
 def test_three_daemons_share_due_work_and_take_over_a_killed_one(database_url):
     """Three homes, one database: 150 one-shot jobs due across 10 s run once each, spread
     over the daemons; one daemon is killed with SIGKILL half way: every run ends, the dead

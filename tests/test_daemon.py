@@ -289,6 +289,7 @@ def test_two_daemons_fire_each_slot_once(scheduler, daemons):
     assert owners  # recorded which daemon ran each slot
 
 
+@pytest.mark.timing
 def test_a_job_added_while_the_daemon_runs_fires_on_time(scheduler, daemons):
     daemons.start()
     job = scheduler.add(shell_job(payload_message="echo late"), "--in", "1s")

@@ -202,6 +202,7 @@ def test_sessions_patch_list_and_chat_history():
     run(scenario())
 
 
+@pytest.mark.timing
 def test_responses_are_matched_by_id_out_of_order():
     async def scenario():
         async with gateway(reply_delay_s=0.3) as (fake, client):
@@ -217,6 +218,7 @@ def test_responses_are_matched_by_id_out_of_order():
     run(scenario())
 
 
+@pytest.mark.timing
 def test_slow_listeners_do_not_hold_up_responses():
     async def scenario():
         ticks: list[dict] = []
@@ -254,6 +256,7 @@ def test_protocol_errors_come_back_as_gateway_errors():
     run(scenario())
 
 
+@pytest.mark.timing
 def test_a_call_that_gets_no_answer_in_time_is_unavailable():
     async def scenario():
         async with gateway() as (fake, client):
@@ -338,6 +341,7 @@ def test_a_closed_client_can_be_used_again_under_a_new_loop():
     run(scenario())
 
 
+@pytest.mark.timing
 def test_a_gateway_that_is_down_is_unavailable_quickly():
     async def scenario():
         settings = GatewaySettings(f"http://127.0.0.1:{free_port()}", **ENV_SETTINGS)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from ocsched.adapters.gateway import (
     GatewayClient,
     GatewayError,
@@ -127,6 +129,7 @@ def test_an_accepted_turn_cut_off_until_the_end_is_settled_by_agent_wait():
     run(scenario())
 
 
+@pytest.mark.timing
 def test_no_answer_by_the_deadline_is_an_error_saying_the_outcome_is_unknown():
     async def scenario():
         fake = FakeGateway(token=TOKEN, reply_delay_s=0.3)

@@ -56,6 +56,7 @@ def test_a_catastrophic_regex_condition_gives_up_within_a_bound():
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.timing
 def test_a_timed_out_regex_raises_and_an_ordinary_one_still_matches():
     started = time.monotonic()
     try:
