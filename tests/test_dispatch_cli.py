@@ -257,6 +257,11 @@ def test_a_sha_that_does_not_exist_is_rejected(scheduler, gateway):
 def test_done_marks_the_label_and_the_daemon_delivers_the_result(scheduler, daemons, gateway):
     enqueue(scheduler)
     daemons.start()
+    # (a dispatch done before the daemon saw it running gets its result only)
+    wait_until(
+        lambda: [m for m in gateway.messages_sent() if "starting..." in m["message"]],
+        what="the starting notice",
+    )
     result = done_json(
         scheduler,
         "--checklist",
