@@ -775,7 +775,9 @@ def run_case(scheduler: Scheduler, seeds: Seeds, case: Case, files: Path) -> Out
     else:
         config.write_bytes(case.config)
     before = scheduler.event_count()
-    with gateway_gives_up_at_once():
+    # In the case's folder: a random word taken as a relative path (`backup <word>`)
+    # makes it there, not in the folder the tests were started from
+    with gateway_gives_up_at_once(), contextlib.chdir(files):
         result = scheduler.run(*args, stdin=case.stdin)
     return Outcome(args, result, before, scheduler.event_count())
 

@@ -98,3 +98,9 @@ def test_no_input_breaks_the_error_contract(store: FuzzStore, case: Case):
 )
 def test_known_hostile_inputs_keep_the_contract(store: FuzzStore, case: Case):
     store.check(case)
+
+
+def test_a_relative_path_lands_in_the_case_folder(store: FuzzStore):
+    before = set(os.listdir())
+    store.check(Case(("backup", "\ufeff")))
+    assert set(os.listdir()) == before
