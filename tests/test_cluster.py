@@ -68,9 +68,12 @@ def test_a_job_added_on_one_host_runs_on_time_on_another(tmp_path, database_url)
         daemon.stop()
     starts = [float((outputs / str(i)).read_text()) for i in range(50)]
     assert all(start >= due for start, due in zip(starts, dues, strict=True)), (starts, dues)
-    lags = sorted(start - due for start, due in zip(starts, since, strict=True))
+    lags = [start - due for start, due in zip(starts, since, strict=True)]
     p99 = statistics.quantiles(lags, n=100, method="inclusive")[98]
-    assert p99 <= 0.1, f"due->start lag p99 {p99 * 1000:.0f} ms: {lags}"
+    late = {
+        i: f"{lag * 1000:.0f} ms after {since[i]:.3f}" for i, lag in enumerate(lags) if lag > 0.05
+    }
+    assert p99 <= 0.1, f"due->start lag p99 {p99 * 1000:.0f} ms; jobs late by > 50 ms: {late}"
 
 
 def _written(folder, count: int) -> bool:

@@ -61,6 +61,21 @@ def test_the_read_models_process_projects_what_the_daemon_wrote(home):
     assert projector.catch_up_once() == 0  # exactly once
 
 
+def test_it_is_ready_only_once_it_has_caught_up(tmp_path):
+    """Its first catch-up opens the connections (~0.2 s): done before `ready`, none the
+    daemon waits for pays for it."""
+    store = Store(tmp_path)
+    run_id = decided(store)
+    projector = Projector(store.ctx.settings, in_process=lambda: 0)
+    try:
+        ready(projector)
+        assert views.run(store.db(), run_id)["status"] == "pending"
+        assert projector.catch_up_once() == 0
+    finally:
+        projector.close()
+        store.ctx.close()
+
+
 def test_it_ends_with_the_daemons_pipe(home):
     _, projector = home
     process = projector._process
