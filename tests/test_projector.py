@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -73,6 +75,34 @@ def test_it_is_ready_only_once_it_has_caught_up(tmp_path):
         assert projector.catch_up_once() == 0
     finally:
         projector.close()
+        store.ctx.close()
+
+
+@pytest.mark.parametrize("gone", ["before it is ready", "while it catches up"])
+def test_a_daemon_killed_meanwhile_ends_it_quietly(tmp_path, gone):
+    """A killed daemon reads no more answers: the child's next one ends it, with no
+    traceback in the daemon's log (the child's stderr is the daemon's)."""
+    store = Store(tmp_path)
+    environment = {**os.environ, **projector_module._store_environment(store.ctx.settings)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", projector_module.MODULE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
+    )
+    try:
+        if gone == "while it catches up":
+            assert child.stdout.readline() == projector_module.READY
+        child.stdout.close()
+        child.stdin.write(b"catch-up\n")
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+        assert child.stderr.read() == b""
+    finally:
+        child.kill()
+        child.wait()
+        child.stderr.close()
         store.ctx.close()
 
 

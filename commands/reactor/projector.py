@@ -31,10 +31,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ocsched.adapters.settings import Settings
 from ocsched.adapters.storage_errors import ReportedFault, StorageFault, storage_fault
+
+if TYPE_CHECKING:
+    from ocsched.commands.context import Context
 
 log = logging.getLogger("ocsched")
 
@@ -188,30 +191,41 @@ def _reply_to(error: Exception) -> dict[str, Any]:
 
 
 def main() -> None:
-    """The child: a catch-up for each line read, until its stdin ends."""
+    """The child: a catch-up for each line read, until its stdin ends or the daemon stops
+    reading its answers."""
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     from ocsched.commands.context import Context
 
     ctx = Context(settings=Settings.from_environment())
     ctx.storage_retry_s = 0.0  # the daemon's writer retries, with its own backoff and log
+    try:
+        _serve(ctx, sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:
+        # The daemon is gone (SIGKILL included) while this process imported, caught up or
+        # answered: nobody waits for the answer. (stdout to /dev/null: the interpreter's
+        # last flush of it must not fail again.)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        ctx.close()
+
+
+def _serve(ctx: Context, requests: IO[bytes], out: IO[bytes]) -> None:
     # The first catch-up opens the connections and builds the decoders (~0.2 s): done
     # before `ready`, it never holds up a catch-up the daemon waits for (a timer reload
     # behind it fired due jobs ~0.2 s late). An error here is met, and reported, again
     # at the daemon's first request.
     with contextlib.suppress(Exception):
         ctx.catch_up_once()
-    out = sys.stdout.buffer
     out.write(READY)
     out.flush()
-    for _ in sys.stdin.buffer:
+    for _ in requests:
         try:
             reply: dict[str, Any] = {"read": ctx.catch_up_once()}
         except Exception as error:  # noqa: BLE001 - reported to the daemon, which logs it
             reply = _reply_to(error)
         out.write(json.dumps(reply).encode() + b"\n")
         out.flush()
-    ctx.close()
 
 
 if __name__ == "__main__":
