@@ -13,10 +13,10 @@ has imported what it needs and caught up once (its connections open) the child s
 back, `{"read": n}` or the error. Its catch-up is the same `Context.catch_up_once` a
 command runs, so the read models stay exactly-once whichever process applies a page.
 
-The end of its stdin (the daemon's exit, even by SIGKILL) ends it; it ignores SIGINT and
-SIGTERM, which a terminal or a service manager sends to the whole group, so that a
-stopping daemon can still catch up. A child that died is started again; one that cannot
-run leaves the catch-ups to the daemon's own process.
+The daemon's exit, even by SIGKILL, ends it quietly: its stdin ends, or its next answer
+finds no reader. It ignores SIGINT and SIGTERM, which a terminal or a service manager
+sends to the whole group, so that a stopping daemon can still catch up. A child that died
+is started again; one that cannot run leaves the catch-ups to the daemon's own process.
 """
 
 from __future__ import annotations
