@@ -21,6 +21,7 @@ import os
 import shutil
 import sqlite3
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,9 @@ def prune(folder: Path, keep: int) -> list[str]:
 
 # Restore
 
+DAMAGED_GZIP = (EOFError, gzip.BadGzipFile, zlib.error)
+"""What reading a truncated or corrupted `.gz` raises."""
+
 
 def restore(ctx: Context, src: str) -> dict[str, Any]:
     from .projections import rebuild_projections
@@ -208,8 +212,11 @@ def restore(ctx: Context, src: str) -> dict[str, Any]:
         head = stream.read(len(SQLITE_MAGIC))
     packed = head.startswith(GZIP_MAGIC)
     if packed:
-        with gzip.open(source, "rb") as stream:
-            head = stream.read(len(SQLITE_MAGIC))
+        try:
+            with gzip.open(source, "rb") as stream:
+                head = stream.read(len(SQLITE_MAGIC))
+        except DAMAGED_GZIP as error:
+            raise CommandError(f"{source} is a damaged gzip file: {error}") from None
     settings = ctx.settings
     _refuse_unless_empty(ctx)
     if head == SQLITE_MAGIC and settings.uses_postgres:
@@ -230,6 +237,9 @@ def restore(ctx: Context, src: str) -> dict[str, Any]:
                 f"restored {source}, but {len(differences)} read-model rows differ from a"
                 f" rebuild: {differences[0]}"
             )
+    except DAMAGED_GZIP as error:
+        _empty_again(ctx)
+        raise CommandError(f"{source} is a damaged gzip file: {error}; nothing restored") from None
     except BaseException:
         _empty_again(ctx)
         raise
@@ -319,6 +329,8 @@ def _place_sqlite(source: Path, database: str, packed: bool) -> None:
         for suffix in SQLITE_COMPANIONS:
             Path(database + suffix).unlink(missing_ok=True)
         os.replace(partial, database)
+    except DAMAGED_GZIP:
+        raise  # (a BadGzipFile is an OSError too: not the target's fault)
     except OSError as error:
         raise CommandError(f"Cannot restore into {database}: {error.strerror}") from None
     finally:

@@ -337,7 +337,8 @@ def _parse_and_run(args: list[str], json_mode: bool, actor: str | None, prog: st
         namespace.words = getattr(namespace, "_parser", parser).path.split()
         _print_help(namespace)
         return 0
-    if getattr(namespace, "as_of", None) is not None:
+    # (True: a dispatch command's bare `--as-of`, which its handler refuses)
+    if isinstance(getattr(namespace, "as_of", None), str):
         from .as_of import answering_as_of
 
         handler = answering_as_of(handler)

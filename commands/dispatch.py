@@ -51,18 +51,32 @@ class LooseParser(Parser):
             setattr(namespace, dest, value)
         argv = Argv(list(args or ()), "")
         known: list[str] = []
+        bare: list[str] = []
         for action in self._actions:
             if action.dest in GLOBAL_DESTS or not action.option_strings:
                 continue
             known += action.option_strings
-            setattr(namespace, action.dest, argv.loose_option(action.option_strings[0]))
+            value = argv.loose_option(action.option_strings[0])
+            if value is True and action.option_strings[0] in NEEDS_A_VALUE:
+                bare.append(action.option_strings[0])
+            setattr(namespace, action.dest, value)
         if "-h" in argv.args or "--help" in argv.args:
             self.print_help()
             self.exit()
         unknown = [word for word in argv.args if word.startswith("--") and len(word) > 2]
         namespace.words = [word for word in argv.args if not word.startswith("--")]
-        namespace.option_error = unknown_option(unknown[0], known) if unknown else None
+        namespace.option_error = (
+            unknown_option(unknown[0], known)
+            if unknown
+            else f"{bare[0]} needs a value: {NEEDS_A_VALUE[bare[0]]}"
+            if bare
+            else None
+        )
         return namespace, []
+
+
+NEEDS_A_VALUE = {"--as-of": "a time (ISO 8601, UTC) or a duration ago (2h)"}
+"""ocsched's own options on the dispatch commands: alone, they are refused, not true."""
 
 
 def _stderr(line: str) -> None:

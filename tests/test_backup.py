@@ -137,6 +137,30 @@ def test_bad_input_is_one_line(scheduler, tmp_path):
     assert "Traceback" not in failed.stderr
 
 
+@pytest.mark.parametrize("damage", ["cut short", "bytes overwritten", "the header only"])
+def test_a_damaged_compressed_backup_is_one_line_and_restores_nothing(scheduler, tmp_path, damage):
+    fill(scheduler)
+    packed = Path(scheduler.ok("--json", "backup", str(tmp_path / "b"), "--gzip").json["path"])
+    data = bytearray(packed.read_bytes())
+    if damage == "cut short":
+        data = data[: len(data) // 2]
+    elif damage == "bytes overwritten":
+        data[len(data) // 2 : len(data) // 2 + 64] = b"x" * 64
+    else:
+        data = data[:6]
+    damaged = tmp_path / "damaged.db.gz"
+    damaged.write_bytes(bytes(data))
+    restored = Scheduler(tmp_path / "restored")
+    for args in (("restore",), ("--json", "restore")):
+        failed = restored.run(*args, str(damaged))
+        message = failed.json["error"] if "--json" in args else failed.stderr.strip()
+        assert failed.returncode == 1, failed
+        assert message.startswith(f"{damaged} is a damaged gzip file: "), failed
+        assert "Traceback" not in failed.stderr and "\n" not in message
+    restored.ok("restore", str(packed))  # still empty: the good backup restores
+    assert read_models(restored.db_path) == read_models(scheduler.db_path)
+
+
 def test_a_backup_taken_while_a_daemon_writes_is_one_moment_of_the_log(
     scheduler, daemons, tmp_path
 ):

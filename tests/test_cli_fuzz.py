@@ -93,6 +93,8 @@ def test_no_input_breaks_the_error_contract(store: FuzzStore, case: Case):
                 "not-hex",
             )
         ),
+        Case(("--actor", "jobs", "list", "--as-of", "--type=")),
+        Case(("restore", FileArg("file", b"\x1f\x8b\x08\x00\x00\x00"))),
     ],
     ids=repr,
 )

@@ -82,6 +82,17 @@ def test_invalid_utf8_in_a_dispatch_argument_is_an_argument_error(scheduler):
     assert refused(scheduler, "result", "--label", "\udcb7", status=2).endswith(": \\xb7")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dispatch", "list", "--as-of"], "--as-of needs a value: a time (ISO 8601, UTC) or a"),
+        (["list", "--as-of", "--type="], "Unknown option: --type"),
+    ],
+)
+def test_a_bare_as_of_on_a_dispatch_command_is_an_argument_error(scheduler, args, message):
+    assert message in refused(scheduler, *args, status=2)
+
+
 def test_an_actor_of_invalid_utf8_in_the_environment_is_recorded_escaped(scheduler, job_id):
     scheduler.ok("jobs", "disable", job_id, env={"OCSCHED_ACTOR": "ops\udcff"})
     assert scheduler.ok("--json", "events", "show", job_id).json[-1]["actor"] == "ops\\xff"
