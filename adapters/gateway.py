@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ocsched.domain.json_text import parse_json
+
 if TYPE_CHECKING:
     import aiohttp  # imported where used: ~100 ms that only a gateway call pays
 
@@ -842,7 +844,7 @@ class GatewayClient:
 
     def _route(self, connection: _Connection, data: str) -> None:
         try:
-            frame = json.loads(data)
+            frame = parse_json(data)
         except ValueError:
             log.warning("ignored a gateway frame that is not JSON")
             return
@@ -985,7 +987,7 @@ class GatewayClient:
         if not 200 <= status < 300:
             raise self._http_error(what, status, text, retry_after)
         try:
-            result = json.loads(text)
+            result = parse_json(text)
         except ValueError:
             result = None
         if not isinstance(result, dict):
@@ -1026,7 +1028,7 @@ async def _receive_frame(ws: aiohttp.ClientWebSocketResponse) -> Json:
         message = await ws.receive()
         if message.type is aiohttp.WSMsgType.TEXT:
             try:
-                frame = json.loads(message.data)
+                frame = parse_json(message.data)
             except ValueError:
                 continue
             if isinstance(frame, dict):
@@ -1066,7 +1068,7 @@ def _auth_reason(message: str) -> str:
 
 def _error_type(text: str) -> str | None:
     try:
-        body = json.loads(text)
+        body = parse_json(text)
     except ValueError:
         return None
     error = body.get("error") if isinstance(body, dict) else None

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ocsched.domain.json_text import parse_json
+
 
 class OutsideRoot(OSError):
     """A path built from an id that would leave its root (`..`, a separator, a link that
@@ -87,7 +89,7 @@ def set_session_auth_profile(home: Path, agent_id: str, session_key: str, profil
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -140,7 +142,7 @@ def dispatch_config(directory: Path) -> dict[str, Any]:
     `watchdogIntervalCron`, `watchdogTimeoutMin`, `deliverTo`, …); `{}` when it is missing
     or not JSON."""
     try:
-        config = json.loads((directory / "config.json").read_text())
+        config = parse_json((directory / "config.json").read_text())
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}

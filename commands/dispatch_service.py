@@ -27,6 +27,7 @@ from ocsched.domain.dispatch_rules.hook_payloads import (
     webhook_payload,
 )
 from ocsched.domain.dispatch_rules.task_message import task_message, with_origin_chat_id
+from ocsched.domain.json_text import parse_json
 from ocsched.domain.label import Label
 
 from . import dispatch_gateway as gateway
@@ -328,13 +329,11 @@ def import_labels(ctx: Context, path: str) -> Imported:
     dispatch whose id is derived from (label, session, spawn time), so importing the same
     file again records nothing. A progress bar on a terminal."""
     try:
-        ledger = json.loads(Path(path).read_bytes())
+        ledger = parse_json(Path(path).read_bytes())
     except OSError as error:
         raise CommandError(f"Cannot read {path}: {error.strerror}") from None
-    except ValueError:  # not JSON, not UTF-8, or a NUL in the path
+    except ValueError:  # not JSON, not UTF-8, nested too deeply, or a NUL in the path
         raise CommandError(f"{path} is not valid JSON") from None
-    except RecursionError:
-        raise CommandError(f"{path} is nested too deeply") from None
     if not isinstance(ledger, dict):
         raise CommandError(f"{path} is not a labels ledger (a JSON object)")
     new: list[Label] = []
@@ -459,9 +458,14 @@ def done(ctx: Context, config: dict[str, Any], request: DoneRequest, warn: Warn)
 
 
 def _commit_exists(sha: str) -> bool:
-    """Whether `sha` names a commit in the git repository of the current directory."""
+    """Whether `sha` names a commit in the git repository of the current directory (git
+    is asked only about text of the SHA's form)."""
     import subprocess
 
+    from ocsched.domain.dispatch_rules.git_sha import SHA_PATTERN
+
+    if not SHA_PATTERN.fullmatch(sha):
+        return False
     try:
         found = subprocess.run(
             ["git", "cat-file", "-e", f"{sha}^{{commit}}"],

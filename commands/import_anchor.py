@@ -9,7 +9,6 @@ row's `import/<fingerprint>/<table>/<id>`, which is how a second import knows it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from ocsched.domain.errors import DomainError
 from ocsched.domain.idempotency import IMPORTED_OWNER
 from ocsched.domain.job import Job, new_job
 from ocsched.domain.job_spec import JobSpec
+from ocsched.domain.json_text import parse_json
 from ocsched.domain.message import Message
 from ocsched.domain.run import TERMINAL, Run, Trigger
 from ocsched.domain.task_group import TaskGroup
@@ -286,7 +286,7 @@ def agent(row: dict[str, Any], meta: Meta, now: datetime) -> Agent:
     values["brand_name"] = row.get("brand_name")
     capabilities = row.get("capabilities")
     try:
-        values["capabilities"] = json.loads(capabilities) if capabilities else None
+        values["capabilities"] = parse_json(capabilities) if capabilities else None
     except ValueError:
         values["capabilities"] = [capabilities]
     values = {name: value for name, value in values.items() if value is not None}
@@ -310,7 +310,7 @@ def task_group(
     """A task group (spec §23), each member's heartbeats, end and session, and the
     group's own end with its summary."""
     try:
-        expected = json.loads(row.get("expected_agents") or "")
+        expected = parse_json(row.get("expected_agents") or "")
     except ValueError:
         expected = None
     if not isinstance(expected, list) or not all(isinstance(x, str) and x for x in expected):

@@ -135,15 +135,15 @@ def import_openclaw_scheduler(ctx: Context, path: str | None, labels: str | None
 def _check_ledger(path: str) -> None:
     """A ledger that cannot be read or is not a JSON object is refused before anything is
     imported (`import_labels` reads it again, after the database)."""
-    import json
+    from ocsched.domain.json_text import parse_json
 
     try:
         with open(path, "rb") as ledger:
-            if not isinstance(json.loads(ledger.read()), dict):
+            if not isinstance(parse_json(ledger.read()), dict):
                 raise CommandError(f"{path} is not a labels ledger (a JSON object)")
     except OSError as error:
         raise CommandError(f"Cannot read {path}: {error.strerror}") from None
-    except (ValueError, RecursionError):
+    except ValueError:
         raise CommandError(f"{path} is not valid JSON") from None
 
 

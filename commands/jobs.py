@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -453,9 +452,11 @@ def _job_id(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_json_argument(text: str, usage_hint: str) -> Any:
+    from ocsched.domain.json_text import parse_json
+
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
+        return parse_json(text)
+    except ValueError:
         raise CommandError(f"Invalid JSON. Usage: {usage_hint}") from None
 
 

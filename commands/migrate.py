@@ -9,11 +9,12 @@ the rest go on.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ocsched.domain.json_text import parse_json
 
 from .argv import command
 from .context import Context
@@ -88,12 +89,12 @@ def migrate(ctx: Context, path: str, warn: Warn) -> Migration:
 
     try:
         with open(path, "rb") as source:
-            data = json.loads(source.read())
+            data = parse_json(source.read())
     except FileNotFoundError:
         raise CommandError(f"No jobs.json found at: {path}") from None
     except OSError as error:
         raise CommandError(f"Failed to parse {path}: {error.strerror}") from None
-    except (ValueError, RecursionError) as error:
+    except ValueError as error:
         raise CommandError(f"Failed to parse {path}: {error}") from None
     jobs = data.get("jobs") if isinstance(data, dict) else None
     jobs = jobs if isinstance(jobs, list) else []

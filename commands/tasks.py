@@ -497,10 +497,10 @@ def _number(text: str | None, default: int, usage: str, what: str = "limit") -> 
 
 
 def _parse_json(text: str, error: str) -> Any:
-    import json
+    from ocsched.domain.json_text import parse_json
 
     try:
-        return json.loads(text)
+        return parse_json(text)
     except ValueError:
         raise CommandError(error) from None
 

@@ -4,11 +4,11 @@ the spec then goes through the ordinary validation."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from .dispatch_rules.values import js_truthy
+from .json_text import parse_json
 from .message_rules import MESSAGE_NAMESPACE
 
 SPAWN_SESSION_TARGETS = ("isolated", "shell")
@@ -33,7 +33,7 @@ def spawn_job_spec(
     their defaults. Raises `SpawnRefused` for a body that is not a JSON object with a
     non-blank `payload_message`."""
     try:
-        spec = json.loads(body)
+        spec = parse_json(body)
     except ValueError as error:
         raise SpawnRefused(f"Spawn message parse error: {error}") from None
     if not isinstance(spec, dict):

@@ -9,10 +9,11 @@ not loaded; everything else is decided structurally, as the anchor does without 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from .json_text import parse_json
 
 TRUST_LEVELS = ("untrusted", "restricted", "supervised", "autonomous")
 """Lowest to highest."""
@@ -466,7 +467,7 @@ def _parse(raw: Any) -> tuple[Any, str | None]:
     if not isinstance(raw, str):
         return raw, None
     try:
-        return json.loads(raw), None
+        return parse_json(raw), None
     except ValueError as error:
         return None, str(error)
 

@@ -29,6 +29,7 @@ from .job_spec import (
     flag_fields,
     job_fields,
 )
+from .json_text import parse_json
 from .policies import compile_condition_regex
 from .safe_names import check_path_segment
 from .schedule import check_cron, parse_datetime, to_ts, zone
@@ -597,10 +598,7 @@ def _check_json_blob(field: str, value: object) -> None:
 
 def _load_json(text: str) -> object:
     """Strict JSON like the anchor's JSON.parse (no NaN/Infinity); raises ValueError."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("nesting too deep") from None
+    return parse_json(text, parse_constant=_reject_constant)
 
 
 def _reject_constant(name: str) -> object:

@@ -8,12 +8,13 @@ other 0s mean it still runs, anything else is an error of the watchdog itself.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from .json_text import parse_json
 
 CHECKED = "checked"
 """The status a watchdog check's outcome carries until `judge` turns it into ok or error."""
@@ -140,7 +141,7 @@ def _detail(payload: dict[str, Any]) -> str | None:
 
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
-        value = json.loads(text)
+        value = parse_json(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

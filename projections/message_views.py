@@ -7,9 +7,10 @@ in spec §21.3's order."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from typing import Any
+
+from ocsched.domain.json_text import parse_json
 
 Row = dict[str, Any]
 
@@ -26,7 +27,7 @@ def with_metadata(row: Row) -> Row:
     text = row.get("metadata")
     if isinstance(text, str):
         with contextlib.suppress(ValueError):
-            row["metadata"] = json.loads(text)
+            row["metadata"] = parse_json(text)
     return row
 
 

@@ -95,6 +95,9 @@ def test_no_input_breaks_the_error_contract(store: FuzzStore, case: Case):
         ),
         Case(("--actor", "jobs", "list", "--as-of", "--type=")),
         Case(("restore", FileArg("file", b"\x1f\x8b\x08\x00\x00\x00"))),
+        Case(("tasks", "--json", "create", "[" * 100_000)),
+        Case(("team", "gate", "main", "-3857", '{"a": ' * 100_000, "7e-152")),
+        Case(("dispatch", "done", "--label", "x", "--sha=\x00ocs1", "--checklist", "1")),
     ],
     ids=repr,
 )

@@ -5,6 +5,7 @@ against the read models, and `daemon --serve`. Nothing talks to any address but 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -228,6 +229,19 @@ def test_every_endpoint_answers_what_the_cli_prints(scheduler, serve):
         status, _, body = call(served.url + path)
         assert (status, body["ok"]) == (expected_status, False), path
         assert "\n" not in body["error"]
+
+
+def test_json_nested_too_deeply_is_a_400(scheduler, serve):
+    job = scheduler.add(shell_job())["id"]
+    served = serve()
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+    status, _, body = call(f"{served.url}/api/v1/jobs?cursor={deep}")
+    assert (status, body["ok"]) == (400, False)
+    headers = {"Authorization": f"Bearer {served.notice['token']}"}
+    headers["Content-Type"] = "application/json"
+    approve = f"{served.url}/api/v1/jobs/{job}/approve"
+    status, _, body = call(approve, "POST", headers=headers, body=b"[" * 100_000)
+    assert (status, body) == (400, {"ok": False, "error": "the body is not JSON"})
 
 
 def test_lists_page_with_a_cursor_and_events_by_position(scheduler, serve):

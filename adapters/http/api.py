@@ -43,6 +43,7 @@ from ocsched.commands import (
 from ocsched.commands.context import Context
 from ocsched.commands.output import CommandError
 from ocsched.domain.errors import DomainError
+from ocsched.domain.json_text import parse_json
 from ocsched.projections import views
 
 from .app import API_ROOT, STATE, error_response, json_response
@@ -91,7 +92,7 @@ class Query:
         text = request.query.get("cursor")
         if paged and text:
             try:
-                self._cursor = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+                self._cursor = parse_json(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             except (binascii.Error, ValueError):
                 raise BadRequest(f"cursor is not one this server gave: {text}") from None
 
@@ -525,7 +526,7 @@ async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
     fields: dict[str, Any] = {}
     if request.content_type == "application/json" and request.body_exists:
         try:
-            loaded = await request.json()
+            loaded = await request.json(loads=parse_json)
         except ValueError:
             return error_response(400, "the body is not JSON")
         fields = loaded if isinstance(loaded, dict) else {}

@@ -4,12 +4,12 @@ accepted `done` prints.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import msgspec
 
+from ..json_text import parse_json
 from .completion import completion_payload
 from .git_sha import SHA_PATTERN, task_requires_git_sha
 from .values import js_round, js_truthy, ledger_field, refuse_json_constant, time_ms
@@ -155,7 +155,7 @@ def check_done(
     if not checklist_text:
         return reject(REJECT_NO_CHECKLIST)
     try:
-        checklist = json.loads(checklist_text, parse_constant=refuse_json_constant)
+        checklist = parse_json(checklist_text, parse_constant=refuse_json_constant)
     except (TypeError, ValueError):
         return reject(REJECT_BAD_JSON)
     fields = checklist if isinstance(checklist, dict) else {}

@@ -4,11 +4,11 @@ unwrapped, then noise, structure, prose, and a plain-English lead for technical 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 
+from ..json_text import parse_json
 from .noise import looks_like_payload
 from .summarize import MAX_ANALYZED_CHARS, summarize
 from .technical import looks_technical, technical_rewrite
@@ -29,7 +29,7 @@ def _embedded_json(text: str) -> Any:
         if not candidate:
             continue
         try:
-            return json.loads(candidate)
+            return parse_json(candidate)
         except ValueError:
             continue
     return _NOT_JSON
