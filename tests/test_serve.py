@@ -211,6 +211,8 @@ def test_every_endpoint_answers_what_the_cli_prints(scheduler, serve):
     assert gets - covered == {"/api/v1/events/stream", "/api/v1/dispatches/{label}"}
     for path, expected_status in (
         ("/api/v1/jobs/nope-nope", 404),
+        ("/api/v1/nothing-here", 404),  # no such route: the envelope too, not aiohttp's text
+        ("/api/v1/jobs/nope-nope/approve", 405),  # a decision is a POST
         ("/api/v1/runs/zzzzzzzz", 404),
         ("/api/v1/dispatches/nobody", 404),
         ("/api/v1/jobs?limit=0", 400),

@@ -74,8 +74,25 @@ def error_response(status: int, message: str) -> web.Response:
     return json_response({"ok": False, "error": " ".join(message.split())}, status)
 
 
+@web.middleware
+async def api_refusals(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals under the API (no such route, a method the route does not
+    take) in the API's envelope, like its handlers' errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as refusal:
+        if refusal.status < 400 or not request.path.startswith(API_ROOT):
+            raise
+        response = error_response(refusal.status, f"{refusal.reason}: {request.path}")
+        if "Allow" in refusal.headers:
+            response.headers["Allow"] = refusal.headers["Allow"]
+        return response
+
+
 def build_app(state: ServerState) -> web.Application:
-    app = web.Application(middlewares=[middleware(state.access)])
+    app = web.Application(middlewares=[middleware(state.access), api_refusals])
     app[STATE] = state
     for name in ROUTE_MODULES:
         importlib.import_module(name).add_routes(app)
