@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,16 @@ def middleware(access: Access) -> Any:
     return guard
 
 
+async def read_form(request: web.Request) -> Mapping[str, Any]:
+    """The request's form fields; none when its body is no form that can be read (a
+    multipart without its boundary, text that is not its charset): the caller refuses what
+    it then misses."""
+    try:
+        return await request.post()
+    except ValueError:
+        return {}
+
+
 async def _csrf_refusal(request: web.Request, access: Access) -> str | None:
     origin = request.headers.get("Origin")
     if origin and urlsplit(origin).netloc != request.host:
@@ -155,7 +165,7 @@ async def _csrf_refusal(request: web.Request, access: Access) -> str | None:
     if request.headers.get(CSRF_HEADER):
         return None
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await read_form(request)
         field = form.get(CSRF_FIELD)
         if isinstance(field, str) and _same(field, access.csrf_token):
             return None
@@ -179,7 +189,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     from .app import STATE, error_response
 
     access = request.app[STATE].access
-    fields = await request.post() if request.method == "POST" else request.query
+    fields = await read_form(request) if request.method == "POST" else request.query
     token, target = fields.get("token"), fields.get("next") or "/"
     if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
         target = "/"

@@ -46,6 +46,7 @@ from ocsched.domain.errors import DomainError
 from ocsched.domain.json_text import parse_json
 from ocsched.projections import views
 
+from .access import read_form
 from .app import API_ROOT, STATE, error_response, json_response
 from .cache import Encoded
 from .events import event_filter, events_after, events_before, position_of
@@ -531,7 +532,7 @@ async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
             return error_response(400, "the body is not JSON")
         fields = loaded if isinstance(loaded, dict) else {}
     elif request.body_exists:  # (read already by the CSRF guard for a form: cached)
-        fields = dict(await request.post())
+        fields = dict(await read_form(request))
     reason = fields.get("reason")
     reason = reason.strip() or None if isinstance(reason, str) else None
     job = request.match_info["id"]

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ocsched.adapters.settings import Settings
 
@@ -55,6 +57,25 @@ class ServerState:
 
 
 STATE = web.AppKey("ocsched", ServerState)
+
+
+class _RefusedRequests(logging.Filter):
+    """A request aiohttp's own parser refused (a 4xx: a request line over its 8,190 bytes,
+    a malformed header) is the client's error: one warning line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            said = " ".join(str(error.message).split())[:200]
+            record.msg, record.args = "%s: %s %s", (record.getMessage(), error.code, said)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+SERVER_LOG = logging.getLogger("ocsched.http")
+"""aiohttp's server messages, in the program's one log channel."""
+SERVER_LOG.addFilter(_RefusedRequests())
 
 
 def json_response(
@@ -128,7 +149,9 @@ async def run_server(
 
     reads = Reads(settings, actor)
     state = ServerState(settings, access, reads, LogWatch(settings, reads, catch_up=catch_up))
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_app(state), access_log=None, handle_signals=False, logger=SERVER_LOG
+    )
     await runner.setup()
     watching = asyncio.create_task(state.watch.run())
     try:
