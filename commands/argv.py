@@ -147,6 +147,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ArgumentsError(self, message)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python before 3.12 drops `--` given as an option's own value (`--keep=--`) and
+        # hands the command an empty list: it is the text `--`, for the command to judge.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            return self._get_value(action, "--")
+        return super()._get_values(action, arg_strings)
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or ()):
             raise UnknownCommand(self, value, list(action.choices or ()))

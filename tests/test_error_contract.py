@@ -93,6 +93,13 @@ def test_a_bare_as_of_on_a_dispatch_command_is_an_argument_error(scheduler, args
     assert message in refused(scheduler, *args, status=2)
 
 
+def test_an_options_value_of_two_dashes_is_that_text(scheduler, job_id):
+    """`--keep=--`: Python before 3.12 handed the command an empty list."""
+    assert refused(scheduler, "backup", "--keep=--") == (
+        "--keep must be a whole number of 1 or more, got: --"
+    )
+
+
 def test_an_actor_of_invalid_utf8_in_the_environment_is_recorded_escaped(scheduler, job_id):
     scheduler.ok("jobs", "disable", job_id, env={"OCSCHED_ACTOR": "ops\udcff"})
     assert scheduler.ok("--json", "events", "show", job_id).json[-1]["actor"] == "ops\\xff"
