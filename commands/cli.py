@@ -404,10 +404,13 @@ def _route_dispatch(args: list[str]) -> list[str]:
 
 def _not_text(args: list[str]) -> str | None:
     """Invalid UTF-8 in argv reaches Python as surrogate escapes, which no store, pipe or
-    JSON document can hold: such an argument is refused before anything reads it."""
+    JSON document can hold: such an argument is refused before anything reads it. So is a
+    NUL, which no command line can carry (only a caller in this process can pass one)."""
     from .output import as_utf8
 
     for arg in args:
+        if "\x00" in arg:
+            return "A NUL character in an argument (no command line can carry one)"
         shown = as_utf8(arg)
         if shown is not arg:
             if len(shown) > 60:

@@ -99,6 +99,7 @@ def test_no_input_breaks_the_error_contract(store: FuzzStore, case: Case):
         Case(("team", "gate", "main", "-3857", '{"a": ' * 100_000, "7e-152")),
         Case(("dispatch", "done", "--label", "x", "--sha=\x00ocs1", "--checklist", "1")),
         Case(("backup", "--keep=--", "")),
+        Case(("backup", "--keep", "37", "\x00")),
     ],
     ids=repr,
 )

@@ -106,8 +106,17 @@ def test_an_actor_of_invalid_utf8_in_the_environment_is_recorded_escaped(schedul
 
 
 def test_a_control_character_in_an_echoed_argument_is_shown_escaped(scheduler):
-    message = refused(scheduler, "jobs", "get", "a\x00b\x1b[31m")
-    assert message == "Job not found: a\\x00b\\x1b[31m"
+    message = refused(scheduler, "jobs", "get", "a\x07b\x1b[31m")
+    assert message == "Job not found: a\\x07b\\x1b[31m"
+
+
+def test_a_nul_in_an_argument_is_refused_before_anything_reads_it(scheduler):
+    """No command line can carry one; a caller in this process can (a path with a NUL
+    was "embedded null byte" from the OS layer)."""
+    for args in (("jobs", "get", "a\x00b"), ("backup", "--keep", "3", "\x00")):
+        assert refused(scheduler, *args) == (
+            "A NUL character in an argument (no command line can carry one)"
+        )
 
 
 # --- huge and odd numbers ----------------------------------------------------------------------
