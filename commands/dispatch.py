@@ -65,13 +65,11 @@ class LooseParser(Parser):
             self.exit()
         unknown = [word for word in argv.args if word.startswith("--") and len(word) > 2]
         namespace.words = [word for word in argv.args if not word.startswith("--")]
-        namespace.option_error = (
-            unknown_option(unknown[0], known)
-            if unknown
-            else f"{bare[0]} needs a value: {NEEDS_A_VALUE[bare[0]]}"
-            if bare
-            else None
-        )
+        namespace.option_error = None
+        if unknown:
+            namespace.option_error = unknown_option(unknown[0], known)
+        elif bare:
+            namespace.option_error = f"{bare[0]} needs a value: {NEEDS_A_VALUE[bare[0]]}"
         return namespace, []
 
 

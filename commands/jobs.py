@@ -6,6 +6,8 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ocsched.domain.json_text import parse_json
+
 from .argv import group, lazy_command
 from .context import ConcurrentChange, Context
 from .output import (
@@ -452,8 +454,6 @@ def _job_id(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_json_argument(text: str, usage_hint: str) -> Any:
-    from ocsched.domain.json_text import parse_json
-
     try:
         return parse_json(text)
     except ValueError:

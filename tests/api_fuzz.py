@@ -193,14 +193,10 @@ class ApiFuzzServer:
             headers["Authorization"] = f"Bearer {token}"
         before = self.scheduler.event_count()
         try:
-            self.connection.request(case.method, case.target, body=case.body, headers=headers)
-            response = self.connection.getresponse()
-            body = response.read()
+            response, body = self._exchange(case, headers)
         except (http.client.HTTPException, OSError):
             self.connection.close()  # (a refused request may end the connection: again)
-            self.connection.request(case.method, case.target, body=case.body, headers=headers)
-            response = self.connection.getresponse()
-            body = response.read()
+            response, body = self._exchange(case, headers)
         if response.getheader("Connection", "").lower() == "close":
             self.connection.close()
         return Answer(
@@ -210,6 +206,13 @@ class ApiFuzzServer:
             before,
             self.scheduler.event_count(),
         )
+
+    def _exchange(
+        self, case: ApiCase, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        self.connection.request(case.method, case.target, body=case.body, headers=headers)
+        response = self.connection.getresponse()
+        return response, response.read()
 
     def log_tracebacks(self) -> int:
         return self.log_path.read_text().count("Traceback")
