@@ -527,6 +527,24 @@ def test_the_clock_reads_the_jobs_due_within_a_second_before_they_are_due(store)
     reactor.loader.close()
 
 
+def test_a_write_heard_is_looked_for_again_but_a_look_on_the_clock_is_one_look(store):
+    import asyncio
+
+    from ocsched.commands.reactor.scheduler import COMMIT_RECHECKS_S, Reactor
+
+    reactor = Reactor(store.ctx)
+    reactor._data_version = reactor.db().execute("PRAGMA data_version").fetchone()["data_version"]
+    statements: list[str] = []
+    reactor.db().set_trace_callback(statements.append)
+    asyncio.run(reactor._notice_others(woken=True))  # its commit may still be on its way
+    assert statements == ["PRAGMA data_version"] * len(COMMIT_RECHECKS_S)
+    statements.clear()
+    asyncio.run(reactor._notice_others(woken=False))  # idle: no commit to wait for
+    assert statements == ["PRAGMA data_version"]
+    reactor.db().close()
+    reactor.loader.close()
+
+
 def test_a_bursts_first_batch_fills_the_slots_and_starts_before_more_is_decided(store):
     from ocsched.commands.reactor.scheduler import BACKLOG, Reactor
 

@@ -501,8 +501,9 @@ class Reactor:
     async def watch(self) -> None:
         """Notice events appended by other processes, catch the read models up, reload the
         timers. SQLite has no push: inotify on the `-wal` file says when someone wrote, and
-        `PRAGMA data_version` whether a commit landed (re-checked briefly, as the commit
-        frame may still be on its way); without inotify, and for PostgreSQL, it polls."""
+        `PRAGMA data_version` whether a commit landed (re-checked briefly after a write is
+        heard, as the commit frame may still be on its way; looked at once on the idle
+        clock); without inotify, and for PostgreSQL, it polls."""
         written = asyncio.Event()
         database = self.ctx.settings.database
         watcher = None
@@ -518,13 +519,12 @@ class Reactor:
         fallback = IDLE_POLL_S if watcher else POLL_S
         try:
             while not self.stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    # While LISTEN is down (a lost connection), look as often as without it.
-                    heard = listener is not None and listener.listening.is_set()
-                    await asyncio.wait_for(written.wait(), IDLE_POLL_S if heard else fallback)
+                # While LISTEN is down (a lost connection), look as often as without it.
+                heard = listener is not None and listener.listening.is_set()
+                woken = await _heard_within(written, IDLE_POLL_S if heard else fallback)
                 written.clear()
                 try:
-                    await self._notice_others()
+                    await self._notice_others(woken)
                 except Exception as error:  # noqa: BLE001 - a failed look must not stop the watch
                     self._data_version = None  # look at the head again next time
                     fault = storage_fault(error)
@@ -580,9 +580,10 @@ class Reactor:
         listener.start(asyncio.get_running_loop())
         return listener
 
-    async def _notice_others(self) -> None:
-        # PostgreSQL notifies after the commit: its head is there at the first look.
-        rechecks = (0,) if self.ctx.settings.uses_postgres else COMMIT_RECHECKS_S
+    async def _notice_others(self, woken: bool) -> None:
+        # PostgreSQL notifies after the commit: its head is there at the first look. A look
+        # on the clock rather than a write heard has no commit on its way to wait for.
+        rechecks = COMMIT_RECHECKS_S if woken and not self.ctx.settings.uses_postgres else (0,)
         for pause in rechecks:
             if (head := self._head_moved()) and await self.writer.foreign(head):
                 # The timers are reloaded only from read models that hold `head`: a
@@ -713,3 +714,14 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+async def _heard_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds` (without a task made and cancelled for the
+    wait, as `wait_for` would)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -279,6 +279,16 @@ def thread_schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
     return int(fields[0]) / 1e9, int(fields[1]) / 1e9
 
 
+def threads_on_cpu(pid: int) -> dict[int, float]:
+    """Seconds each live thread of a process has spent on a CPU (`schedstat`, nanoseconds:
+    fine enough for an idle process, where `/proc/<pid>/stat`'s 10 ms ticks are not)."""
+    seconds = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            seconds[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+    return seconds
+
+
 def read_only(database: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
 

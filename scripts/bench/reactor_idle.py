@@ -9,8 +9,9 @@ one core and RSS <= 150 MiB; 10,000 jobs: CPU <= 0.3 % and RSS <= 100 MiB. Seedi
 
 Method: the jobs are seeded through the library before the daemon starts; the daemon is
 given `--settle` seconds to start, catch up and load its timers, then watched for
-`--seconds`: CPU is the daemon process's utime + stime delta over the window (from
-`/proc/<pid>/stat`, all its threads) divided by the window's wall time; RSS is the
+`--seconds`: CPU is the time the daemon's threads spent on a CPU over the window (from
+`/proc/<pid>/task/*/schedstat`, in nanoseconds: `/proc/<pid>/stat`'s 10 ms ticks made an
+idle minute's few tens of ms jump by a quarter) divided by the window's wall time; RSS is the
 largest `VmRSS` of `/proc/<pid>/status` seen, sampled every 0.25 s. The daemon's read
 models' process (`commands/reactor/projector.py`) does the daemon's work: its CPU and RSS
 are added to the daemon's. Its watchdog (`adapters/supervisor.py`) is reported on its own
@@ -26,11 +27,11 @@ from pathlib import Path
 from daemon_harness import (
     BenchHome,
     Daemon,
-    cpu_seconds,
     helpers,
     print_table,
     seed_jobs,
     shell_spec,
+    threads_on_cpu,
 )
 
 TARGETS = {10_000: (0.3, 100), 100_000: (0.1, 150)}
@@ -50,7 +51,7 @@ def rss_kib(pid: int) -> int:
 
 def watch(pids: list[int], seconds: float) -> tuple[dict[int, float], dict[int, int]]:
     """CPU % of one core and max RSS (KiB) of each process over `seconds`."""
-    start_cpu = {pid: cpu_seconds(pid)[0] for pid in pids}
+    start_cpu = {pid: threads_on_cpu(pid) for pid in pids}
     start = time.monotonic()
     peak = {pid: rss_kib(pid) for pid in pids}
     while (elapsed := time.monotonic() - start) < seconds:
@@ -58,7 +59,13 @@ def watch(pids: list[int], seconds: float) -> tuple[dict[int, float], dict[int, 
         for pid in pids:
             peak[pid] = max(peak[pid], rss_kib(pid))
     wall = time.monotonic() - start
-    cpu = {pid: (cpu_seconds(pid)[0] - start_cpu[pid]) / wall * 100 for pid in pids}
+    cpu = {}
+    for pid in pids:
+        end_cpu = threads_on_cpu(pid)
+        if start_cpu[pid].keys() - end_cpu.keys():
+            raise SystemExit(f"a thread of process {pid} ended in the window: its time is lost")
+        spent = sum(seconds - start_cpu[pid].get(tid, 0.0) for tid, seconds in end_cpu.items())
+        cpu[pid] = spent / wall * 100
     return cpu, peak
 
 
