@@ -285,7 +285,7 @@ def threads_on_cpu(pid: int) -> dict[int, float]:
     seconds = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
-            seconds[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+            seconds[int(task.name)] = thread_schedstat(pid, int(task.name))[0]
     return seconds
 
 
