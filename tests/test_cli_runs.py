@@ -59,6 +59,8 @@ def test_a_run_left_running_past_its_timeout_is_stale(scheduler, daemons, tmp_pa
     job = scheduler.add(spec, "--in", "1s")
     daemon = daemons.start()
     wait_until(marker.exists, what="the run to start")
+    # the shell can begin before the daemon's writer has recorded `Run.Started`
+    wait_until(lambda: scheduler.ok("--json", "runs", "running").json, what="the run recorded")
     daemon.stop(9)  # nobody left to time the run out: its record stays "running"
     stale = wait_until(lambda: scheduler.ok("--json", "runs", "stale").json, timeout=5)
     assert [r["job_id"] for r in stale] == [job["id"]]
