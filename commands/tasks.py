@@ -497,10 +497,12 @@ def _number(text: str | None, default: int, usage: str, what: str = "limit") -> 
 
 
 def _parse_json(text: str, error: str) -> Any:
-    from ocsched.domain.json_text import parse_json
+    from ocsched.domain.json_text import NotUnicodeText, parse_json_text
 
     try:
-        return parse_json(text)
+        return parse_json_text(text)
+    except NotUnicodeText as refused:
+        raise CommandError(f"The JSON {refused}") from None
     except ValueError:
         raise CommandError(error) from None
 

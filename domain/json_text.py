@@ -4,6 +4,7 @@ replies) read into values."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
@@ -15,3 +16,32 @@ def parse_json(text: str | bytes | bytearray, **options: Any) -> Any:
         return json.loads(text, **options)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+class NotUnicodeText(ValueError):
+    """JSON text whose strings hold a lone surrogate: not text UTF-8 can hold."""
+
+
+LONE_SURROGATE = "holds a lone surrogate (a \\ud800 escape without its pair)"
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_json_text(text: str | bytes | bytearray, **options: Any) -> Any:
+    """`parse_json` for a request that will be stored or answered: a `\\ud800` escape without
+    its pair decodes to a lone surrogate, which no UTF-8 store, log line or header can hold,
+    so such text is refused (`NotUnicodeText`) rather than failing wherever it is written.
+    (Replies and frames read from agents keep `parse_json`: their text is shown, not
+    refused.)"""
+    value = parse_json(text, **options)
+    if isinstance(text, str):
+        escaped = _SURROGATE_ESCAPE.search(text) is not None
+    else:
+        escaped = _SURROGATE_ESCAPE_BYTES.search(text) is not None
+    if escaped:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise NotUnicodeText(LONE_SURROGATE) from None
+    return value

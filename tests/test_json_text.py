@@ -1,6 +1,7 @@
 """JSON from outside the program nested deeper than the parser recurses: refused like any
 text that is not JSON, wherever it comes in (the CLI fuzzer found a command's argument;
-the same parser read messages, agents' replies, gateway frames and API bodies)."""
+the same parser read messages, agents' replies, gateway frames and API bodies); and API
+bodies whose strings no UTF-8 store can hold (the API fuzzer found a decision's reason)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from ocsched.domain.dispatch_rules.humanize import humanize
 from ocsched.domain.errors import ValidationError
-from ocsched.domain.json_text import parse_json
+from ocsched.domain.json_text import NotUnicodeText, parse_json, parse_json_text
 from ocsched.domain.message_spawn import SpawnRefused, spawn_job_spec
 from ocsched.domain.validation import validate_job_spec
 
@@ -26,6 +27,22 @@ def test_json_nested_too_deeply_is_a_value_error(text):
 
 def test_json_as_deep_as_the_parser_goes_still_parses():
     assert parse_json("[" * 500 + "]" * 500) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [r'{"reason": "\ud800"}', rb'{"next": ["ok", "\uDC80"]}', r'{"\udfff": 1}'],
+    ids=["value", "bytes-low-half", "key"],
+)
+def test_json_text_with_a_lone_surrogate_is_refused(text):
+    with pytest.raises(NotUnicodeText, match="lone surrogate"):
+        parse_json_text(text)
+    assert parse_json(text)  # (the plain reader keeps it: agents' replies are shown)
+
+
+def test_json_text_with_a_pair_or_an_escaped_backslash_is_text():
+    assert parse_json_text(r'{"a": "\ud83d\ude00"}') == {"a": "\U0001f600"}
+    assert parse_json_text(rb'{"a": "\\ud800"}') == {"a": "\\ud800"}
 
 
 def test_a_spawn_message_nested_too_deeply_is_refused():

@@ -351,6 +351,12 @@ def test_loopback_reads_are_open_and_a_decision_needs_the_token_and_the_csrf_gua
         opener.open(request)
     assert refused.value.code == 403
     assert cli(scheduler, "approvals", "list")[0]["job_id"] == ids["child"]
+    # a reason no UTF-8 store can hold (a lone surrogate's escape): refused, nothing decided
+    reject = approve.replace("/approve", "/reject")
+    bearer = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, _, body = call(reject, "POST", headers=bearer, body=rb'{"reason": "\ud800"}')
+    assert (status, body["ok"]) == (400, False) and "lone surrogate" in body["error"]
+    assert cli(scheduler, "approvals", "list")[0]["job_id"] == ids["child"]
     request = urllib.request.Request(
         approve, data=b"", method="POST", headers={"X-Requested-By": "test"}
     )
@@ -363,13 +369,7 @@ def test_loopback_reads_are_open_and_a_decision_needs_the_token_and_the_csrf_gua
     (approved,) = [e for e in history if e["type"] == "Approval.Approved"]
     assert (approved["actor"], approved["origin"]) == ("tester", "api")
     # with the token itself (no cookie): no CSRF header needed; nothing left to decide: 409
-    reject = approve.replace("/approve", "/reject")
-    status, _, body = call(
-        reject,
-        "POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        body=b'{"reason": "too late"}',
-    )
+    status, _, body = call(reject, "POST", headers=bearer, body=b'{"reason": "too late"}')
     assert (status, body["ok"]) == (409, False)
     assert body["error"].startswith("No pending approval for job")
 

@@ -27,6 +27,10 @@ def test_tasks_create_refuses_bad_specs_with_one_line(scheduler):
         ("not json", """Invalid JSON. Usage: tasks create '{"name":"..."}'"""),
         ('{"name":"x","expectedAgents":[]}', "expectedAgents must be a non-empty array"),
         ('{"expectedAgents":["a"]}', "name is required"),
+        (
+            r'{"name":"t\ud800","expectedAgents":["a"]}',
+            r"The JSON holds a lone surrogate (a \ud800 escape without its pair)",
+        ),
     ]:
         result = scheduler.run("tasks", "create", spec)
         assert (result.returncode, result.stderr.strip()) == (1, message)

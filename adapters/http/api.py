@@ -43,7 +43,7 @@ from ocsched.commands import (
 from ocsched.commands.context import Context
 from ocsched.commands.output import CommandError
 from ocsched.domain.errors import DomainError
-from ocsched.domain.json_text import parse_json
+from ocsched.domain.json_text import NotUnicodeText, parse_json_text
 from ocsched.projections import views
 
 from .access import read_form
@@ -93,7 +93,9 @@ class Query:
         text = request.query.get("cursor")
         if paged and text:
             try:
-                self._cursor = parse_json(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+                self._cursor = parse_json_text(
+                    base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+                )
             except (binascii.Error, ValueError):
                 raise BadRequest(f"cursor is not one this server gave: {text}") from None
 
@@ -527,7 +529,9 @@ async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
     fields: dict[str, Any] = {}
     if request.content_type == "application/json" and request.body_exists:
         try:
-            loaded = await request.json(loads=parse_json)
+            loaded = await request.json(loads=parse_json_text)
+        except NotUnicodeText as error:
+            return error_response(400, f"the body {error}")
         except ValueError:
             return error_response(400, "the body is not JSON")
         fields = loaded if isinstance(loaded, dict) else {}
