@@ -5,9 +5,12 @@ A case is one request to `ocsched serve` on 127.0.0.1, serving the CLI fuzzer's 
 store: an operation of the API's own OpenAPI document, its path parameters (seeded ids,
 their prefixes, hostile text), some of its query parameters and unknown ones with hostile
 values (percent-encoded, or raw: `%ZZ`, `%FF`), and for a decision a hostile body, content
-type and credentials. The property: never a 5xx; every refusal is the API's envelope,
-`{"ok": false, "error": "<one line>"}`; every answer is JSON; the log moves only when a
-decision was accepted; the server never logs a traceback.
+type and credentials. Decisions, the only writes, are drawn about a quarter of the time,
+often on the job that holds approvals, and after each one recorded that job gets a new
+pending approval, so later decisions read their bodies too. The property: never a 5xx;
+every refusal is the API's envelope, `{"ok": false, "error": "<one line>"}`; every answer
+is JSON; the log moves only when a decision was accepted; the server never logs a
+traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import base64
 import http.client
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +29,13 @@ from hypothesis import strategies as st
 
 from ocsched.adapters.http.openapi import document
 
-from .cli_fuzz import Seeds, fuzz_scheduler, seed_store, unreachable_gateway_url
+from .cli_fuzz import (
+    Seeds,
+    fuzz_scheduler,
+    held_for_approval,
+    seed_store,
+    unreachable_gateway_url,
+)
 from .conftest import Scheduler
 from .test_serve import Served
 
@@ -35,8 +45,13 @@ OPERATIONS = sorted(
     for method, spec in methods.items()
     if not path.endswith("/events/stream")  # (an answer that never ends)
 )
+WRITES = [operation for operation in OPERATIONS if operation[1] == "post"]
+DRAWN = OPERATIONS + WRITES * max(1, len(OPERATIONS) // (3 * max(len(WRITES), 1)))
+"""The operations a case is drawn from: the writes (the approval decisions, the only
+requests that record anything, with the most input to read) about a quarter of the time."""
 ID_KINDS = {
     "id": ("job", "run", "approval_job", "dispatch_id"),
+    "decision_id": ("approval_job",),  # a write's job: the one that holds approvals
     "label": ("label",),
 }
 HOSTILE = (
@@ -140,11 +155,14 @@ def fragments(seeds: Seeds, kind: str) -> st.SearchStrategy[str]:
 
 @st.composite
 def api_cases(draw: st.DrawFn, seeds: Seeds) -> ApiCase:
-    template, method, names = draw(st.sampled_from(OPERATIONS))
+    template, method, names = draw(st.sampled_from(DRAWN))
     path = template
     while "{" in path:
         start, end = path.index("{"), path.index("}")
-        path = path[:start] + draw(fragments(seeds, path[start + 1 : end])) + path[end + 1 :]
+        kind = path[start + 1 : end]
+        if method == "post" and kind == "id":
+            kind = "decision_id"
+        path = path[:start] + draw(fragments(seeds, kind)) + path[end + 1 :]
     asked = draw(st.lists(st.sampled_from([*names, "unknown", "limit"]), max_size=3))
     query = tuple((name, draw(fragments(seeds, name))) for name in asked)
     body = content_type = None
@@ -199,13 +217,30 @@ class ApiFuzzServer:
             response, body = self._exchange(case, headers)
         if response.getheader("Connection", "").lower() == "close":
             self.connection.close()
-        return Answer(
+        answer = Answer(
             response.status,
             response.getheader("Content-Type", ""),
             body,
             before,
             self.scheduler.event_count(),
         )
+        if answer.events_after > answer.events_before:
+            self._approval_pending_again()
+        return answer
+
+    def _approval_pending_again(self) -> None:
+        """A decision was recorded: the approval job gets a new pending approval, so that
+        later decisions reach the pending path too (a body only that path reads failed
+        once in CI), not just its 409."""
+        from ocsched.adapters.settings import Settings
+        from ocsched.commands.context import Context
+
+        ctx = Context(settings=Settings.from_environment(self.scheduler.env), actor="seed")
+        try:
+            (job,), (run, *_) = self.seeds.ids["approval_job"], self.seeds.ids["run"]
+            ctx.save(*held_for_approval(ctx, job, run, datetime.now(UTC)))
+        finally:
+            ctx.close()
 
     def _exchange(
         self, case: ApiCase, headers: dict[str, str]

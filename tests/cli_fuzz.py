@@ -630,10 +630,7 @@ def seed_store(scheduler: Scheduler) -> Seeds:
     a running run, a running and a done label, an imported label, an alias."""
     from ocsched.adapters.settings import Settings
     from ocsched.commands.context import Context
-    from ocsched.domain.approval import Approval
-    from ocsched.domain.dispatch import Dispatch
     from ocsched.domain.label import Label
-    from ocsched.domain.schedule import to_ts
 
     root = scheduler.add(shell_job(name="nightly"))["id"]
     other = scheduler.add(shell_job(name="hourly", schedule_cron="0 * * * *"))["id"]
@@ -651,25 +648,7 @@ def seed_store(scheduler: Scheduler) -> Seeds:
                 outcome = {"summary": "done", "shell_stdout": "out\n", "shell_exit_code": 0}
                 run.finish("ok", outcome, {}, ctx.meta(), now - timedelta(hours=1))
             runs.append(run)
-        dispatch = Dispatch(
-            id=str(uuid.uuid4()),
-            job_id=child,
-            kind="chain",
-            scheduled_for=to_ts(now),
-            source_run_id=runs[0].id,
-            retry_count=0,
-            meta=ctx.meta(),
-            timestamp=now,
-        )
-        approval = Approval(
-            id=str(uuid.uuid4()),
-            job_id=child,
-            dispatch_id=dispatch.id,
-            source_run_id=runs[0].id,
-            meta=ctx.meta(),
-            timestamp=now,
-        )
-        dispatch.hold(approval.id, ctx.meta(), now)
+        dispatch, approval = held_for_approval(ctx, child, runs[0].id, now)
         labels = []
         # "just-started" was enqueued before the guard stored prompts: `dispatch done` on it
         # warns twice (force-done, no taskPrompt) before it checks the SHA
@@ -713,6 +692,35 @@ def seed_store(scheduler: Scheduler) -> Seeds:
             "dispatch_id": [dispatch.id],
         }
     )
+
+
+def held_for_approval(ctx: Any, job_id: str, source_run_id: str, now: datetime) -> tuple:
+    """A chain dispatch of the job held for a new pending approval (the dispatch, the
+    approval), not saved yet; `ctx` is a `Context`."""
+    from ocsched.domain.approval import Approval
+    from ocsched.domain.dispatch import Dispatch
+    from ocsched.domain.schedule import to_ts
+
+    dispatch = Dispatch(
+        id=str(uuid.uuid4()),
+        job_id=job_id,
+        kind="chain",
+        scheduled_for=to_ts(now),
+        source_run_id=source_run_id,
+        retry_count=0,
+        meta=ctx.meta(),
+        timestamp=now,
+    )
+    approval = Approval(
+        id=str(uuid.uuid4()),
+        job_id=job_id,
+        dispatch_id=dispatch.id,
+        source_run_id=source_run_id,
+        meta=ctx.meta(),
+        timestamp=now,
+    )
+    dispatch.hold(approval.id, ctx.meta(), now)
+    return dispatch, approval
 
 
 def started_run(ctx: Any, job_id: str, started: datetime) -> Any:
