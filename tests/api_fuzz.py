@@ -19,7 +19,6 @@ import base64
 import http.client
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,8 +30,8 @@ from ocsched.adapters.http.openapi import document
 
 from .cli_fuzz import (
     Seeds,
+    approval_pending_again,
     fuzz_scheduler,
-    held_for_approval,
     seed_store,
     unreachable_gateway_url,
 )
@@ -225,22 +224,8 @@ class ApiFuzzServer:
             self.scheduler.event_count(),
         )
         if answer.events_after > answer.events_before:
-            self._approval_pending_again()
+            approval_pending_again(self.scheduler, self.seeds)
         return answer
-
-    def _approval_pending_again(self) -> None:
-        """A decision was recorded: the approval job gets a new pending approval, so that
-        later decisions reach the pending path too (a body only that path reads failed
-        once in CI), not just its 409."""
-        from ocsched.adapters.settings import Settings
-        from ocsched.commands.context import Context
-
-        ctx = Context(settings=Settings.from_environment(self.scheduler.env), actor="seed")
-        try:
-            (job,), (run, *_) = self.seeds.ids["approval_job"], self.seeds.ids["run"]
-            ctx.save(*held_for_approval(ctx, job, run, datetime.now(UTC)))
-        finally:
-            ctx.close()
 
     def _exchange(
         self, case: ApiCase, headers: dict[str, str]

@@ -694,6 +694,21 @@ def seed_store(scheduler: Scheduler) -> Seeds:
     )
 
 
+def approval_pending_again(scheduler: Scheduler, seeds: Seeds) -> None:
+    """A decision was recorded: the seeded approval job gets a new pending approval, so
+    that later decisions reach the pending path too (what only that path reads failed once
+    in CI), not just its refusal."""
+    from ocsched.adapters.settings import Settings
+    from ocsched.commands.context import Context
+
+    ctx = Context(settings=Settings.from_environment(scheduler.env), actor="seed")
+    try:
+        (job,), (run, *_) = seeds.ids["approval_job"], seeds.ids["run"]
+        ctx.save(*held_for_approval(ctx, job, run, datetime.now(UTC)))
+    finally:
+        ctx.close()
+
+
 def held_for_approval(ctx: Any, job_id: str, source_run_id: str, now: datetime) -> tuple:
     """A chain dispatch of the job held for a new pending approval (the dispatch, the
     approval), not saved yet; `ctx` is a `Context`."""
@@ -883,7 +898,8 @@ def _is_dispatch_usage(result: Result) -> bool:
 
 class FuzzStore:
     """The seeded store cases run against, made again every `reseed_every` cases (accepted
-    commands use the seeds up: a deleted job, a decided approval)."""
+    commands use the seeds up: a deleted job, a run cancelled); a decided approval is
+    replaced at once (`approval_pending_again`)."""
 
     def __init__(self, root: Path, reseed_every: int = 100) -> None:
         self.root = root
@@ -905,6 +921,9 @@ class FuzzStore:
         self.cases += 1
         files = self.root / f"store-{self.generation}" / f"files-{self.cases}"
         outcome = run_case(self.scheduler, self.seeds, case, files)
+        decided = {"approve", "reject"} & set(outcome.args[:4])
+        if decided and outcome.events_after > outcome.events_before:
+            approval_pending_again(self.scheduler, self.seeds)
         return outcome, problems(case, outcome)
 
     def check(self, case: Case) -> None:
