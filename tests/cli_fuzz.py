@@ -898,7 +898,7 @@ def _is_dispatch_usage(result: Result) -> bool:
 
 class FuzzStore:
     """The seeded store cases run against, made again every `reseed_every` cases (accepted
-    commands use the seeds up: a deleted job, a run cancelled); a decided approval is
+    commands use the seeds up: a deleted job, a disabled one); a decided approval is
     replaced at once (`approval_pending_again`)."""
 
     def __init__(self, root: Path, reseed_every: int = 100) -> None:
