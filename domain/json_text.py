@@ -4,7 +4,6 @@ replies) read into values."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 
@@ -24,9 +23,6 @@ class NotUnicodeText(ValueError):
 
 LONE_SURROGATE = "holds a lone surrogate (a \\ud800 escape without its pair)"
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
-
 
 def parse_json_text(text: str | bytes | bytearray, **options: Any) -> Any:
     """`parse_json` for a request that will be stored or answered: a `\\ud800` escape without
@@ -35,13 +31,8 @@ def parse_json_text(text: str | bytes | bytearray, **options: Any) -> Any:
     (Replies and frames read from agents keep `parse_json`: their text is shown, not
     refused.)"""
     value = parse_json(text, **options)
-    if isinstance(text, str):
-        escaped = _SURROGATE_ESCAPE.search(text) is not None
-    else:
-        escaped = _SURROGATE_ESCAPE_BYTES.search(text) is not None
-    if escaped:
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise NotUnicodeText(LONE_SURROGATE) from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotUnicodeText(LONE_SURROGATE) from None
     return value

@@ -18,12 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from ocsched.adapters.supervisor import Supervisor  # noqa: E402
+from ocsched.adapters.supervisor import Supervisor
 
 
 def shell_cpu_ms(argv: list[str], stdin: int, devnull: int) -> float:
