@@ -40,7 +40,15 @@ def test_an_isolated_job_runs_one_turn_and_delivers_the_reply(scheduler, daemons
     assert [(m["channel"], m["target"], m["message"]) for m in sent] == [
         ("telegram", "12345", "All quiet today.")
     ]
-    (delivery,) = scheduler.ok("--json", "deliveries", "list", "--run", run["id"]).json
+    # a send precedes its record (its idempotency key makes a repeat harmless): wait for it
+    (delivery,) = wait_until(
+        lambda: [
+            d
+            for d in scheduler.ok("--json", "deliveries", "list", "--run", run["id"]).json
+            if d["status"] != "pending"
+        ],
+        what="the delivery recorded",
+    )
     assert (delivery["status"], delivery["chunks_sent"]) == ("delivered", 1)
 
 
