@@ -44,8 +44,10 @@ def items(draw, low: int, high: int) -> str:
 
 @st.composite
 def expressions(draw) -> str:
+    """Five fields, or six with the seconds first."""
     fields = []
-    for low, high in BOUNDS:
+    bounds = [(0, 59), *BOUNDS] if draw(st.booleans()) else BOUNDS
+    for low, high in bounds:
         parts = draw(st.lists(items(low, high), min_size=1, max_size=3))
         fields.append(",".join(parts))
     return " ".join(fields)
@@ -73,7 +75,17 @@ def test_a_plain_expression_fires_when_croniter_says(expression, zone, moment):
 
 @pytest.mark.parametrize("zone", ZONES)
 @pytest.mark.parametrize(
-    "expression", ["*/5 * * * *", "0 3 * * *", "30 2 * * *", "0 1 * * *", "0 0 1,15 * 1-5"]
+    "expression",
+    [
+        "*/5 * * * *",
+        "0 3 * * *",
+        "30 2 * * *",
+        "0 1 * * *",
+        "0 0 1,15 * 1-5",
+        "*/20 */5 * * * *",
+        "15 30 2 * * *",
+        "59 59 1 * * *",
+    ],
 )
 def test_around_every_clock_change_of_2030_it_agrees_or_leaves_it_to_croniter(zone, expression):
     tz = ZoneInfo(zone)
@@ -99,6 +111,15 @@ def test_plain_expressions_are_answered_without_croniter():
     assert next_fire("0 9 1,15 * 1", now) == monday
 
 
+def test_six_fields_have_the_seconds_first():
+    now = datetime(2030, 3, 4, 23, 59, 58, 500_000, tzinfo=ZoneInfo("Europe/Berlin"))
+    second = now.replace(microsecond=0)
+    assert next_fire("* * * * * *", now) == second.replace(second=59)
+    assert next_fire("*/15 * * * * *", now) == second.replace(day=5, hour=0, minute=0, second=0)
+    assert next_fire("58 59 23 * * *", now) == second.replace(day=5)
+    assert next_fire("5 0 12 * * *", now) == second.replace(day=5, hour=12, minute=0, second=5)
+
+
 @pytest.mark.parametrize(
     "expression",
     [
@@ -106,7 +127,8 @@ def test_plain_expressions_are_answered_without_croniter():
         "5/10 * * * *",
         "0 0 * * mon",
         "@daily",
-        "0 0 0 * * *",
+        "0 0 0 * * * 2030",
+        "L 0 0 * * *",
         "0 0 31 2 *",
         "61 * * * *",
     ],
