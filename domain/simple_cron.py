@@ -40,16 +40,25 @@ def next_fire(expression: str, local_now: datetime) -> datetime | None:
         return None
     start = now.replace(tzinfo=None) + tick
     day = start.replace(hour=0, minute=0, second=0)
-    for _ in range(_SEARCH_DAYS):
-        if day.month in months and _day_matches(
-            day, days, weekdays, any_day=any_day, any_weekday=any_weekday
-        ):
+    last = day + timedelta(days=_SEARCH_DAYS)
+    while day < last:
+        if day.month not in months:
+            day = _next_month(day)
+            continue
+        if _day_matches(day, days, weekdays, any_day=any_day, any_weekday=any_weekday):
             moment = _first_time(day, start, hours, minutes, seconds)
             if moment is not None:
                 fire = moment.replace(tzinfo=local_now.tzinfo)
                 return fire if _plain_moment(fire) else None
         day += timedelta(days=1)
     return None  # never, or not within the search: croniter says which
+
+
+def _next_month(day: datetime) -> datetime:
+    """The first day of the month after `day`'s."""
+    if day.month == 12:
+        return day.replace(year=day.year + 1, month=1, day=1)
+    return day.replace(month=day.month + 1, day=1)
 
 
 def _first_time(
