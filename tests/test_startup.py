@@ -52,9 +52,17 @@ print(fire.isoformat(), calls, platform.architecture is architecture)
     assert out == ["2030-01-31T11:00:00+00:00", "[]", "True"]  # `L`: croniter's to answer
 
 
-def _jobs_add_imports(scheduler) -> set[str]:
+def _jobs_add_imports(scheduler, **fields) -> set[str]:
     completed = subprocess.run(
-        [sys.executable, "-X", "importtime", *OCSCHED[1:], "jobs", "add", json.dumps(shell_job())],
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            *OCSCHED[1:],
+            "jobs",
+            "add",
+            json.dumps(shell_job(**fields)),
+        ],
         env=scheduler.env,
         capture_output=True,
         text=True,
@@ -69,7 +77,19 @@ def _jobs_add_imports(scheduler) -> set[str]:
 def test_jobs_add_imports_neither_aiohttp_nor_the_gateway_nor_croniter(scheduler):
     imported = _jobs_add_imports(scheduler)
     assert not {"aiohttp", "ocsched.adapters.gateway"} & imported
-    assert "croniter" not in imported  # a plain cron is evaluated by domain/simple_cron.py
+    assert not _croniter_in(imported)  # a plain cron is evaluated by domain/simple_cron.py
+
+
+def test_a_plain_cron_with_seconds_is_evaluated_without_croniter(scheduler):
+    assert not _croniter_in(_jobs_add_imports(scheduler, schedule_cron="30 */5 * * * *"))
+
+
+def test_a_cron_that_simple_cron_leaves_alone_is_croniters(scheduler):
+    assert _croniter_in(_jobs_add_imports(scheduler, schedule_cron="0 0 L * *"))
+
+
+def _croniter_in(imported: set[str]) -> bool:
+    return any(name.split(".")[0] == "croniter" for name in imported)
 
 
 def test_jobs_add_on_a_store_imports_nothing_it_does_not_use(scheduler):
