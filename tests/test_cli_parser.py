@@ -377,7 +377,10 @@ def test_a_command_imports_only_its_own_module(scheduler):
     assert "ocsched.commands.jobs" in commands  # (-X importtime lists it with its time)
     for name in ("runs", "events", "dispatch", "daemon", "completion", "projections"):
         assert f"ocsched.commands.{name}" not in commands, name
-    assert not imported & {"shtab", "tqdm", "difflib", "eventsourcing", "croniter"}
+    # By top-level package: -X importtime may not list a package's own line (croniter's
+    # is missing; its module `croniter.croniter` is there).
+    unwanted = {"shtab", "tqdm", "difflib", "eventsourcing", "croniter"}
+    assert not {name.split(".")[0] for name in imported} & unwanted
     assert "ocsched.commands.as_of" in commands  # (`jobs list --as-of`)
 
 
