@@ -3,11 +3,12 @@
 Importing croniter costs a command ~15 ms (it brings dateutil and, through it, tempfile,
 bz2, lzma and ctypes), more than validating and saving a job, and its answers cost the
 daemon ~0.2 ms a run. Most expressions are plain: numbers, `*`, ranges, lists and steps in
-five fields, or six with the seconds first (croniter's `second_at_beginning`).
-`next_fire` evaluates those and answers None for anything else — names, nicknames, `L`,
-`W`, `#`, `?`, seven fields, a value out of range, a step on a single number, a local time
-that a clock change skips or repeats — which `domain/schedule.py` then asks croniter, whose
-answer (and error text) stays the rule; a property test holds the two to the same answers.
+five fields, or six with the seconds first (croniter's `second_at_beginning`), months and
+weekdays by number or by name (`jan`, `mon-fri`). `next_fire` evaluates those and answers
+None for anything else — nicknames, `L`, `W`, `#`, `?`, seven fields, a value out of range,
+a step on a single number, a range that wraps (`fri-mon`, `sat-sun`), a local time that a
+clock change skips or repeats — which `domain/schedule.py` then asks croniter, whose answer
+(and error text) stays the rule; a property test holds the two to the same answers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from datetime import UTC, datetime, timedelta
 _ITEM = re.compile(r"(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?")
 _BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour day month weekday
 _SECOND_BOUNDS = (0, 59)
+_WORD = re.compile(r"[A-Za-z]+")
+_MONTHS = {
+    name: str(number)
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_WEEKDAYS = {
+    name: str(number)
+    for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+}
 _SEARCH_DAYS = 366 * 4 + 1
 """A plain expression that fires at all fires within four years (29 February)."""
 
@@ -97,6 +109,11 @@ def _parse(
         seconds = sorted(second_values)
     if len(parts) != 5:
         return None
+    for index, names in ((3, _MONTHS), (4, _WEEKDAYS)):
+        numbered = _numbered(parts[index], names)
+        if numbered is None:
+            return None
+        parts[index] = numbered
     sets: list[set[int]] = []
     for text, (low, high) in zip(parts, _BOUNDS, strict=True):
         values = _field(text, low, high)
@@ -115,6 +132,17 @@ def _parse(
         return None  # every day written out: croniter takes some such fields for `*`
     minutes, hours = sorted(sets[0]), sorted(sets[1])
     return (seconds, minutes, hours, sets[2], sets[3], weekdays, any_day, any_weekday)
+
+
+def _numbered(text: str, names: dict[str, str]) -> str | None:
+    """The field with its names (`jan`, `MON`) as numbers, as croniter reads them; None for
+    a word that is not one."""
+    if text.isdigit() or not any(character.isalpha() for character in text):
+        return text
+    words = _WORD.findall(text)
+    if any(word.lower() not in names for word in words):
+        return None
+    return _WORD.sub(lambda word: names[word.group().lower()], text)
 
 
 def _field(text: str, low: int, high: int) -> set[int] | None:

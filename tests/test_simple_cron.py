@@ -26,19 +26,37 @@ ZONES = [
 BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
 
 
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+NAMES = {(1, 12): dict(enumerate(MONTHS, 1)), (0, 7): dict(enumerate(WEEKDAYS))}
+
+
 @st.composite
 def items(draw, low: int, high: int) -> str:
     kind = draw(st.sampled_from(["star", "number", "range", "star-step", "range-step", "odd"]))
     a = draw(st.integers(low, high))
     b = draw(st.integers(a, high))
     step = draw(st.integers(1, max(1, high - low)))
+    names = NAMES.get((low, high), {})
+
+    def value(number: int) -> str:  # a month or weekday by name, sometimes (as croniter reads)
+        name = names.get(number)
+        if name is None or not draw(st.booleans()):
+            return str(number)
+        return draw(st.sampled_from([name, name.upper(), name.title()]))
+
+    a_text, b_text = value(a), value(b)
     return {
         "star": "*",
-        "number": str(a),
-        "range": f"{a}-{b}",
+        "number": a_text,
+        "range": f"{a_text}-{b_text}",
         "star-step": f"*/{step}",
-        "range-step": f"{a}-{b}/{step}",
-        "odd": draw(st.sampled_from(["L", "5/10", "mon", "?", f"{b}-{a}", "1W", "*/0", "99"])),
+        "range-step": f"{a_text}-{b_text}/{step}",
+        "odd": draw(
+            st.sampled_from(
+                ["L", "5/10", "mon/2", "monday", "?", f"{b}-{a}", "sat-sun", "1W", "*/0", "99"]
+            )
+        ),
     }[kind]
 
 
@@ -85,6 +103,8 @@ def test_a_plain_expression_fires_when_croniter_says(expression, zone, moment):
         "*/20 */5 * * * *",
         "15 30 2 * * *",
         "59 59 1 * * *",
+        "30 2 * mar,oct sun",  # the hour a clock change skips or repeats, on its Sundays
+        "0 30 2 * * SUN",
     ],
 )
 def test_around_every_clock_change_of_2030_it_agrees_or_leaves_it_to_croniter(zone, expression):
@@ -101,6 +121,14 @@ def test_around_every_clock_change_of_2030_it_agrees_or_leaves_it_to_croniter(zo
                     assert ours.astimezone(UTC) == by_croniter(expression, local_now)
         offsets = {offset}
         moment += timedelta(hours=1)
+
+
+def test_months_and_weekdays_may_be_named():
+    now = datetime(2030, 3, 4, 10, 7, 30, tzinfo=UTC)  # a Monday
+    assert next_fire("0 9 * * mon-fri", now) == datetime(2030, 3, 5, 9, tzinfo=UTC)
+    assert next_fire("0 9 * JAN,Jul SUN", now) == datetime(2030, 7, 7, 9, tzinfo=UTC)
+    for wrapping in ("0 9 * * sat-sun", "0 9 * dec-jan *", "0 9 * * monday"):
+        assert next_fire(wrapping, now) is None  # croniter's to answer
 
 
 def test_plain_expressions_are_answered_without_croniter():
@@ -125,7 +153,7 @@ def test_six_fields_have_the_seconds_first():
     [
         "0 0 L * *",
         "5/10 * * * *",
-        "0 0 * * mon",
+        "0 0 * * fri#2",
         "@daily",
         "0 0 0 * * * 2030",
         "L 0 0 * * *",
