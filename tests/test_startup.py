@@ -80,8 +80,9 @@ def test_jobs_add_imports_neither_aiohttp_nor_the_gateway_nor_croniter(scheduler
     assert not _croniter_in(imported)  # a plain cron is evaluated by domain/simple_cron.py
 
 
-def test_a_plain_cron_with_seconds_is_evaluated_without_croniter(scheduler):
-    assert not _croniter_in(_jobs_add_imports(scheduler, schedule_cron="30 */5 * * * *"))
+@pytest.mark.parametrize("cron", ["30 */5 * * * *", "0 9 * * mon-fri"])
+def test_a_plain_cron_with_seconds_or_names_is_evaluated_without_croniter(scheduler, cron):
+    assert not _croniter_in(_jobs_add_imports(scheduler, schedule_cron=cron))
 
 
 def test_a_cron_that_simple_cron_leaves_alone_is_croniters(scheduler):
