@@ -4,11 +4,12 @@ Importing croniter costs a command ~15 ms (it brings dateutil and, through it, t
 bz2, lzma and ctypes), more than validating and saving a job, and its answers cost the
 daemon ~0.2 ms a run. Most expressions are plain: numbers, `*`, ranges, lists and steps in
 five fields, or six with the seconds first (croniter's `second_at_beginning`), months and
-weekdays by number or by name (`jan`, `mon-fri`). `next_fire` evaluates those and answers
-None for anything else — nicknames, `L`, `W`, `#`, `?`, seven fields, a value out of range,
-a step on a single number, a range that wraps (`fri-mon`, `sat-sun`), a local time that a
-clock change skips or repeats — which `domain/schedule.py` then asks croniter, whose answer
-(and error text) stays the rule; a property test holds the two to the same answers.
+weekdays by number or by name (`jan`, `mon-fri`), and the nicknames (`@daily`). `next_fire`
+evaluates those and answers None for anything else — `L`, `W`, `#`, `?`, `H`, `@reboot`,
+seven fields, a value out of range, a step on a single number, a range that wraps
+(`fri-mon`, `sat-sun`), a local time that a clock change skips or repeats — which
+`domain/schedule.py` then asks croniter, whose answer (and error text) stays the rule; a
+property test holds the two to the same answers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from datetime import UTC, datetime, timedelta
 _ITEM = re.compile(r"(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?")
 _BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute hour day month weekday
 _SECOND_BOUNDS = (0, 59)
+_NICKNAMES = {
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+"""What croniter reads each nickname as (the whole expression, in any case)."""
 _WORD = re.compile(r"[A-Za-z]+")
 _MONTHS = {
     name: str(number)
@@ -100,7 +111,7 @@ def _parse(
     cron jobs asks for the same few."""
     if not expression.isascii():
         return None
-    parts = expression.split()
+    parts = _NICKNAMES.get(expression.lower(), expression).split()
     seconds: list[int] | None = None
     if len(parts) == 6:
         second_values = _field(parts.pop(0), *_SECOND_BOUNDS)

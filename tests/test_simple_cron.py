@@ -105,6 +105,8 @@ def test_a_plain_expression_fires_when_croniter_says(expression, zone, moment):
         "59 59 1 * * *",
         "30 2 * mar,oct sun",  # the hour a clock change skips or repeats, on its Sundays
         "0 30 2 * * SUN",
+        "@daily",  # midnight: some zones change their clocks then
+        "@hourly",
     ],
 )
 def test_around_every_clock_change_of_2030_it_agrees_or_leaves_it_to_croniter(zone, expression):
@@ -131,6 +133,18 @@ def test_months_and_weekdays_may_be_named():
         assert next_fire(wrapping, now) is None  # croniter's to answer
 
 
+@pytest.mark.parametrize(
+    "nickname",
+    ["@midnight", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@DAILY"],
+)
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Australia/Lord_Howe"])
+def test_a_nickname_fires_when_croniter_says(nickname, zone):
+    local_now = datetime(2030, 3, 4, 10, 7, 30, tzinfo=UTC).astimezone(ZoneInfo(zone))
+    ours = next_fire(nickname, local_now)
+    assert ours is not None
+    assert ours.astimezone(UTC) == by_croniter(nickname, local_now)
+
+
 def test_plain_expressions_are_answered_without_croniter():
     now = datetime(2030, 3, 4, 10, 7, 30, tzinfo=ZoneInfo("Europe/Berlin"))
     assert next_fire("*/5 * * * *", now) == now.replace(minute=10, second=0)
@@ -154,7 +168,8 @@ def test_six_fields_have_the_seconds_first():
         "0 0 L * *",
         "5/10 * * * *",
         "0 0 * * fri#2",
-        "@daily",
+        "@reboot",
+        " @daily",
         "0 0 0 * * * 2030",
         "L 0 0 * * *",
         "0 0 31 2 *",
