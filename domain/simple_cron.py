@@ -33,16 +33,10 @@ _NICKNAMES = {
 }
 """What croniter reads each nickname as (the whole expression, in any case)."""
 _WORD = re.compile(r"[A-Za-z]+")
-_MONTHS = {
-    name: str(number)
-    for number, name in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
-    )
-}
-_WEEKDAYS = {
-    name: str(number)
-    for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
-}
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTHS = {name: str(number) for number, name in enumerate(_MONTH_NAMES, 1)}
+_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKDAYS = {name: str(number) for number, name in enumerate(_WEEKDAY_NAMES)}
 _SEARCH_DAYS = 366 * 4 + 1
 """A plain expression that fires at all fires within four years (29 February)."""
 
@@ -148,10 +142,7 @@ def _parse(
 def _numbered(text: str, names: dict[str, str]) -> str | None:
     """The field with its names (`jan`, `MON`) as numbers, as croniter reads them; None for
     a word that is not one."""
-    if text.isdigit() or not any(character.isalpha() for character in text):
-        return text
-    words = _WORD.findall(text)
-    if any(word.lower() not in names for word in words):
+    if any(word.lower() not in names for word in _WORD.findall(text)):
         return None
     return _WORD.sub(lambda word: names[word.group().lower()], text)
 
