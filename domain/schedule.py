@@ -76,11 +76,32 @@ def check_cron(expression: str, tz: str) -> None:
         raise ValidationError(f'Invalid cron expression "{expression}": it never fires')
 
 
+_LAST_FIRES: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+"""Per expression and zone, the last answer: (`now` asked, the fire found). Nothing
+matches between the two, so the same fire answers any `now` from the one asked up to the
+fire: every job of a burst that shares an expression asks for its next fire from the same
+slot, and again from the end of its run, both within that span."""
+_LAST_FIRES_KEPT = 4096
+
+
 def next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:
     """The first instant strictly after `now` that matches, evaluated in zone `tz`.
 
     None for an expression that never fires (the at-job sentinel `0 0 31 2 *`).
     """
+    key = (expression, tz)
+    last = _LAST_FIRES.get(key)
+    if last is not None and now.tzinfo is not None and last[0] <= now < last[1]:
+        return last[1]
+    fire = _next_cron_fire(expression, tz, now)
+    if fire is not None and now.tzinfo is not None:
+        if len(_LAST_FIRES) >= _LAST_FIRES_KEPT:
+            _LAST_FIRES.clear()
+        _LAST_FIRES[key] = (now, fire)
+    return fire
+
+
+def _next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:
     if expression.strip().lower() == "@reboot":
         raise ValidationError(f'Invalid cron expression "{expression}": @reboot is not supported')
     local_now = now.astimezone(zone(tz))

@@ -11,6 +11,7 @@ from croniter.croniter import CroniterBadDateError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocsched.domain import schedule
 from ocsched.domain.schedule import next_cron_fire
 from ocsched.domain.simple_cron import next_fire
 
@@ -182,3 +183,21 @@ def test_anything_else_is_left_to_croniter(expression):
 
 def test_a_never_firing_expression_still_never_fires():
     assert next_cron_fire("0 0 30 2 *", "UTC", datetime(2030, 1, 1, tzinfo=UTC)) is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    expression=st.sampled_from(["0 9 * * *", "*/7 * * * * *", "30 2 * * sun", "0 0 L * *"]),
+    zone=st.sampled_from(ZONES),
+    start=MOMENTS,
+    steps=st.lists(st.integers(-90_000, 90_000), min_size=1, max_size=12),
+)
+def test_a_remembered_next_fire_is_the_one_asked_afresh(expression, zone, start, steps):
+    """The next fire found for a moment answers later moments up to it (a burst's jobs that
+    share an expression): moments asked in any order get what a fresh search gives."""
+    moment = start.replace(tzinfo=UTC)
+    for seconds in steps:
+        moment += timedelta(seconds=seconds, microseconds=seconds % 1000)
+        asked = next_cron_fire(expression, zone, moment)
+        schedule._LAST_FIRES.clear()
+        assert asked == next_cron_fire(expression, zone, moment), (expression, zone, moment)
