@@ -89,12 +89,14 @@ def next_cron_fire(expression: str, tz: str, now: datetime) -> datetime | None:
 
     None for an expression that never fires (the at-job sentinel `0 0 31 2 *`).
     """
+    if now.tzinfo is None:  # (not comparable with the answers kept, which are aware)
+        return _next_cron_fire(expression, tz, now)
     key = (expression, tz)
     last = _LAST_FIRES.get(key)
-    if last is not None and now.tzinfo is not None and last[0] <= now < last[1]:
+    if last is not None and last[0] <= now < last[1]:
         return last[1]
     fire = _next_cron_fire(expression, tz, now)
-    if fire is not None and now.tzinfo is not None:
+    if fire is not None:
         if len(_LAST_FIRES) >= _LAST_FIRES_KEPT:
             _LAST_FIRES.clear()
         _LAST_FIRES[key] = (now, fire)
